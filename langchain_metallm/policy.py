@@ -1,0 +1,276 @@
+"""LinUCB contextual bandit over query embeddings, in plain numpy (no LangChain).
+
+One ridge regression per arm (MetaLLM): ``A_j = ridge * I + sum x x^T`` and
+``b_j = sum r x`` are the source of truth; ``A_j^-1`` and ``theta_j`` are caches
+kept current by Sherman-Morrison, so an update costs O(d^2) and no call inverts.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+from scipy.linalg import blas
+
+FloatArray = NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class RouteDecision:
+    """Which arm LinUCB picks for one query, and why.
+
+    ``expected_reward`` is ``x^T theta`` of the chosen arm and ``ucb`` adds the
+    exploration bonus ``alpha * sqrt(x^T A^-1 x)``; ``ucbs`` holds every arm's
+    bound so callers can fall back to the next-best arm.
+    """
+
+    arm: int
+    model: str
+    expected_reward: float
+    ucb: float
+    ucbs: tuple[float, ...]
+
+    def ranking(self) -> list[int]:
+        """Arms from best to worst upper confidence bound."""
+        return sorted(range(len(self.ucbs)), key=lambda j: -self.ucbs[j])
+
+
+class LinUCBPolicy:
+    """Disjoint LinUCB: ``argmax_j x^T theta_j + alpha * sqrt(x^T A_j^-1 x)``.
+
+    Thread-safe: ``select`` and ``update`` may be called from many threads.
+    """
+
+    def __init__(
+        self,
+        arms: Sequence[str],
+        dim: int,
+        *,
+        alpha: float = 0.1,
+        ridge: float = 1.0,
+    ) -> None:
+        names = list(arms)
+        if len(names) < 1:
+            raise ValueError("arms: at least one arm is required")
+        if len(set(names)) != len(names):
+            raise ValueError(f"arms: names must be unique, got {names}")
+        if not isinstance(dim, int) or dim < 1:
+            raise ValueError(f"dim: must be a positive integer, got {dim!r}")
+        _check_non_negative("alpha", alpha)
+        if not np.isfinite(ridge) or ridge <= 0:
+            raise ValueError(f"ridge: must be > 0, got {ridge!r}")
+        self.arms: tuple[str, ...] = tuple(names)
+        self.dim = dim
+        self.alpha = float(alpha)
+        self.ridge = float(ridge)
+        k = len(names)
+        eye = np.eye(dim)
+        self._A: FloatArray = np.repeat(eye[None] * self.ridge, k, axis=0)
+        self._b: FloatArray = np.zeros((k, dim))
+        self._A_inv: FloatArray = np.repeat(eye[None] / self.ridge, k, axis=0)
+        self._theta: FloatArray = np.zeros((k, dim))
+        self._counts = np.zeros(k, dtype=np.int64)
+        self._lock = threading.RLock()
+
+    @property
+    def n_arms(self) -> int:
+        """Number of arms."""
+        return len(self.arms)
+
+    @property
+    def counts(self) -> NDArray[np.int64]:
+        """How many rewards each arm has learned from (a copy)."""
+        with self._lock:
+            return self._counts.copy()
+
+    @property
+    def A(self) -> FloatArray:  # noqa: N802 - the paper's name
+        """Per-arm ``ridge * I + sum x x^T``, shape (arms, dim, dim) (a copy)."""
+        with self._lock:
+            return self._A.copy()
+
+    @property
+    def b(self) -> FloatArray:
+        """Per-arm ``sum r x``, shape (arms, dim) (a copy)."""
+        with self._lock:
+            return self._b.copy()
+
+    @property
+    def theta(self) -> FloatArray:
+        """Per-arm ridge coefficients ``A^-1 b``, shape (arms, dim) (a copy)."""
+        with self._lock:
+            return self._theta.copy()
+
+    def check_context(self, x: ArrayLike) -> FloatArray:
+        """Return ``x`` as a finite float64 vector of this policy's dimension."""
+        vec = np.asarray(x, dtype=np.float64)
+        if vec.shape != (self.dim,):
+            raise ValueError(
+                f"context: expected a vector of dimension {self.dim}, "
+                f"got shape {vec.shape}"
+            )
+        if not np.all(np.isfinite(vec)):
+            raise ValueError("context: contains NaN or infinity")
+        return vec
+
+    def predict(self, X: ArrayLike) -> tuple[FloatArray, FloatArray]:  # noqa: N803
+        """Expected reward and confidence width per query and arm, each (n, arms)."""
+        ctx = self._check_matrix(X)
+        with self._lock:
+            mean = ctx @ self._theta.T
+            proj = np.einsum("kij,nj->nki", self._A_inv, ctx)
+            width = np.sqrt(np.maximum(np.einsum("nki,ni->nk", proj, ctx), 0.0))
+        return mean, width
+
+    def select(self, x: ArrayLike) -> RouteDecision:
+        """Pick the arm with the highest upper confidence bound for context ``x``."""
+        vec = self.check_context(x)
+        k, d = self._A_inv.shape[:2]
+        with self._lock:
+            mean = np.einsum("ki,i->k", self._theta, vec)
+            proj = blas.dgemv(1.0, self._A_inv.reshape(k * d, d).T, vec, trans=1)
+            quad = np.einsum("ki,i->k", proj.reshape(k, d), vec)
+        return self._decide(mean, np.sqrt(np.maximum(quad, 0.0)))
+
+    def select_many(self, X: ArrayLike) -> list[RouteDecision]:  # noqa: N803
+        """``select`` for each row of ``X``, vectorised."""
+        mean, width = self.predict(X)
+        return [self._decide(m, w) for m, w in zip(mean, width, strict=True)]
+
+    def update(self, arm: int, x: ArrayLike, reward: float) -> None:
+        """Learn that ``arm`` earned ``reward`` on context ``x``.
+
+        ``A += x x^T``, ``b += r x``; the cached inverse and ``theta`` follow by
+        Sherman-Morrison. Rank-1 updates run in place through scipy's BLAS (symmetric
+        matrices, so the transpose is the Fortran-ordered view ``dger`` writes to).
+        """
+        self._check_arm(arm)
+        vec = self.check_context(x)
+        r = _check_finite("reward", reward)
+        with self._lock:
+            a_inv = self._A_inv[arm]
+            u = blas.dgemv(1.0, a_inv.T, vec)
+            scale = 1.0 / (1.0 + vec @ u)
+            b = self._b[arm]
+            # theta' = A'^-1 (b + r x) with A'^-1 x = scale * u: O(d), no d^2 product.
+            self._theta[arm] += (r - u @ b) * scale * u
+            blas.dger(-scale, u, u, a=a_inv.T, overwrite_a=True)
+            b += r * vec
+            blas.dger(1.0, vec, vec, a=self._A[arm].T, overwrite_a=True)
+            self._counts[arm] += 1
+
+    def fit(self, X: ArrayLike, rewards: ArrayLike) -> None:  # noqa: N803
+        """Warm start from recorded outcomes: the same ``A`` and ``b`` as one
+        ``update`` per observed (row, arm), in one pass.
+
+        ``rewards`` has shape (n, arms); NaN means "not observed" and leaves that
+        arm untouched for that row.
+        """
+        ctx = self._check_matrix(X)
+        r = np.asarray(rewards, dtype=np.float64)
+        if r.shape != (ctx.shape[0], self.n_arms):
+            raise ValueError(
+                f"rewards: expected shape ({ctx.shape[0]}, {self.n_arms}), "
+                f"got {r.shape}"
+            )
+        if np.any(np.isinf(r)):
+            raise ValueError("rewards: contain infinity")
+        observed = ~np.isnan(r)
+        with self._lock:
+            A, b = self._A.copy(), self._b.copy()  # noqa: N806
+            for arm in range(self.n_arms):
+                rows = ctx[observed[:, arm]]
+                A[arm] += rows.T @ rows
+                b[arm] += rows.T @ r[observed[:, arm], arm]
+            self._set_statistics(A, b, self._counts + observed.sum(axis=0))
+
+    def statistics(self) -> tuple[FloatArray, FloatArray, NDArray[np.int64]]:
+        """Copies of the sufficient statistics ``(A, b, counts)``, taken together."""
+        with self._lock:
+            return self._A.copy(), self._b.copy(), self._counts.copy()
+
+    def load_statistics(
+        self,
+        A: ArrayLike,  # noqa: N803
+        b: ArrayLike,
+        counts: ArrayLike,
+    ) -> None:
+        """Replace the learned state with ``(A, b, counts)``; caches are rebuilt."""
+        k, d = self.n_arms, self.dim
+        a_mat = np.array(A, dtype=np.float64)
+        b_vec = np.array(b, dtype=np.float64)
+        n = np.array(counts, dtype=np.int64)
+        for name, arr, shape in (("A", a_mat, (k, d, d)), ("b", b_vec, (k, d))):
+            if arr.shape != shape:
+                raise ValueError(f"{name}: expected shape {shape}, got {arr.shape}")
+            if not np.all(np.isfinite(arr)):
+                raise ValueError(f"{name}: contains NaN or infinity")
+        if n.shape != (k,) or np.any(n < 0):
+            raise ValueError(f"counts: expected {k} non-negative integers, got {n}")
+        if not np.allclose(a_mat, a_mat.transpose(0, 2, 1), rtol=0, atol=1e-8):
+            raise ValueError("A: must be symmetric")
+        with self._lock:
+            self._set_statistics(a_mat, b_vec, n)
+
+    def _set_statistics(
+        self,
+        A: FloatArray,  # noqa: N803
+        b: FloatArray,
+        counts: NDArray[np.int64],
+    ) -> None:
+        """Install new statistics and rebuild the caches, all or nothing."""
+        try:
+            a_inv = np.linalg.inv(A)
+        except np.linalg.LinAlgError as exc:
+            raise ValueError(f"A: not invertible ({exc})") from exc
+        if np.any(np.linalg.eigvalsh(A)[:, 0] <= 0):
+            raise ValueError("A: must be positive definite")
+        a_inv = (a_inv + a_inv.transpose(0, 2, 1)) / 2
+        self._A, self._b, self._counts = A, b, counts
+        self._A_inv = np.ascontiguousarray(a_inv)
+        self._theta = np.einsum("kij,kj->ki", self._A_inv, b)
+
+    def _decide(self, mean: FloatArray, width: FloatArray) -> RouteDecision:
+        ucb = mean + self.alpha * width
+        arm = int(np.argmax(ucb))
+        return RouteDecision(
+            arm=arm,
+            model=self.arms[arm],
+            expected_reward=float(mean[arm]),
+            ucb=float(ucb[arm]),
+            ucbs=tuple(float(u) for u in ucb),
+        )
+
+    def _check_arm(self, arm: int) -> None:
+        if isinstance(arm, bool) or not isinstance(arm, (int, np.integer)):
+            raise TypeError(f"arm: expected an integer index, got {arm!r}")
+        if not 0 <= arm < self.n_arms:
+            raise ValueError(f"arm: {arm} is out of range for {self.n_arms} arms")
+
+    def _check_matrix(self, X: ArrayLike) -> FloatArray:  # noqa: N803
+        mat = np.asarray(X, dtype=np.float64)
+        if mat.ndim != 2 or mat.shape[1] != self.dim:
+            raise ValueError(
+                f"contexts: expected shape (n, {self.dim}), got {mat.shape}"
+            )
+        if not np.all(np.isfinite(mat)):
+            raise ValueError("contexts: contain NaN or infinity")
+        return mat
+
+
+def _check_finite(name: str, value: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
+        raise TypeError(f"{name}: expected a number, got {type(value).__name__}")
+    if not np.isfinite(value):
+        raise ValueError(f"{name}: must be finite, got {value!r}")
+    return float(value)
+
+
+def _check_non_negative(name: str, value: float) -> float:
+    number = _check_finite(name, value)
+    if number < 0:
+        raise ValueError(f"{name}: must be >= 0, got {value!r}")
+    return number
