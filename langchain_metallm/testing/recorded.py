@@ -1,0 +1,123 @@
+"""Recorded answers keyed by question, found even when a prompt wraps the question.
+
+Rows follow the gsm8k2 format (``prompt`` and ``responses: {model: text}``). Lookup
+tries the exact text, then whitespace-normalised text, then the longest recorded
+question contained in the message (found through an index of question prefixes).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+_TOKEN = re.compile(r"\w+|[^\w\s]")
+_PREFIX_CHARS = 48
+
+
+def count_tokens(text: str) -> int:
+    """Deterministic token count: words and single punctuation marks."""
+    return len(_TOKEN.findall(text))
+
+
+def normalise(text: str) -> str:
+    """Collapse runs of whitespace to one space and strip the ends."""
+    return " ".join(text.split())
+
+
+def fallback_reply(model: str, message: str) -> str:
+    """A short reply derived from a hash of model and message: same input, same text."""
+    digest = hashlib.sha256(f"{model}\n{normalise(message)}".encode()).hexdigest()
+    number = int(digest[:8], 16) % 1000
+    return (
+        f"[{model}] No recorded answer for this question (replay {digest[:10]}).\n"
+        f"#### {number}"
+    )
+
+
+class RecordedAnswers:
+    """Each model's recorded response to each known question."""
+
+    def __init__(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        """Index ``rows``; each needs a ``prompt`` string and a ``responses`` dict."""
+        self._exact: dict[str, dict[str, str]] = {}
+        self._normalised: dict[str, dict[str, str]] = {}
+        models: dict[str, None] = {}
+        for number, row in enumerate(rows, start=1):
+            prompt, responses = _check_row(row, number)
+            self._exact.setdefault(prompt.strip(), responses)
+            self._normalised.setdefault(normalise(prompt), responses)
+            models.update(dict.fromkeys(responses))
+        self._models = tuple(models)
+        shortest = min((len(key) for key in self._normalised), default=1)
+        self._prefix_len = max(1, min(_PREFIX_CHARS, shortest))
+        self._by_prefix: dict[str, list[str]] = {}
+        for key in self._normalised:
+            self._by_prefix.setdefault(key[: self._prefix_len], []).append(key)
+
+    @classmethod
+    def from_jsonl(cls, path: str | Path) -> RecordedAnswers:
+        """Load a gsm8k2-style JSON-lines file."""
+        rows: list[dict[str, Any]] = []
+        with Path(path).open(encoding="utf-8") as lines:
+            for number, line in enumerate(lines, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as err:
+                    msg = f"{path}: line {number} is not valid JSON ({err.msg})"
+                    raise ValueError(msg) from err
+        return cls(rows)
+
+    @property
+    def models(self) -> tuple[str, ...]:
+        """Model names with recorded responses, in first-seen order."""
+        return self._models
+
+    def __len__(self) -> int:
+        """Number of distinct questions."""
+        return len(self._normalised)
+
+    def responses_for(self, message: str) -> Mapping[str, str] | None:
+        """All models' responses to the question ``message`` holds, or None."""
+        exact = self._exact.get(message.strip())
+        if exact is not None:
+            return exact
+        text = normalise(message)
+        found = self._normalised.get(text)
+        if found is not None:
+            return found
+        best = ""
+        size = self._prefix_len
+        for start in range(len(text) - size + 1):
+            for key in self._by_prefix.get(text[start : start + size], ()):
+                if len(key) > len(best) and text.startswith(key, start):
+                    best = key
+        return self._normalised[best] if best else None
+
+    def answer(self, model: str, message: str) -> str | None:
+        """``model``'s recorded response to the question in ``message``, or None."""
+        responses = self.responses_for(message)
+        return None if responses is None else responses.get(model)
+
+
+def _check_row(row: Mapping[str, Any], number: int) -> tuple[str, dict[str, str]]:
+    """Return a row's prompt and responses, or raise ValueError naming the row."""
+    if not isinstance(row, Mapping):
+        raise ValueError(
+            f"row {number}: expected a JSON object, got {type(row).__name__}"
+        )
+    prompt = row.get("prompt")
+    responses = row.get("responses")
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise ValueError(f"row {number}: 'prompt' must be a non-empty string")
+    if not isinstance(responses, Mapping) or not all(
+        isinstance(key, str) and isinstance(value, str)
+        for key, value in responses.items()
+    ):
+        raise ValueError(f"row {number}: 'responses' must map model names to strings")
+    return prompt, dict(responses)
