@@ -1,0 +1,113 @@
+"""On-disk embedding cache keyed by embedder name and sha256 of the text.
+
+Data sets are embedded once and reused across benchmark runs: each batch of new
+vectors is written as one ``.npz`` shard under ``<cache_dir>/<embedder name>/``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from langchain_core.embeddings import Embeddings
+from numpy.typing import NDArray
+from tqdm.auto import tqdm
+
+DEFAULT_CACHE_DIR = Path(".metallm_cache")
+
+
+def text_key(text: str) -> str:
+    """The sha256 hex digest of ``text`` (UTF-8), the cache key of one text."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def embedder_name(embedder: Embeddings) -> str:
+    """A stable name for ``embedder``: its ``name`` attribute or its class name."""
+    name = getattr(embedder, "name", None)
+    return name if isinstance(name, str) and name else type(embedder).__name__
+
+
+class EmbeddingCache:
+    """Embeds texts with ``embedder``, calling it only for texts never seen before."""
+
+    def __init__(
+        self,
+        embedder: Embeddings,
+        cache_dir: str | os.PathLike[str] = DEFAULT_CACHE_DIR,
+        *,
+        name: str | None = None,
+        batch_size: int = 256,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size: must be >= 1, got {batch_size}")
+        self.embedder = embedder
+        self.name = name or embedder_name(embedder)
+        safe = re.sub(r"[^A-Za-z0-9._-]+", "_", self.name)
+        self.directory = Path(cache_dir) / safe
+        self.batch_size = batch_size
+        self._vectors: dict[str, NDArray[np.float32]] = {}
+        self._loaded = False
+
+    def embed(
+        self, texts: Sequence[str], *, progress: bool = True
+    ) -> NDArray[np.float64]:
+        """Embeddings of ``texts``, shape (n, dim), from the cache where possible."""
+        self._load()
+        keys = [text_key(t) for t in texts]
+        missing: dict[str, str] = {}
+        for key, text in zip(keys, texts, strict=True):
+            if key not in self._vectors:
+                missing.setdefault(key, text)
+        if missing:
+            self._embed_missing(missing, progress=progress)
+        if not keys:
+            return np.zeros((0, 0))
+        return np.stack([self._vectors[k] for k in keys]).astype(np.float64)
+
+    def _embed_missing(self, missing: dict[str, str], *, progress: bool) -> None:
+        items = list(missing.items())
+        bar = tqdm(
+            total=len(items),
+            desc=f"embedding ({self.name})",
+            unit="text",
+            disable=not progress,
+        )
+        with bar:
+            for start in range(0, len(items), self.batch_size):
+                batch = items[start : start + self.batch_size]
+                vectors = np.asarray(
+                    self.embedder.embed_documents([t for _, t in batch]),
+                    dtype=np.float32,
+                )
+                if vectors.ndim != 2 or vectors.shape[0] != len(batch):
+                    raise ValueError(
+                        f"embedder {self.name!r}: returned shape {vectors.shape} "
+                        f"for {len(batch)} texts"
+                    )
+                keys = [k for k, _ in batch]
+                self._write_shard(keys, vectors)
+                self._vectors.update(zip(keys, vectors, strict=True))
+                bar.update(len(batch))
+
+    def _write_shard(self, keys: list[str], vectors: NDArray[np.float32]) -> None:
+        """Write one shard atomically, so a killed run never leaves a broken file."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        digest = hashlib.sha256("".join(keys).encode()).hexdigest()[:16]
+        fd, tmp = tempfile.mkstemp(dir=self.directory, suffix=".tmp")
+        with os.fdopen(fd, "wb") as handle:
+            np.savez(handle, keys=np.array(keys), vectors=vectors)
+        os.replace(tmp, self.directory / f"shard-{digest}.npz")
+
+    def _load(self) -> None:
+        if self._loaded:
+            return
+        for path in sorted(self.directory.glob("shard-*.npz")):
+            with np.load(path) as shard:
+                keys = [str(k) for k in shard["keys"]]
+                self._vectors.update(zip(keys, shard["vectors"], strict=True))
+        self._loaded = True

@@ -1,0 +1,98 @@
+"""``metallm-bench DATA_DIR``: run the benchmark; print a table, write JSON and PNG."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+
+from langchain_core.embeddings import Embeddings
+
+from langchain_metallm.bench.cache import DEFAULT_CACHE_DIR
+from langchain_metallm.bench.plots import plot_curves
+from langchain_metallm.bench.runner import DEFAULT_COST_WEIGHTS, run_benchmark
+
+SHARED_DATA = Path("..") / "shared" / "data"
+"""Where the recorded outcomes live, relative to the project root."""
+
+
+def main(
+    argv: Sequence[str] | None = None, *, embeddings: Embeddings | None = None
+) -> int:
+    """Entry point; ``embeddings`` replaces the packaged MiniLM (e.g. in tests)."""
+    args = _parser().parse_args(argv)
+    data_dir = resolve_data_dir(args.data_dir)
+    result = run_benchmark(
+        data_dir,
+        split=args.split,
+        seed=args.seed,
+        test_fraction=args.test_fraction,
+        embeddings=embeddings,
+        cache_dir=args.cache_dir,
+        cost_weights=args.cost_weights,
+        alpha=args.alpha,
+        ridge=args.ridge,
+        knn_k=args.knn_k,
+        progress=not args.quiet,
+    )
+    stem = f"bench_{result.dataset}_{result.split.kind}_seed{result.split.seed}"
+    out = Path(args.out) if args.out else Path("results")
+    json_path = out / f"{stem}.json"
+    png_path = Path(args.png) if args.png else out / f"{stem}.png"
+    result.write_json(json_path)
+    plot_curves(result, png_path)
+    print(result.table())
+    print(f"\nJSON: {json_path}\nPNG:  {png_path}")
+    return 0
+
+
+def resolve_data_dir(name: str) -> Path:
+    """``name`` if it is a directory, else ``../shared/data/<name>`` by the project."""
+    given = Path(name)
+    if given.is_dir():
+        return given
+    project = Path(__file__).resolve().parents[2]
+    for root in (Path.cwd(), project):
+        candidate = root / SHARED_DATA / name
+        if candidate.is_dir():
+            return candidate
+    raise SystemExit(f"metallm-bench: {name}: no such data set directory")
+
+
+def _weights(text: str) -> list[float]:
+    try:
+        weights = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a comma-separated list: {text}") from exc
+    if not weights or any(w < 0 for w in weights):
+        raise argparse.ArgumentTypeError("cost weights must be >= 0 and non-empty")
+    return weights
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="metallm-bench",
+        description="Compare routing policies on recorded LLM outcomes "
+        "(models.json + *.jsonl): single models, random, oracle, kNN, "
+        "offline ridge and LinUCB warm/cold, over a sweep of cost weights.",
+    )
+    parser.add_argument(
+        "data_dir", help="data set folder, or a name under ../shared/data"
+    )
+    parser.add_argument("--split", choices=("random", "tasks"), default="random")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--test-fraction", type=float, default=0.2)
+    parser.add_argument("--out", help="output folder for JSON and PNG (./results)")
+    parser.add_argument("--png", help="PNG path (default: in --out)")
+    parser.add_argument("--cache-dir", default=str(DEFAULT_CACHE_DIR))
+    parser.add_argument(
+        "--cost-weights",
+        type=_weights,
+        default=list(DEFAULT_COST_WEIGHTS),
+        help="comma-separated cost weights p (default 0 to 1.2 step 0.025)",
+    )
+    parser.add_argument("--alpha", type=float, default=0.1, help="LinUCB exploration")
+    parser.add_argument("--ridge", type=float, default=1.0, help="LinUCB ridge")
+    parser.add_argument("--knn-k", type=int, default=20)
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    return parser

@@ -1,0 +1,238 @@
+"""Routing policies compared by the benchmark, all on the same train/test problem.
+
+Each policy maps cost weights ``p`` to one chosen model per test query; rewards are
+``score - p * cost`` as in the router. The LinUCB policies run exactly what
+``MetaLLMRouterChatModel`` runs: ``LinUCBPolicy`` over ``features.query_features``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+
+from langchain_metallm.policy import LinUCBPolicy
+
+FloatArray = NDArray[np.float64]
+IndexArray = NDArray[np.int64]
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Train and test queries as embeddings, router features and per-model scores."""
+
+    models: tuple[str, ...]
+    cost: FloatArray
+    train_embeddings: FloatArray
+    train_features: FloatArray
+    train_scores: FloatArray
+    test_embeddings: FloatArray
+    test_features: FloatArray
+    test_scores: FloatArray
+
+    def rewards(self, scores: FloatArray, cost_weight: float) -> FloatArray:
+        """``score - p * cost`` per query and model."""
+        return scores - cost_weight * self.cost[None, :]
+
+
+@dataclass(frozen=True)
+class Routing:
+    """The model chosen for each test query and the mean time per decision."""
+
+    choices: IndexArray
+    seconds_per_query: float
+
+
+class Policy(Protocol):
+    """A routing policy: its name, whether the cost weight matters, and its choices."""
+
+    @property
+    def name(self) -> str:
+        """Label in tables and plots."""
+        ...
+
+    @property
+    def uses_cost_weight(self) -> bool:
+        """False if the choices are the same for every cost weight."""
+        ...
+
+    def route(self, problem: Problem, cost_weights: Sequence[float]) -> list[Routing]:
+        """Choose a model for every test query, once per cost weight."""
+        ...
+
+
+class SingleModel:
+    """Always the same model."""
+
+    uses_cost_weight = False
+
+    def __init__(self, arm: int, name: str) -> None:
+        self.arm = arm
+        self.name = name
+
+    def route(self, problem: Problem, cost_weights: Sequence[float]) -> list[Routing]:
+        """Every test query goes to this policy's model."""
+        n = problem.test_scores.shape[0]
+        routing = Routing(np.full(n, self.arm, dtype=np.int64), 0.0)
+        return [routing for _ in cost_weights]
+
+
+class RandomPolicy:
+    """A uniformly random model per query (seeded)."""
+
+    name = "random"
+    uses_cost_weight = False
+
+    def __init__(self, seed: int = 0) -> None:
+        self.seed = seed
+
+    def route(self, problem: Problem, cost_weights: Sequence[float]) -> list[Routing]:
+        """Draw a model per test query."""
+        n, k = problem.test_scores.shape
+        draws = np.random.default_rng(self.seed).integers(0, k, size=n)
+        routing = Routing(np.asarray(draws, dtype=np.int64), 0.0)
+        return [routing for _ in cost_weights]
+
+
+class Oracle:
+    """Knows the test scores: per query the best reward, ties to the cheapest model.
+
+    At ``p = 0`` this is the cheapest model with the best score.
+    """
+
+    name = "oracle"
+    uses_cost_weight = True
+
+    def route(self, problem: Problem, cost_weights: Sequence[float]) -> list[Routing]:
+        """Best true reward per test query."""
+        return [
+            Routing(
+                _cheapest_best(problem.rewards(problem.test_scores, p), problem.cost),
+                0.0,
+            )
+            for p in cost_weights
+        ]
+
+
+class NearestNeighbours:
+    """Predicts each model's score as its mean over the ``k`` most similar train
+    queries (cosine on embeddings), then maximises ``score - p * cost``."""
+
+    uses_cost_weight = True
+
+    def __init__(self, k: int = 20) -> None:
+        if k < 1:
+            raise ValueError(f"k: must be >= 1, got {k}")
+        self.k = k
+        self.name = f"knn-{k}"
+
+    def route(self, problem: Problem, cost_weights: Sequence[float]) -> list[Routing]:
+        """Nearest-neighbour score estimates, computed once for all cost weights."""
+        start = time.perf_counter()
+        predicted = self.predict(problem)
+        per_query = (time.perf_counter() - start) / len(predicted)
+        return [
+            Routing(_argmax(problem.rewards(predicted, p)), per_query)
+            for p in cost_weights
+        ]
+
+    def predict(self, problem: Problem) -> FloatArray:
+        """Mean score of each model over each test query's nearest train queries."""
+        train = _unit_rows(problem.train_embeddings)
+        test = _unit_rows(problem.test_embeddings)
+        k = min(self.k, train.shape[0])
+        predicted = np.empty_like(problem.test_scores)
+        for start in range(0, test.shape[0], 1024):
+            sims = test[start : start + 1024] @ train.T
+            nearest = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+            predicted[start : start + 1024] = problem.train_scores[nearest].mean(axis=1)
+        return predicted
+
+
+class OfflineRidge:
+    """LinUCB with ``alpha = 0`` fit on the training rewards and never updated."""
+
+    name = "ridge-offline"
+    uses_cost_weight = True
+
+    def __init__(self, ridge: float = 1.0) -> None:
+        self.ridge = ridge
+
+    def route(self, problem: Problem, cost_weights: Sequence[float]) -> list[Routing]:
+        """Greedy on the fitted per-model linear reward estimates."""
+        return [self._route(problem, p) for p in cost_weights]
+
+    def _route(self, problem: Problem, cost_weight: float) -> Routing:
+        policy = LinUCBPolicy(
+            problem.models, problem.train_features.shape[1], alpha=0.0, ridge=self.ridge
+        )
+        policy.fit(
+            problem.train_features, problem.rewards(problem.train_scores, cost_weight)
+        )
+        start = time.perf_counter()
+        mean = problem.test_features @ policy.theta.T
+        choices = _argmax(mean)
+        return Routing(choices, (time.perf_counter() - start) / len(choices))
+
+
+class OnlineLinUCB:
+    """The router's policy over the test stream: select, observe the chosen model's
+    true reward, update. ``warm`` first fits on the training rewards."""
+
+    uses_cost_weight = True
+
+    def __init__(self, *, warm: bool, alpha: float = 0.1, ridge: float = 1.0) -> None:
+        self.warm = warm
+        self.alpha = alpha
+        self.ridge = ridge
+        self.name = "linucb-warm" if warm else "linucb-cold"
+
+    def route(self, problem: Problem, cost_weights: Sequence[float]) -> list[Routing]:
+        """One ``select`` and one ``update`` per test query, timed together."""
+        return [self._route(problem, p) for p in cost_weights]
+
+    def _route(self, problem: Problem, cost_weight: float) -> Routing:
+        policy = LinUCBPolicy(
+            problem.models,
+            problem.train_features.shape[1],
+            alpha=self.alpha,
+            ridge=self.ridge,
+        )
+        if self.warm:
+            policy.fit(
+                problem.train_features,
+                problem.rewards(problem.train_scores, cost_weight),
+            )
+        rewards = problem.rewards(problem.test_scores, cost_weight)
+        choices = np.empty(len(rewards), dtype=np.int64)
+        start = time.perf_counter()
+        for i, x in enumerate(problem.test_features):
+            arm = policy.select(x).arm
+            policy.update(arm, x, float(rewards[i, arm]))
+            choices[i] = arm
+        return Routing(choices, (time.perf_counter() - start) / len(choices))
+
+
+def _argmax(values: FloatArray) -> IndexArray:
+    """Per row, the column of the largest value."""
+    return np.asarray(np.argmax(values, axis=1), dtype=np.int64)
+
+
+def _cheapest_best(reward: FloatArray, cost: FloatArray) -> IndexArray:
+    """Per row, the cheapest column among those tied for the largest reward."""
+    best = reward.max(axis=1, keepdims=True)
+    tied = reward >= best - 1e-12
+    return _argmin(np.where(tied, cost[None, :], np.inf))
+
+
+def _argmin(values: FloatArray) -> IndexArray:
+    return np.asarray(np.argmin(values, axis=1), dtype=np.int64)
+
+
+def _unit_rows(matrix: FloatArray) -> FloatArray:
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    return matrix / np.where(norms > 0, norms, 1.0)

@@ -1,0 +1,114 @@
+"""``run_benchmark``: load, split, embed (cached), featurise, sweep every policy."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from langchain_core.embeddings import Embeddings
+from numpy.typing import NDArray
+
+from langchain_metallm.bench.cache import DEFAULT_CACHE_DIR, EmbeddingCache
+from langchain_metallm.bench.data import Outcomes, load_outcomes
+from langchain_metallm.bench.report import BenchmarkResult, SplitInfo
+from langchain_metallm.bench.routers import (
+    NearestNeighbours,
+    OfflineRidge,
+    OnlineLinUCB,
+    Oracle,
+    Policy,
+    Problem,
+    RandomPolicy,
+    SingleModel,
+)
+from langchain_metallm.bench.splits import Split, make_split
+from langchain_metallm.bench.sweep import sweep
+from langchain_metallm.features import query_features
+
+DEFAULT_COST_WEIGHTS: tuple[float, ...] = tuple(
+    round(float(p), 3) for p in np.linspace(0.0, 1.2, 49)
+)
+"""0 to 1.2 in steps of 0.025: with costs in [0, 1] and scores in [0, 1], larger
+weights only repeat "always the cheapest model"."""
+
+
+def run_benchmark(
+    data_dir: str | os.PathLike[str],
+    *,
+    split: str = "random",
+    seed: int = 0,
+    test_fraction: float = 0.2,
+    embeddings: Embeddings | None = None,
+    cache_dir: str | os.PathLike[str] = DEFAULT_CACHE_DIR,
+    cost_weights: Sequence[float] = DEFAULT_COST_WEIGHTS,
+    alpha: float = 0.1,
+    ridge: float = 1.0,
+    knn_k: int = 20,
+    progress: bool = True,
+) -> BenchmarkResult:
+    """Compare every policy on one split of a recorded-outcome data set.
+
+    ``embeddings`` defaults to the packaged MiniLM (``LocalEmbeddings``); vectors
+    are cached under ``cache_dir``. ``alpha`` and ``ridge`` configure the LinUCB
+    policies exactly as the router's settings of the same names.
+    """
+    data = load_outcomes(Path(data_dir))
+    parts = make_split(data, split, test_fraction=test_fraction, seed=seed)
+    if embeddings is None:
+        from langchain_metallm.embeddings import LocalEmbeddings
+
+        embeddings = LocalEmbeddings()
+    cache = EmbeddingCache(embeddings, cache_dir)
+    vectors = cache.embed(data.prompts, progress=progress)
+    problem = build_problem(data, parts, vectors)
+    policies: list[Policy] = [
+        *(SingleModel(j, name) for j, name in enumerate(data.models)),
+        RandomPolicy(seed),
+        Oracle(),
+        NearestNeighbours(knn_k),
+        OfflineRidge(ridge),
+        OnlineLinUCB(warm=True, alpha=alpha, ridge=ridge),
+        OnlineLinUCB(warm=False, alpha=alpha, ridge=ridge),
+    ]
+    curves = sweep(problem, policies, cost_weights, progress=progress)
+    return BenchmarkResult(
+        dataset=data.name,
+        data_dir=str(Path(data_dir)),
+        embedder=cache.name,
+        models=data.models,
+        price=tuple(float(p) for p in data.price),
+        cost=tuple(float(c) for c in data.cost),
+        split=SplitInfo(
+            kind=parts.kind,
+            seed=seed,
+            test_fraction=test_fraction,
+            n_train=len(parts.train),
+            n_test=len(parts.test),
+            held_out_tasks=parts.held_out_tasks,
+        ),
+        feature_dim=problem.train_features.shape[1],
+        alpha=alpha,
+        ridge=ridge,
+        cost_weights=tuple(float(p) for p in cost_weights),
+        curves=tuple(curves),
+    )
+
+
+def build_problem(
+    data: Outcomes, parts: Split, vectors: NDArray[np.float64]
+) -> Problem:
+    """Embeddings, router features (``features.query_features``) and scores per part."""
+    features = query_features(vectors, data.prompts)
+    train, test = parts.train, parts.test
+    return Problem(
+        models=data.models,
+        cost=data.cost,
+        train_embeddings=vectors[train],
+        train_features=features[train],
+        train_scores=data.scores[train],
+        test_embeddings=vectors[test],
+        test_features=features[test],
+        test_scores=data.scores[test],
+    )
