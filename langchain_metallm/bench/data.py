@@ -77,7 +77,7 @@ def load_outcomes(directory: str | os.PathLike[str]) -> Outcomes:
             for number, line in enumerate(handle, start=1):
                 if not line.strip():
                     continue
-                where = f"{path}:{number}"
+                where = f"{path}, line {number}"
                 row_id, task, prompt, row = _parse_row(line, models, where)
                 ids.append(row_id)
                 tasks.append(task)

@@ -1,0 +1,175 @@
+"""Embedding cache, ``run_benchmark`` and the ``metallm-bench`` CLI on tiny data."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from langchain_core.embeddings import Embeddings
+
+from langchain_metallm.bench import run_benchmark
+from langchain_metallm.bench.cache import EmbeddingCache, text_key
+from langchain_metallm.bench.cli import main
+
+
+class CountingEmbeddings(Embeddings):
+    """Deterministic hash embeddings (8 dims) that count the texts they embed."""
+
+    name = "counting-test-embedder"
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        self.calls.extend(texts)
+        return [self._vector(t) for t in texts]
+
+    def embed_query(self, text: str) -> list[float]:
+        return self.embed_documents([text])[0]
+
+    @staticmethod
+    def _vector(text: str) -> list[float]:
+        topic = text.split()[0]  # the task word leads each synthetic prompt
+        digest = hashlib.sha256(topic.encode()).digest()
+        noise = hashlib.sha256(text.encode()).digest()
+        vec = np.array([digest[i] - 128 + 0.1 * (noise[i] - 128) for i in range(8)])
+        return list(vec / np.linalg.norm(vec))
+
+
+def test_cache_embeds_each_text_once_and_persists(tmp_path: Path) -> None:
+    embedder = CountingEmbeddings()
+    cache = EmbeddingCache(embedder, tmp_path, batch_size=2)
+    first = cache.embed(["a x", "b y", "a x", "c z"], progress=False)
+    assert sorted(embedder.calls) == ["a x", "b y", "c z"]
+    np.testing.assert_array_equal(first[0], first[2])
+    again = cache.embed(["c z", "a x"], progress=False)
+    assert len(embedder.calls) == 3
+    np.testing.assert_allclose(again, first[[3, 0]], rtol=1e-6)
+    # a new cache object reads the shards from disk
+    fresh = EmbeddingCache(embedder, tmp_path)
+    np.testing.assert_allclose(fresh.embed(["b y"], progress=False), first[[1]])
+    assert len(embedder.calls) == 3
+    assert (tmp_path / "counting-test-embedder").is_dir()
+
+
+def test_cache_is_keyed_by_embedder_name(tmp_path: Path) -> None:
+    embedder = CountingEmbeddings()
+    EmbeddingCache(embedder, tmp_path).embed(["a x"], progress=False)
+    EmbeddingCache(embedder, tmp_path, name="other").embed(["a x"], progress=False)
+    assert embedder.calls == ["a x", "a x"]
+    assert text_key("a x") == hashlib.sha256(b"a x").hexdigest()
+
+
+def test_cache_rejects_a_wrong_shaped_embedder(tmp_path: Path) -> None:
+    class Broken(CountingEmbeddings):
+        def embed_documents(self, texts: list[str]) -> list[list[float]]:
+            return [[0.0, 1.0]]
+
+    with pytest.raises(ValueError, match="returned shape"):
+        EmbeddingCache(Broken(), tmp_path).embed(["a", "b"], progress=False)
+
+
+def write_tiny(folder: Path, n_per_task: int = 30) -> Path:
+    """Two models; the cheap one is right on 'easy' prompts, the dear one always."""
+    folder.mkdir(parents=True)
+    models = [
+        {"name": "weak", "input_usd_per_mtok": 0.5, "output_usd_per_mtok": 0.5},
+        {"name": "strong", "input_usd_per_mtok": 5, "output_usd_per_mtok": 15},
+    ]
+    (folder / "models.json").write_text(json.dumps({"models": models}))
+    rng = np.random.default_rng(0)
+    lines = []
+    for task in ("easy", "hard", "mixed"):
+        for i in range(n_per_task):
+            weak = {"easy": 1.0, "hard": 0.0, "mixed": float(rng.integers(0, 2))}[task]
+            strong = 1.0 if task != "mixed" else float(rng.integers(0, 2))
+            record = {
+                "id": f"{task}{i}",
+                "task": task,
+                "prompt": f"{task} question number {i}",
+                "scores": {"weak": weak, "strong": strong},
+            }
+            lines.append(json.dumps(record))
+    (folder / "train.jsonl").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+def test_run_benchmark_compares_every_policy(tmp_path: Path) -> None:
+    data = write_tiny(tmp_path / "tiny")
+    result = run_benchmark(
+        data,
+        embeddings=CountingEmbeddings(),
+        cache_dir=tmp_path / "cache",
+        cost_weights=[0.0, 0.2, 0.5, 1.0],
+        knn_k=5,
+        progress=False,
+    )
+    names = [c.policy for c in result.curves]
+    assert names == [
+        "weak",
+        "strong",
+        "random",
+        "oracle",
+        "knn-5",
+        "ridge-offline",
+        "linucb-warm",
+        "linucb-cold",
+    ]
+    assert result.split.n_train == 72 and result.split.n_test == 18
+    assert result.feature_dim == 9
+    summary = {s.policy: s for s in result.summaries}
+    assert summary["strong"].best_accuracy == pytest.approx(
+        result.reference[1].accuracy
+    )
+    assert summary["oracle"].apgr is not None and summary["oracle"].apgr > 0.9
+    ridge, random = summary["ridge-offline"].apgr, summary["random"].apgr
+    assert ridge is not None and random is not None
+    assert ridge > 0.6 and ridge > random  # easy prompts go to the weak model
+    assert summary["linucb-warm"].us_per_query > 0
+    record = result.to_dict()
+    assert record["reference"]["model"] == "strong"
+    assert set(record["curves"][0]["points"][0]["shares"]) == {"weak", "strong"}
+
+
+def test_cli_writes_table_json_and_png(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = write_tiny(tmp_path / "tiny")
+    out = tmp_path / "out"
+    code = main(
+        [
+            str(data),
+            "--split",
+            "tasks",
+            "--seed",
+            "1",
+            "--out",
+            str(out),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--cost-weights",
+            "0,0.3,1",
+            "--quiet",
+        ],
+        embeddings=CountingEmbeddings(),
+    )
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "| linucb-warm |" in printed and "APGR" in printed
+    stem = "bench_tiny_tasks_seed1"
+    record = json.loads((out / f"{stem}.json").read_text())
+    assert record["split"]["kind"] == "tasks"
+    assert len(record["split"]["held_out_tasks"]) == 1
+    assert record["cost_weights"] == [0.0, 0.3, 1.0]
+    png = (out / f"{stem}.png").read_bytes()
+    assert png.startswith(b"\x89PNG") and len(png) < 200_000
+
+
+def test_cli_rejects_a_missing_data_set(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match="no such data set"):
+        main([str(tmp_path / "absent")])
+    with pytest.raises(SystemExit):
+        main([str(tmp_path), "--cost-weights", "a,b"])
