@@ -22,19 +22,22 @@ def main(
     """Entry point; ``embeddings`` replaces the packaged MiniLM (e.g. in tests)."""
     args = _parser().parse_args(argv)
     data_dir = resolve_data_dir(args.data_dir)
-    result = run_benchmark(
-        data_dir,
-        split=args.split,
-        seed=args.seed,
-        test_fraction=args.test_fraction,
-        embeddings=embeddings,
-        cache_dir=args.cache_dir,
-        cost_weights=args.cost_weights,
-        alpha=args.alpha,
-        ridge=args.ridge,
-        knn_k=args.knn_k,
-        progress=not args.quiet,
-    )
+    try:
+        result = run_benchmark(
+            data_dir,
+            split=args.split,
+            seed=args.seed,
+            test_fraction=args.test_fraction,
+            embeddings=embeddings,
+            cache_dir=args.cache_dir,
+            cost_weights=args.cost_weights,
+            alpha=args.alpha,
+            ridge=args.ridge,
+            knn_k=args.knn_k,
+            progress=not args.quiet,
+        )
+    except ValueError as exc:
+        raise SystemExit(f"metallm-bench: {exc}") from exc
     stem = f"bench_{result.dataset}_{result.split.kind}_seed{result.split.seed}"
     out = Path(args.out) if args.out else Path("results")
     json_path = out / f"{stem}.json"

@@ -117,7 +117,7 @@ class BenchmarkResult:
                 _fmt(s.apgr),
                 _fmt(s.cpt50, percent=True),
                 _fmt(s.cpt80, percent=True),
-                f"{s.us_per_query:.0f}",
+                f"{s.us_per_query:.1f}",
             ]
             lines.append("| " + " | ".join(cells) + " |")
         return "\n".join(lines)
@@ -140,7 +140,7 @@ def summarise(result: BenchmarkResult) -> list[Summary]:
         half = best_within_budget(points, 0.5 * ref.cost)
         quarter = best_within_budget(points, 0.25 * ref.cost)
         gap: tuple[float | None, float | None, float | None] = (None, None, None)
-        if two:
+        if two and curve.policy not in result.models:  # single models are the ends
             shares = [p.shares[strong] for p in points]
             accs = [p.accuracy for p in points]
             gap = (

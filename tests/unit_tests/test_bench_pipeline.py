@@ -121,6 +121,7 @@ def test_run_benchmark_compares_every_policy(tmp_path: Path) -> None:
     assert result.split.n_train == 72 and result.split.n_test == 18
     assert result.feature_dim == 9
     summary = {s.policy: s for s in result.summaries}
+    assert summary["weak"].apgr is None  # the single models are the curve's ends
     assert summary["strong"].best_accuracy == pytest.approx(
         result.reference[1].accuracy
     )
@@ -173,3 +174,29 @@ def test_cli_rejects_a_missing_data_set(tmp_path: Path) -> None:
         main([str(tmp_path / "absent")])
     with pytest.raises(SystemExit):
         main([str(tmp_path), "--cost-weights", "a,b"])
+
+
+def test_cli_reports_bad_data_without_a_traceback(tmp_path: Path) -> None:
+    folder = tmp_path / "one-task"
+    folder.mkdir()
+    (folder / "models.json").write_text(
+        json.dumps(
+            {
+                "models": [
+                    {"name": "m", "input_usd_per_mtok": 1, "output_usd_per_mtok": 1}
+                ]
+            }
+        )
+    )
+    rows = [
+        {"id": str(i), "task": "t", "prompt": f"p {i}", "scores": {"m": 1}}
+        for i in range(5)
+    ]
+    (folder / "a.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    with pytest.raises(
+        SystemExit, match=r"metallm-bench: task split: .* needs at least two"
+    ):
+        main(
+            [str(folder), "--split", "tasks", "--quiet"],
+            embeddings=CountingEmbeddings(),
+        )
