@@ -44,7 +44,7 @@ def plot_curves(result: BenchmarkResult, path: str | Path, *, dpi: int = 110) ->
         fontsize=9,
     )
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
