@@ -84,25 +84,29 @@ class LinUCBPolicy:
     def counts(self) -> NDArray[np.int64]:
         """How many rewards each arm has learned from (a copy)."""
         with self._lock:
-            return self._counts.copy()
+            counts: NDArray[np.int64] = self._counts.copy()
+            return counts
 
     @property
     def A(self) -> FloatArray:  # noqa: N802 - the paper's name
         """Per-arm ``ridge * I + sum x x^T``, shape (arms, dim, dim) (a copy)."""
         with self._lock:
-            return self._A.copy()
+            a_copy: FloatArray = self._A.copy()
+            return a_copy
 
     @property
     def b(self) -> FloatArray:
         """Per-arm ``sum r x``, shape (arms, dim) (a copy)."""
         with self._lock:
-            return self._b.copy()
+            b_copy: FloatArray = self._b.copy()
+            return b_copy
 
     @property
     def theta(self) -> FloatArray:
         """Per-arm ridge coefficients ``A^-1 b``, shape (arms, dim) (a copy)."""
         with self._lock:
-            return self._theta.copy()
+            theta_copy: FloatArray = self._theta.copy()
+            return theta_copy
 
     def check_context(self, x: ArrayLike) -> FloatArray:
         """Return ``x`` as a finite float64 vector of this policy's dimension."""
@@ -190,7 +194,8 @@ class LinUCBPolicy:
     def statistics(self) -> tuple[FloatArray, FloatArray, NDArray[np.int64]]:
         """Copies of the sufficient statistics ``(A, b, counts)``, taken together."""
         with self._lock:
-            return self._A.copy(), self._b.copy(), self._counts.copy()
+            a_copy: FloatArray = self._A.copy()
+            return a_copy, self._b.copy(), self._counts.copy()
 
     def load_statistics(
         self,

@@ -1,0 +1,610 @@
+"""``MetaLLMRouterChatModel``: a chat model that routes each call to one child.
+
+Data flows one way: messages -> query text -> embedding -> context -> LinUCB
+decision -> child call -> response metadata. Rewards flow back through
+``record_feedback`` (or ``MetaLLMFeedbackHandler``): run id -> pending decision
+-> policy update.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import warnings
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from typing import Any, cast
+from uuid import UUID, uuid4
+
+import numpy as np
+from langchain_core.callbacks import (
+    AsyncCallbackManager,
+    AsyncCallbackManagerForLLMRun,
+    CallbackManager,
+    CallbackManagerForLLMRun,
+)
+from langchain_core.embeddings import Embeddings
+from langchain_core.language_models import BaseChatModel, LanguageModelInput
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langchain_core.runnables import Runnable, RunnableConfig
+from langchain_core.tools import BaseTool
+from numpy.typing import NDArray
+from pydantic import ConfigDict, Field, PrivateAttr, model_validator
+
+from langchain_metallm.embeddings import LocalEmbeddings
+from langchain_metallm.features import feature_dim, query_features
+from langchain_metallm.feedback import PendingDecision, PendingDecisions
+from langchain_metallm.policy import LinUCBPolicy, RouteDecision
+
+_TOOL_KEYS = ("tools", "tool_choice", "tool_binding")
+Context = NDArray[np.float64]
+
+
+def last_human_text(messages: Sequence[BaseMessage]) -> str:
+    """Default query text: the last human message, else the last message."""
+    if not messages:
+        raise ValueError("messages: at least one message is required to route")
+    for message in reversed(messages):
+        if message.type == "human":
+            return message.text
+    return messages[-1].text
+
+
+class MetaLLMRouterChatModel(BaseChatModel):
+    """Routes each call to one child chat model with a LinUCB contextual bandit.
+
+    The reward of a call is ``score - cost_weight * normalised_cost``, so with a
+    positive ``cost_weight`` the router learns to send each query to the cheapest
+    child that still answers it well (MetaLLM, arXiv 2407.10834).
+
+    Example:
+        ```python
+        router = MetaLLMRouterChatModel(
+            models={"small": ChatOpenAI(model="gpt-4o-mini"),
+                    "large": ChatOpenAI(model="gpt-4o")},
+            costs={"small": 0.15, "large": 2.5},
+            cost_weight=0.1,
+        )
+        answer = router.invoke("What is 2 + 2?")
+        router.record_feedback(answer, score=1.0)
+        ```
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
+
+    models: dict[str, BaseChatModel]
+    """Child chat models by name (a list is named by each child's model name)."""
+    costs: dict[str, float]
+    """Cost of each child in any unit (a list follows ``models``' order)."""
+    cost_weight: float = 0.0
+    """``p`` in ``reward = score - p * normalised_cost``."""
+    alpha: float = 0.1
+    """Width of the exploration bonus."""
+    ridge: float = 1.0
+    """``lambda`` in ``A = lambda * I + sum x x^T``."""
+    embeddings: Embeddings = Field(default_factory=LocalEmbeddings)
+    """Embeds the query text; defaults to the packaged all-MiniLM-L6-v2."""
+    query_from_messages: Callable[[Sequence[BaseMessage]], str] = last_human_text
+    """Builds the text that is embedded to route a call."""
+    max_pending: int = 10_000
+    """How many decisions may await feedback before the oldest is dropped."""
+    strict_feedback: bool = True
+    """Raise on feedback for unknown or already-rewarded runs (else warn, ignore)."""
+    streaming: bool = False
+    """Stream from the chosen child even when called with ``invoke``."""
+    embedding_cache_size: int = 2_048
+    """Query embeddings kept in memory; ``batch`` fills it with one call."""
+
+    _policy: LinUCBPolicy | None = PrivateAttr(default=None)
+    _pending: PendingDecisions = PrivateAttr()
+    _vectors: OrderedDict[str, NDArray[np.float64]] = PrivateAttr(
+        default_factory=OrderedDict
+    )
+    _lock: threading.RLock = PrivateAttr(default_factory=threading.RLock)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _name_models_and_costs(cls, values: Any) -> Any:
+        """Accept ``models`` and ``costs`` as lists as well as dicts."""
+        if not isinstance(values, dict):
+            return values
+        models = values.get("models")
+        if isinstance(models, (list, tuple)):
+            names = [_child_name(model, i) for i, model in enumerate(models)]
+            if len(set(names)) != len(names):
+                raise ValueError(
+                    f"models: child names must be unique, got {names}; pass a dict"
+                )
+            values = {**values, "models": dict(zip(names, models, strict=True))}
+        costs = values.get("costs")
+        if isinstance(costs, (list, tuple)) and isinstance(values.get("models"), dict):
+            if len(costs) != len(values["models"]):
+                raise ValueError(
+                    f"costs: expected {len(values['models'])} values, got {len(costs)}"
+                )
+            values = {
+                **values,
+                "costs": dict(zip(values["models"], costs, strict=True)),
+            }
+        return values
+
+    @model_validator(mode="after")
+    def _validate_settings(self) -> MetaLLMRouterChatModel:
+        """Check children, costs and learning settings before any call."""
+        if len(self.models) < 2:
+            raise ValueError(
+                f"models: at least 2 children needed, got {len(self.models)}"
+            )
+        if set(self.costs) != set(self.models):
+            missing = sorted(set(self.models) - set(self.costs))
+            extra = sorted(set(self.costs) - set(self.models))
+            raise ValueError(f"costs: missing for {missing}, unknown names {extra}")
+        for name, cost in self.costs.items():
+            if not math.isfinite(cost) or cost < 0:
+                raise ValueError(f"costs: {name!r} must be finite and >= 0, got {cost}")
+        if max(self.costs.values()) == 0:
+            raise ValueError("costs: at least one cost must be > 0")
+        for field in ("cost_weight", "alpha"):
+            value = getattr(self, field)
+            if not math.isfinite(value) or value < 0:
+                raise ValueError(f"{field}: must be finite and >= 0, got {value}")
+        if not math.isfinite(self.ridge) or self.ridge <= 0:
+            raise ValueError(f"ridge: must be > 0, got {self.ridge}")
+        if self.embedding_cache_size < 0:
+            raise ValueError(
+                f"embedding_cache_size: must be >= 0, got {self.embedding_cache_size}"
+            )
+        self._pending = PendingDecisions(self.max_pending)
+        return self
+
+    @property
+    def _llm_type(self) -> str:
+        return "metallm-router"
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        return {
+            "models": list(self.models),
+            "costs": self.costs,
+            "cost_weight": self.cost_weight,
+            "alpha": self.alpha,
+            "ridge": self.ridge,
+        }
+
+    def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> Any:
+        params = super()._get_ls_params(stop=stop, **kwargs)
+        params["ls_provider"] = "metallm"
+        params["ls_model_name"] = "metallm-router"
+        return params
+
+    @property
+    def model_names(self) -> list[str]:
+        """Children's names, in arm order."""
+        return list(self.models)
+
+    @property
+    def normalized_costs(self) -> dict[str, float]:
+        """Each child's cost divided by the largest, so the priciest costs 1."""
+        top = max(self.costs.values())
+        return {name: self.costs[name] / top for name in self.models}
+
+    @property
+    def policy(self) -> LinUCBPolicy | None:
+        """The LinUCB policy, created on the first embedded query."""
+        return self._policy
+
+    # Routing -----------------------------------------------------------------
+
+    def route(self, input: LanguageModelInput) -> RouteDecision:
+        """Which child would answer ``input``, without calling it or learning."""
+        context = self._contexts([self._input_query(input)])
+        return self._policy_for(context).select(context[0])
+
+    def record_feedback(
+        self,
+        run: UUID | str | AIMessage,
+        score: float,
+        *,
+        strict: bool | None = None,
+    ) -> float:
+        """Reward the decision behind ``run`` (a run id or the routed AIMessage).
+
+        ``score`` in [0, 1] is the answer's quality; the reward learned is
+        ``score - cost_weight * normalised_cost`` and is returned. Unknown or
+        already-rewarded runs raise ``FeedbackError`` (with ``strict=False`` they
+        are ignored with a warning and NaN is returned).
+        """
+        checked = _check_score(score)
+        run_id = _run_id_of(run)
+        try:
+            decision = self._pending.take(run_id)
+        except ValueError as error:
+            if self.strict_feedback if strict is None else strict:
+                raise
+            warnings.warn(str(error), stacklevel=2)
+            return math.nan
+        reward = checked - self.cost_weight * self.normalized_costs[decision.model]
+        try:
+            self._require_policy().update(decision.arm, decision.context, reward)
+        except Exception:
+            self._pending.restore(run_id, decision)
+            raise
+        return reward
+
+    def is_pending(self, run_id: UUID | str) -> bool:
+        """Whether a routed call with this run id still awaits feedback."""
+        return str(run_id) in self._pending
+
+    # LangChain chat model ------------------------------------------------------
+
+    def bind_tools(
+        self,
+        tools: Sequence[dict[str, Any] | type | Callable[..., Any] | BaseTool],
+        *,
+        tool_choice: str | None = None,
+        **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, AIMessage]:
+        """Bind ``tools`` on whichever child answers; routing is unchanged."""
+        binding = {"tools": list(tools), "tool_choice": tool_choice, **kwargs}
+        return self.bind(tool_binding=binding)
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        decision, context = self._decide(messages)
+        child, call_kwargs = self._child(decision, kwargs)
+        config = _child_config(run_manager)
+        message = child.invoke(messages, config=config, stop=stop, **call_kwargs)
+        return self._finish(message, decision, context, run_manager)
+
+    async def _agenerate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        decision, context = await self._adecide(messages)
+        child, call_kwargs = self._child(decision, kwargs)
+        config = _achild_config(run_manager)
+        message = await child.ainvoke(messages, config=config, stop=stop, **call_kwargs)
+        return self._finish(message, decision, context, run_manager)
+
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        decision, context = self._decide(messages)
+        child, call_kwargs = self._child(decision, kwargs)
+        config = _child_config(run_manager)
+        last: BaseMessage | None = None
+        for chunk in child.stream(messages, config=config, stop=stop, **call_kwargs):
+            if last is not None:
+                yield ChatGenerationChunk(message=cast(AIMessageChunk, last))
+            last = chunk
+        yield self._final_chunk(last, decision, context, run_manager)
+
+    async def _astream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        decision, context = await self._adecide(messages)
+        child, call_kwargs = self._child(decision, kwargs)
+        config = _achild_config(run_manager)
+        last: BaseMessage | None = None
+        stream = child.astream(messages, config=config, stop=stop, **call_kwargs)
+        async for chunk in stream:
+            if last is not None:
+                yield ChatGenerationChunk(message=cast(AIMessageChunk, last))
+            last = chunk
+        yield self._final_chunk(last, decision, context, run_manager)
+
+    def batch(
+        self,
+        inputs: list[LanguageModelInput],
+        config: RunnableConfig | list[RunnableConfig] | None = None,
+        *,
+        return_exceptions: bool = False,
+        **kwargs: Any,
+    ) -> list[AIMessage]:
+        """Embed every query in one embeddings call, then route each."""
+        outputs: list[AIMessage] = []
+        for start, stop in self._chunks(len(inputs)):
+            self._vectors_for([self._input_query(i) for i in inputs[start:stop]])
+            outputs += super().batch(
+                inputs[start:stop],
+                config[start:stop] if isinstance(config, list) else config,
+                return_exceptions=return_exceptions,
+                **kwargs,
+            )
+        return outputs
+
+    async def abatch(
+        self,
+        inputs: list[LanguageModelInput],
+        config: RunnableConfig | list[RunnableConfig] | None = None,
+        *,
+        return_exceptions: bool = False,
+        **kwargs: Any,
+    ) -> list[AIMessage]:
+        """Embed every query in one embeddings call, then route each."""
+        outputs: list[AIMessage] = []
+        for start, stop in self._chunks(len(inputs)):
+            await self._avectors_for([self._input_query(i) for i in inputs[start:stop]])
+            outputs += await super().abatch(
+                inputs[start:stop],
+                config[start:stop] if isinstance(config, list) else config,
+                return_exceptions=return_exceptions,
+                **kwargs,
+            )
+        return outputs
+
+    # Internals -----------------------------------------------------------------
+
+    def _query(self, messages: Sequence[BaseMessage]) -> str:
+        text = self.query_from_messages(messages)
+        if not isinstance(text, str):
+            raise TypeError(
+                f"query_from_messages: must return str, got {type(text).__name__}"
+            )
+        return text
+
+    def _input_query(self, input: LanguageModelInput) -> str:
+        return self._query(self._convert_input(input).to_messages())
+
+    def _decide(self, messages: Sequence[BaseMessage]) -> tuple[RouteDecision, Context]:
+        text = self._query(messages)
+        return self._select(query_features(self._vectors_for([text]), [text]))
+
+    async def _adecide(
+        self, messages: Sequence[BaseMessage]
+    ) -> tuple[RouteDecision, Context]:
+        text = self._query(messages)
+        return self._select(query_features(await self._avectors_for([text]), [text]))
+
+    def _select(self, contexts: Context) -> tuple[RouteDecision, Context]:
+        return self._policy_for(contexts).select(contexts[0]), contexts[0]
+
+    def _contexts(self, texts: Sequence[str]) -> Context:
+        """Policy contexts for ``texts``, embedding those not cached yet."""
+        return query_features(self._vectors_for(texts), texts)
+
+    def _vectors_for(self, texts: Sequence[str]) -> Context:
+        """Embeddings of ``texts`` (n, dim); uncached ones are embedded in one call."""
+        found, missing = self._lookup(texts)
+        if missing:
+            raw = self.embeddings.embed_documents(missing)
+            found.update(self._store(missing, raw))
+        return np.stack([found[t] for t in texts])
+
+    async def _avectors_for(self, texts: Sequence[str]) -> Context:
+        """Async twin of ``_vectors_for``."""
+        found, missing = self._lookup(texts)
+        if missing:
+            raw = await self.embeddings.aembed_documents(missing)
+            found.update(self._store(missing, raw))
+        return np.stack([found[t] for t in texts])
+
+    def _lookup(
+        self, texts: Sequence[str]
+    ) -> tuple[dict[str, NDArray[np.float64]], list[str]]:
+        """Cached embeddings among ``texts``, and the distinct texts not cached."""
+        with self._lock:
+            found = {t: self._vectors[t] for t in texts if t in self._vectors}
+        return found, [t for t in dict.fromkeys(texts) if t not in found]
+
+    def _store(
+        self, texts: list[str], raw: list[list[float]]
+    ) -> dict[str, NDArray[np.float64]]:
+        """Validate fresh embeddings and cache them (oldest dropped)."""
+        fresh = dict(zip(texts, self._checked_vectors(raw, texts), strict=True))
+        with self._lock:
+            self._vectors.update(fresh)
+            while len(self._vectors) > self.embedding_cache_size:
+                self._vectors.popitem(last=False)
+        return fresh
+
+    def _checked_vectors(
+        self, raw: list[list[float]], texts: Sequence[str]
+    ) -> list[NDArray[np.float64]]:
+        """Embeddings as arrays, refusing a wrong count, dimension or NaN."""
+        if len(raw) != len(texts):
+            raise ValueError(
+                f"embeddings: returned {len(raw)} vectors for {len(texts)} texts"
+            )
+        vectors = [np.asarray(v, dtype=np.float64) for v in raw]
+        policy = self._policy
+        expected = (policy.dim - feature_dim(0),) if policy else vectors[0].shape
+        for vector in vectors:
+            if vector.ndim != 1 or vector.shape != expected:
+                raise ValueError(
+                    f"embeddings: returned a vector of shape {vector.shape}, "
+                    f"but this router routes on dimension {expected}"
+                )
+            if not np.all(np.isfinite(vector)):
+                raise ValueError("embeddings: returned NaN or infinity")
+        return vectors
+
+    def _policy_for(self, contexts: Context) -> LinUCBPolicy:
+        """The policy, created on first use with the contexts' dimension."""
+        with self._lock:
+            if self._policy is None:
+                self._policy = LinUCBPolicy(
+                    self.model_names,
+                    contexts.shape[1],
+                    alpha=self.alpha,
+                    ridge=self.ridge,
+                )
+            return self._policy
+
+    def _require_policy(self) -> LinUCBPolicy:
+        if self._policy is None:
+            raise ValueError("router: no decision has been made yet")
+        return self._policy
+
+    def _child(
+        self, decision: RouteDecision, kwargs: dict[str, Any]
+    ) -> tuple[Runnable[LanguageModelInput, BaseMessage], dict[str, Any]]:
+        """The chosen child, with the router's bound tools bound on it."""
+        child: Runnable[LanguageModelInput, BaseMessage] = self.models[decision.model]
+        call_kwargs = {k: v for k, v in kwargs.items() if k not in _TOOL_KEYS}
+        binding = kwargs.get("tool_binding")
+        if binding is not None:
+            tools = binding["tools"]
+            options = {k: v for k, v in binding.items() if k != "tools"}
+            child = self.models[decision.model].bind_tools(tools, **options)
+        elif "tools" in kwargs:
+            child = self.models[decision.model].bind_tools(
+                kwargs["tools"], tool_choice=kwargs.get("tool_choice")
+            )
+        return child, call_kwargs
+
+    def _metadata(self, decision: RouteDecision, run_id: str) -> dict[str, Any]:
+        return {
+            "model": decision.model,
+            "arm": decision.arm,
+            "expected_reward": decision.expected_reward,
+            "ucb": decision.ucb,
+            "cost": self.normalized_costs[decision.model],
+            "run_id": run_id,
+        }
+
+    def _register(
+        self,
+        decision: RouteDecision,
+        context: Context,
+        run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun | None,
+    ) -> dict[str, Any]:
+        """Remember the decision for feedback; return its response metadata."""
+        run_id = str(run_manager.run_id if run_manager else uuid4())
+        self._pending.add(
+            run_id, PendingDecision(decision.arm, decision.model, context)
+        )
+        return self._metadata(decision, run_id)
+
+    def _finish(
+        self,
+        message: BaseMessage,
+        decision: RouteDecision,
+        context: Context,
+        run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun | None,
+    ) -> ChatResult:
+        metadata = self._register(decision, context, run_manager)
+        routed = message.model_copy(
+            update={
+                "response_metadata": {**message.response_metadata, "metallm": metadata}
+            }
+        )
+        return ChatResult(generations=[ChatGeneration(message=routed)])
+
+    def _final_chunk(
+        self,
+        last: BaseMessage | None,
+        decision: RouteDecision,
+        context: Context,
+        run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun | None,
+    ) -> ChatGenerationChunk:
+        """The child's last chunk, carrying the routing metadata, marked last."""
+        metadata = self._register(decision, context, run_manager)
+        chunk = last if isinstance(last, AIMessageChunk) else AIMessageChunk(content="")
+        final = chunk.model_copy(
+            update={
+                "response_metadata": {**chunk.response_metadata, "metallm": metadata},
+                "chunk_position": "last",
+            }
+        )
+        return ChatGenerationChunk(message=final)
+
+    def _chunks(self, total: int) -> Iterator[tuple[int, int]]:
+        """Slices of a batch small enough that their embeddings stay cached."""
+        size = max(self.embedding_cache_size, 1)
+        for start in range(0, total, size):
+            yield start, min(start + size, total)
+
+
+def _child_name(model: BaseChatModel, index: int) -> str:
+    for attr in ("model_name", "model", "model_id"):
+        name = getattr(model, attr, None)
+        if isinstance(name, str) and name:
+            return name
+    return f"model_{index}"
+
+
+def _child_config(run_manager: CallbackManagerForLLMRun | None) -> RunnableConfig:
+    """Callbacks that make the child's run a child of the router's run."""
+    if run_manager is None:
+        return {}
+    manager = CallbackManager(
+        handlers=run_manager.inheritable_handlers,
+        inheritable_handlers=run_manager.inheritable_handlers,
+        parent_run_id=run_manager.run_id,
+        tags=run_manager.inheritable_tags,
+        inheritable_tags=run_manager.inheritable_tags,
+        metadata=run_manager.inheritable_metadata,
+        inheritable_metadata=run_manager.inheritable_metadata,
+    )
+    return {"callbacks": manager}
+
+
+def _achild_config(run_manager: AsyncCallbackManagerForLLMRun | None) -> RunnableConfig:
+    """Async twin of ``_child_config``."""
+    if run_manager is None:
+        return {}
+    manager = AsyncCallbackManager(
+        handlers=run_manager.inheritable_handlers,
+        inheritable_handlers=run_manager.inheritable_handlers,
+        parent_run_id=run_manager.run_id,
+        tags=run_manager.inheritable_tags,
+        inheritable_tags=run_manager.inheritable_tags,
+        metadata=run_manager.inheritable_metadata,
+        inheritable_metadata=run_manager.inheritable_metadata,
+    )
+    return {"callbacks": manager}
+
+
+def _result_from_chunks(chunks: list[ChatGenerationChunk]) -> ChatResult:
+    merged = chunks[0]
+    for chunk in chunks[1:]:
+        merged += chunk
+    message = cast(AIMessageChunk, merged.message)
+    return ChatResult(generations=[ChatGeneration(message=_chunk_to_message(message))])
+
+
+def _chunk_to_message(chunk: AIMessageChunk) -> AIMessage:
+    from langchain_core.messages import message_chunk_to_message
+
+    return cast(AIMessage, message_chunk_to_message(chunk))
+
+
+def _check_score(score: float) -> float:
+    if isinstance(score, bool) or not isinstance(score, (int, float, np.number)):
+        raise TypeError(f"score: expected a number in [0, 1], got {score!r}")
+    value = float(score)
+    if not 0.0 <= value <= 1.0:  # also refuses NaN
+        raise ValueError(f"score: must be in [0, 1], got {score!r}")
+    return value
+
+
+def _run_id_of(run: UUID | str | AIMessage) -> str:
+    if isinstance(run, BaseMessage):
+        metadata = run.response_metadata.get("metallm")
+        if not isinstance(metadata, dict) or "run_id" not in metadata:
+            raise ValueError(
+                "run: this message carries no response_metadata['metallm']['run_id'];"
+                " was it produced by the router?"
+            )
+        return str(metadata["run_id"])
+    if isinstance(run, (UUID, str)):
+        return str(run)
+    raise TypeError(f"run: expected a run id or an AIMessage, got {type(run).__name__}")

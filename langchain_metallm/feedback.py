@@ -1,0 +1,191 @@
+"""Rewards flowing back to the router: pending decisions and the callback handler.
+
+A routed call leaves a pending decision (run id -> arm, context). A score arrives
+later, from ``router.record_feedback``, from ``MetaLLMFeedbackHandler`` scoring
+the answer in ``on_llm_end``, or from a ``metallm_feedback`` custom event sent by
+a grader step in the same chain, and turns that decision into a policy update.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+from uuid import UUID
+
+import numpy as np
+from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.messages import BaseMessage
+from langchain_core.outputs import ChatGeneration, Generation, LLMResult
+from numpy.typing import NDArray
+
+if TYPE_CHECKING:
+    from langchain_metallm.chat_models import MetaLLMRouterChatModel
+
+FEEDBACK_EVENT = "metallm_feedback"
+"""Name of the custom event that carries ``{"run_id": ..., "score": ...}``."""
+
+Scorer = Callable[[Sequence[BaseMessage] | str, Generation], float]
+"""Grades one answer: ``(messages or prompt, generation) -> score in [0, 1]``."""
+
+
+class FeedbackError(ValueError):
+    """Feedback that cannot be applied: unknown, evicted or already rewarded run."""
+
+
+@dataclass(frozen=True)
+class PendingDecision:
+    """What a routed call needs to be rewarded later: the arm and its context."""
+
+    arm: int
+    model: str
+    context: NDArray[np.float64]
+
+
+class PendingDecisions:
+    """Bounded, thread-safe table of decisions awaiting a reward, oldest evicted.
+
+    It also remembers (boundedly) which runs were rewarded or evicted, so late or
+    repeated feedback gets an error saying which of the two happened.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        if capacity < 1:
+            raise ValueError(f"max_pending: must be >= 1, got {capacity}")
+        self.capacity = capacity
+        self._pending: OrderedDict[str, PendingDecision] = OrderedDict()
+        self._closed: OrderedDict[str, str] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def __contains__(self, run_id: object) -> bool:
+        return str(run_id) in self._pending
+
+    def add(self, run_id: str, decision: PendingDecision) -> None:
+        """Remember ``decision`` for ``run_id``, evicting the oldest when full."""
+        with self._lock:
+            self._pending[run_id] = decision
+            while len(self._pending) > self.capacity:
+                evicted, _ = self._pending.popitem(last=False)
+                self._close(evicted, "was evicted from the pending table")
+
+    def take(self, run_id: str) -> PendingDecision:
+        """Remove and return the decision for ``run_id``, or raise ``FeedbackError``."""
+        with self._lock:
+            decision = self._pending.pop(run_id, None)
+            if decision is None:
+                reason = self._closed.get(run_id, "is unknown to this router")
+                raise FeedbackError(f"run_id {run_id}: {reason}; feedback not applied")
+            self._close(run_id, "was already rewarded")
+            return decision
+
+    def restore(self, run_id: str, decision: PendingDecision) -> None:
+        """Put back a decision taken for an update that then failed."""
+        with self._lock:
+            self._closed.pop(run_id, None)
+            self._pending[run_id] = decision
+
+    def _close(self, run_id: str, reason: str) -> None:
+        self._closed[run_id] = reason
+        while len(self._closed) > self.capacity:
+            self._closed.popitem(last=False)
+
+
+class _Router(Protocol):
+    def is_pending(self, run_id: UUID | str) -> bool: ...
+
+    def record_feedback(self, run: Any, score: float) -> float: ...
+
+
+class MetaLLMFeedbackHandler(BaseCallbackHandler):
+    """Callback handler that rewards the router's routing decisions.
+
+    With a ``scorer`` it grades each routed answer in ``on_llm_end``; it also
+    applies ``metallm_feedback`` custom events. Only the router's own runs are
+    rewarded, never the child model's nested run.
+    """
+
+    run_inline = True
+
+    def __init__(
+        self,
+        router: MetaLLMRouterChatModel,
+        scorer: Scorer | None = None,
+        *,
+        raise_error: bool = False,
+    ) -> None:
+        self.router: _Router = router
+        self.scorer = scorer
+        self.raise_error = raise_error
+        self._inputs: OrderedDict[UUID, list[BaseMessage] | str] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def on_chat_model_start(
+        self,
+        serialized: dict[str, Any],
+        messages: list[list[BaseMessage]],
+        *,
+        run_id: UUID,
+        **kwargs: Any,
+    ) -> None:
+        """Keep the call's messages until its end, for the scorer."""
+        if self.scorer is not None and messages:
+            self._remember(run_id, messages[0])
+
+    def on_llm_start(
+        self,
+        serialized: dict[str, Any],
+        prompts: list[str],
+        *,
+        run_id: UUID,
+        **kwargs: Any,
+    ) -> None:
+        """Keep the prompt of a completion-style run until its end."""
+        if self.scorer is not None and prompts:
+            self._remember(run_id, prompts[0])
+
+    def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:
+        """Score the router's answer and record the reward."""
+        with self._lock:
+            inputs = self._inputs.pop(run_id, None)
+        if self.scorer is None or inputs is None or not self.router.is_pending(run_id):
+            return
+        generation = response.generations[0][0]
+        if not isinstance(generation, (ChatGeneration, Generation)):
+            return
+        self.router.record_feedback(run_id, self.scorer(inputs, generation))
+
+    def on_llm_error(
+        self, error: BaseException, *, run_id: UUID, **kwargs: Any
+    ) -> None:
+        """Forget the inputs of a failed call."""
+        with self._lock:
+            self._inputs.pop(run_id, None)
+
+    def on_custom_event(
+        self,
+        name: str,
+        data: Any,
+        *,
+        run_id: UUID,
+        **kwargs: Any,
+    ) -> None:
+        """Apply a ``metallm_feedback`` event: ``{"run_id": ..., "score": ...}``."""
+        if name != FEEDBACK_EVENT:
+            return
+        if not isinstance(data, dict) or not {"run_id", "score"} <= data.keys():
+            raise ValueError(
+                f"{FEEDBACK_EVENT} event: data must be a dict with 'run_id' and "
+                f"'score', got {data!r}"
+            )
+        self.router.record_feedback(data["run_id"], data["score"])
+
+    def _remember(self, run_id: UUID, inputs: list[BaseMessage] | str) -> None:
+        with self._lock:
+            self._inputs[run_id] = inputs
+            while len(self._inputs) > 10_000:
+                self._inputs.popitem(last=False)
