@@ -13,6 +13,8 @@ import threading
 import warnings
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any, cast
 from uuid import UUID, uuid4
 
@@ -27,7 +29,7 @@ from langchain_core.embeddings import Embeddings
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
-from langchain_core.runnables import Runnable, RunnableConfig
+from langchain_core.runnables import Runnable, RunnableConfig, ensure_config
 from langchain_core.tools import BaseTool
 from numpy.typing import NDArray
 from pydantic import ConfigDict, Field, PrivateAttr, model_validator
@@ -39,6 +41,18 @@ from langchain_metallm.policy import LinUCBPolicy, RouteDecision
 
 _TOOL_KEYS = ("tools", "tool_choice", "tool_binding")
 Context = NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class _RunLink:
+    """The router run a streamed call belongs to, and the child's callbacks."""
+
+    run_id: str
+    child_config: RunnableConfig
+
+
+# langchain-core calls ``_stream`` without its run manager; this carries it there.
+_STREAM_RUN: ContextVar[_RunLink | None] = ContextVar("metallm_stream", default=None)
 
 
 def last_human_text(messages: Sequence[BaseMessage]) -> str:
@@ -95,6 +109,10 @@ class MetaLLMRouterChatModel(BaseChatModel):
     """Stream from the chosen child even when called with ``invoke``."""
     embedding_cache_size: int = 2_048
     """Query embeddings kept in memory; ``batch`` fills it with one call."""
+    stop: list[str] | None = None
+    """Default stop sequences, passed to the chosen child."""
+    max_tokens: int | None = None
+    """If set, passed to the chosen child as ``max_tokens``."""
 
     _policy: LinUCBPolicy | None = PrivateAttr(default=None)
     _pending: PendingDecisions = PrivateAttr()
@@ -175,7 +193,11 @@ class MetaLLMRouterChatModel(BaseChatModel):
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> Any:
         params = super()._get_ls_params(stop=stop, **kwargs)
         params["ls_provider"] = "metallm"
-        params["ls_model_name"] = "metallm-router"
+        params["ls_model_name"] = kwargs.get("model", "metallm-router")
+        if self.max_tokens is not None:
+            params["ls_max_tokens"] = self.max_tokens
+        if stop or self.stop:
+            params["ls_stop"] = stop or self.stop
         return params
 
     @property
@@ -259,8 +281,10 @@ class MetaLLMRouterChatModel(BaseChatModel):
         decision, context = self._decide(messages)
         child, call_kwargs = self._child(decision, kwargs)
         config = _child_config(run_manager)
-        message = child.invoke(messages, config=config, stop=stop, **call_kwargs)
-        return self._finish(message, decision, context, run_manager)
+        message = child.invoke(
+            messages, config=config, stop=stop or self.stop, **call_kwargs
+        )
+        return self._finish(message, decision, context, _run_id(run_manager))
 
     async def _agenerate(
         self,
@@ -272,8 +296,10 @@ class MetaLLMRouterChatModel(BaseChatModel):
         decision, context = await self._adecide(messages)
         child, call_kwargs = self._child(decision, kwargs)
         config = _achild_config(run_manager)
-        message = await child.ainvoke(messages, config=config, stop=stop, **call_kwargs)
-        return self._finish(message, decision, context, run_manager)
+        message = await child.ainvoke(
+            messages, config=config, stop=stop or self.stop, **call_kwargs
+        )
+        return self._finish(message, decision, context, _run_id(run_manager))
 
     def _stream(
         self,
@@ -282,15 +308,20 @@ class MetaLLMRouterChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
+        link = _take_link(
+            _link(run_manager, _child_config(run_manager)) if run_manager else None
+        )
         decision, context = self._decide(messages)
         child, call_kwargs = self._child(decision, kwargs)
-        config = _child_config(run_manager)
+        config = link.child_config
         last: BaseMessage | None = None
-        for chunk in child.stream(messages, config=config, stop=stop, **call_kwargs):
+        for chunk in child.stream(
+            messages, config=config, stop=stop or self.stop, **call_kwargs
+        ):
             if last is not None:
                 yield ChatGenerationChunk(message=cast(AIMessageChunk, last))
             last = chunk
-        yield self._final_chunk(last, decision, context, run_manager)
+        yield self._final_chunk(last, decision, context, link.run_id)
 
     async def _astream(
         self,
@@ -299,16 +330,107 @@ class MetaLLMRouterChatModel(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
+        link = _take_link(
+            _link(run_manager, _achild_config(run_manager)) if run_manager else None
+        )
         decision, context = await self._adecide(messages)
         child, call_kwargs = self._child(decision, kwargs)
-        config = _achild_config(run_manager)
+        config = link.child_config
         last: BaseMessage | None = None
-        stream = child.astream(messages, config=config, stop=stop, **call_kwargs)
+        stream = child.astream(
+            messages, config=config, stop=stop or self.stop, **call_kwargs
+        )
         async for chunk in stream:
             if last is not None:
                 yield ChatGenerationChunk(message=cast(AIMessageChunk, last))
             last = chunk
-        yield self._final_chunk(last, decision, context, run_manager)
+        yield self._final_chunk(last, decision, context, link.run_id)
+
+    def stream(
+        self,
+        input: LanguageModelInput,
+        config: RunnableConfig | None = None,
+        *,
+        stop: list[str] | None = None,
+        **kwargs: Any,
+    ) -> Iterator[AIMessageChunk]:
+        """Stream the chosen child's answer; the last chunk carries the decision."""
+        config = ensure_config(config)
+        run_id = config.get("run_id") or uuid4()
+        manager = CallbackManager.configure(
+            config.get("callbacks"),
+            None,
+            False,
+            config.get("tags"),
+            None,
+            config.get("metadata"),
+        )
+        manager.parent_run_id = run_id
+        _STREAM_RUN.set(_RunLink(str(run_id), {"callbacks": manager}))
+        try:
+            config = {**config, "run_id": run_id}
+            yield from super().stream(input, config, stop=stop, **kwargs)
+        finally:
+            _STREAM_RUN.set(None)
+
+    async def astream(
+        self,
+        input: LanguageModelInput,
+        config: RunnableConfig | None = None,
+        *,
+        stop: list[str] | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[AIMessageChunk]:
+        """Async twin of ``stream``."""
+        config = ensure_config(config)
+        run_id = config.get("run_id") or uuid4()
+        manager = AsyncCallbackManager.configure(
+            config.get("callbacks"),
+            None,
+            False,
+            config.get("tags"),
+            None,
+            config.get("metadata"),
+        )
+        manager.parent_run_id = run_id
+        _STREAM_RUN.set(_RunLink(str(run_id), {"callbacks": manager}))
+        try:
+            config = {**config, "run_id": run_id}
+            async for chunk in super().astream(input, config, stop=stop, **kwargs):
+                yield chunk
+        finally:
+            _STREAM_RUN.set(None)
+
+    def _generate_with_cache(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        # When langchain-core streams under invoke, ``_stream`` gets no run manager.
+        if run_manager is not None:
+            _STREAM_RUN.set(_link(run_manager, _child_config(run_manager)))
+        try:
+            return super()._generate_with_cache(messages, stop, run_manager, **kwargs)
+        finally:
+            _STREAM_RUN.set(None)
+
+    async def _agenerate_with_cache(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        if run_manager is not None:
+            _STREAM_RUN.set(_link(run_manager, _achild_config(run_manager)))
+        try:
+            return await super()._agenerate_with_cache(
+                messages, stop, run_manager, **kwargs
+            )
+        finally:
+            _STREAM_RUN.set(None)
 
     def batch(
         self,
@@ -430,7 +552,7 @@ class MetaLLMRouterChatModel(BaseChatModel):
             if vector.ndim != 1 or vector.shape != expected:
                 raise ValueError(
                     f"embeddings: returned a vector of shape {vector.shape}, "
-                    f"but this router routes on dimension {expected}"
+                    f"but this router routes on dimension {expected[0]}"
                 )
             if not np.all(np.isfinite(vector)):
                 raise ValueError("embeddings: returned NaN or infinity")
@@ -459,6 +581,8 @@ class MetaLLMRouterChatModel(BaseChatModel):
         """The chosen child, with the router's bound tools bound on it."""
         child: Runnable[LanguageModelInput, BaseMessage] = self.models[decision.model]
         call_kwargs = {k: v for k, v in kwargs.items() if k not in _TOOL_KEYS}
+        if self.max_tokens is not None:
+            call_kwargs.setdefault("max_tokens", self.max_tokens)
         binding = kwargs.get("tool_binding")
         if binding is not None:
             tools = binding["tools"]
@@ -481,13 +605,9 @@ class MetaLLMRouterChatModel(BaseChatModel):
         }
 
     def _register(
-        self,
-        decision: RouteDecision,
-        context: Context,
-        run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun | None,
+        self, decision: RouteDecision, context: Context, run_id: str
     ) -> dict[str, Any]:
         """Remember the decision for feedback; return its response metadata."""
-        run_id = str(run_manager.run_id if run_manager else uuid4())
         self._pending.add(
             run_id, PendingDecision(decision.arm, decision.model, context)
         )
@@ -498,9 +618,9 @@ class MetaLLMRouterChatModel(BaseChatModel):
         message: BaseMessage,
         decision: RouteDecision,
         context: Context,
-        run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun | None,
+        run_id: str,
     ) -> ChatResult:
-        metadata = self._register(decision, context, run_manager)
+        metadata = self._register(decision, context, run_id)
         routed = message.model_copy(
             update={
                 "response_metadata": {**message.response_metadata, "metallm": metadata}
@@ -513,10 +633,10 @@ class MetaLLMRouterChatModel(BaseChatModel):
         last: BaseMessage | None,
         decision: RouteDecision,
         context: Context,
-        run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun | None,
+        run_id: str,
     ) -> ChatGenerationChunk:
         """The child's last chunk, carrying the routing metadata, marked last."""
-        metadata = self._register(decision, context, run_manager)
+        metadata = self._register(decision, context, run_id)
         chunk = last if isinstance(last, AIMessageChunk) else AIMessageChunk(content="")
         final = chunk.model_copy(
             update={
@@ -573,18 +693,24 @@ def _achild_config(run_manager: AsyncCallbackManagerForLLMRun | None) -> Runnabl
     return {"callbacks": manager}
 
 
-def _result_from_chunks(chunks: list[ChatGenerationChunk]) -> ChatResult:
-    merged = chunks[0]
-    for chunk in chunks[1:]:
-        merged += chunk
-    message = cast(AIMessageChunk, merged.message)
-    return ChatResult(generations=[ChatGeneration(message=_chunk_to_message(message))])
+def _link(
+    run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun,
+    child_config: RunnableConfig,
+) -> _RunLink:
+    return _RunLink(str(run_manager.run_id), child_config)
 
 
-def _chunk_to_message(chunk: AIMessageChunk) -> AIMessage:
-    from langchain_core.messages import message_chunk_to_message
+def _take_link(link: _RunLink | None) -> _RunLink:
+    """The run a streamed call belongs to: given, handed over, or a fresh id."""
+    handed = _STREAM_RUN.get()
+    _STREAM_RUN.set(None)
+    return link or handed or _RunLink(str(uuid4()), {})
 
-    return cast(AIMessage, message_chunk_to_message(chunk))
+
+def _run_id(
+    run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun | None,
+) -> str:
+    return str(run_manager.run_id if run_manager else uuid4())
 
 
 def _check_score(score: float) -> float:
