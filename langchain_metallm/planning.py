@@ -85,6 +85,7 @@ class ParetoFront:
         order = np.argsort(-key[qi, pi], kind="stable")
         self._step_query: IntArray = qi[order]
         self._step_arm: IntArray = self._hull[qi, pi + 1][order]
+        self._step_prev: IntArray = self._hull[qi, pi][order]
         self._step_key: FloatArray = key[qi, pi][order]
         start = self._hull[:, 0]
         zero = np.zeros(1)
@@ -156,6 +157,26 @@ class ParetoFront:
     def points(self) -> FloatArray:
         """``(len, 2)`` array: (total cost, predicted accuracy) per point."""
         return np.column_stack([self._point_costs, self.accuracies])
+
+    def rescore(self, scores: ArrayLike) -> FloatArray:
+        """Mean of other ``(n, k)`` scores at every supported point, in O(n k).
+
+        With the recorded outcomes of the batch this is the realised accuracy of
+        each planned assignment: the realised front beside the predicted one.
+        """
+        other = np.asarray(scores, dtype=np.float64)
+        if other.shape != self._scores.shape:
+            raise ValueError(
+                f"scores: expected shape {self._scores.shape}, got {other.shape}"
+            )
+        if not np.isfinite(other).all():
+            raise ValueError("scores: contain NaN or infinity")
+        rows = np.arange(self.n_queries)
+        start = other[rows, self._hull[:, 0]].sum()
+        steps = other[self._step_query, self._step_arm]
+        steps = steps - other[self._step_query, self._step_prev]
+        totals: FloatArray = start + np.concatenate([np.zeros(1), np.cumsum(steps)])
+        return totals / self.n_queries
 
     def point(self, index: int) -> PlannedAssignment:
         """Materialise supported point ``index`` (0 = cheapest, -1 = best)."""

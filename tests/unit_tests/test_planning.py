@@ -345,3 +345,19 @@ def test_bad_requests_raise_with_the_limits() -> None:
         front.for_accuracy(0.6, max_free=0)
     with pytest.raises(TypeError, match="model names"):
         ParetoFront.build(scores=[[0.1]], costs=[1.0], models=[1])  # type: ignore[list-item]
+
+
+def test_rescore_gives_other_scores_at_every_supported_point() -> None:
+    rng = np.random.default_rng(3)
+    scores, truth = rng.uniform(0, 1, (30, 4)), rng.integers(0, 2, (30, 4))
+    front = ParetoFront.build(scores=scores, costs=[0.1, 0.3, 0.2, 1.0], models="abcd")
+    realised = front.rescore(truth)
+    assert realised.shape == (len(front),)
+    rows = np.arange(30)
+    for t in range(len(front)):
+        assert realised[t] == pytest.approx(truth[rows, front.point(t).arms].mean())
+    np.testing.assert_allclose(front.rescore(scores), front.accuracies)
+    with pytest.raises(ValueError, match=r"expected shape \(30, 4\)"):
+        front.rescore(truth[:5])
+    with pytest.raises(ValueError, match="NaN"):
+        front.rescore(np.full((30, 4), np.nan))
