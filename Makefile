@@ -1,6 +1,7 @@
 # Two entry points for a fresh machine: `make demo` and `make test`.
 VENV := .venv
 BIN := $(VENV)/bin
+SRC := langchain_metallm tests examples benchmarks
 
 $(BIN)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -15,8 +16,8 @@ demo: setup
 	HF_HUB_OFFLINE=1 $(BIN)/python examples/quickstart.py
 
 test: setup
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
+	$(BIN)/ruff check $(SRC)
+	$(BIN)/ruff format --check $(SRC)
 	$(BIN)/mypy langchain_metallm
 	HF_HUB_OFFLINE=1 $(BIN)/pytest -q tests
 
