@@ -355,20 +355,8 @@ class MetaLLMRouterChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> Iterator[AIMessageChunk]:
         """Stream the chosen child's answer; the last chunk carries the decision."""
-        config = ensure_config(config)
-        run_id = config.get("run_id") or uuid4()
-        manager = CallbackManager.configure(
-            config.get("callbacks"),
-            None,
-            False,
-            config.get("tags"),
-            None,
-            config.get("metadata"),
-        )
-        manager.parent_run_id = run_id
-        _STREAM_RUN.set(_RunLink(str(run_id), {"callbacks": manager}))
+        config = _hand_over_stream_run(config, CallbackManager)
         try:
-            config = {**config, "run_id": run_id}
             yield from super().stream(input, config, stop=stop, **kwargs)
         finally:
             _STREAM_RUN.set(None)
@@ -382,20 +370,8 @@ class MetaLLMRouterChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> AsyncIterator[AIMessageChunk]:
         """Async twin of ``stream``."""
-        config = ensure_config(config)
-        run_id = config.get("run_id") or uuid4()
-        manager = AsyncCallbackManager.configure(
-            config.get("callbacks"),
-            None,
-            False,
-            config.get("tags"),
-            None,
-            config.get("metadata"),
-        )
-        manager.parent_run_id = run_id
-        _STREAM_RUN.set(_RunLink(str(run_id), {"callbacks": manager}))
+        config = _hand_over_stream_run(config, AsyncCallbackManager)
         try:
-            config = {**config, "run_id": run_id}
             async for chunk in super().astream(input, config, stop=stop, **kwargs):
                 yield chunk
         finally:
@@ -691,6 +667,24 @@ def _achild_config(run_manager: AsyncCallbackManagerForLLMRun | None) -> Runnabl
         inheritable_metadata=run_manager.inheritable_metadata,
     )
     return {"callbacks": manager}
+
+
+def _hand_over_stream_run(
+    config: RunnableConfig | None,
+    manager_class: type[CallbackManager] | type[AsyncCallbackManager],
+) -> RunnableConfig:
+    """Fix the run id of a ``stream`` call and hand it, with the child's callbacks,
+    to ``_stream`` (which langchain-core calls without a run manager)."""
+    config = ensure_config(config)
+    run_id = config.get("run_id") or uuid4()
+    manager = manager_class.configure(
+        config.get("callbacks"),
+        inheritable_tags=config.get("tags"),
+        inheritable_metadata=config.get("metadata"),
+    )
+    manager.parent_run_id = run_id
+    _STREAM_RUN.set(_RunLink(str(run_id), {"callbacks": manager}))
+    return {**config, "run_id": run_id}
 
 
 def _link(
