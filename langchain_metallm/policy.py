@@ -1,19 +1,26 @@
 """LinUCB contextual bandit over query embeddings, in plain numpy (no LangChain).
 
 One ridge regression per arm (MetaLLM): ``A_j = ridge * I + sum x x^T`` and
-``b_j = sum r x`` are the source of truth; ``A_j^-1`` and ``theta_j`` are caches
-kept current by Sherman-Morrison, so an update costs O(d^2) and no call inverts.
+``b_j = sum r x`` are the source of truth and live in a ``PolicyStore`` (memory by
+default; SQLite or Redis to learn with other processes). ``A_j^-1`` and
+``theta_j`` are this process's caches, kept current by Sherman-Morrison for its
+own updates (O(d^2), no inversion) and rebuilt for arms other writers changed.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
+from scipy import linalg
 from scipy.linalg import blas
+
+from langchain_metallm.stores.base import PolicyStore
+from langchain_metallm.stores.memory import MemoryStore
 
 FloatArray = NDArray[np.float64]
 
@@ -41,7 +48,10 @@ class RouteDecision:
 class LinUCBPolicy:
     """Disjoint LinUCB: ``argmax_j x^T theta_j + alpha * sqrt(x^T A_j^-1 x)``.
 
-    Thread-safe: ``select`` and ``update`` may be called from many threads.
+    Thread-safe: ``select`` and ``update`` may be called from many threads. With
+    a shared ``store``, policies in other processes bound to the same
+    ``namespace`` learn together: each update is written to the store at once,
+    and arms others changed are reloaded every ``store.refresh_interval`` seconds.
     """
 
     def __init__(
@@ -51,6 +61,8 @@ class LinUCBPolicy:
         *,
         alpha: float = 0.1,
         ridge: float = 1.0,
+        store: PolicyStore | None = None,
+        namespace: str = "default",
     ) -> None:
         names = list(arms)
         if len(names) < 1:
@@ -62,18 +74,25 @@ class LinUCBPolicy:
         _check_non_negative("alpha", alpha)
         if not np.isfinite(ridge) or ridge <= 0:
             raise ValueError(f"ridge: must be > 0, got {ridge!r}")
+        if store is not None and not isinstance(store, PolicyStore):
+            raise TypeError(
+                f"store: expected a PolicyStore, got {type(store).__name__}"
+            )
         self.arms: tuple[str, ...] = tuple(names)
         self.dim = dim
         self.alpha = float(alpha)
         self.ridge = float(ridge)
+        self.store: PolicyStore = MemoryStore() if store is None else store
+        self.namespace = namespace
+        self.store.create(namespace, self.arms, dim, self.ridge)
         k = len(names)
-        eye = np.eye(dim)
-        self._A: FloatArray = np.repeat(eye[None] * self.ridge, k, axis=0)
         self._b: FloatArray = np.zeros((k, dim))
-        self._A_inv: FloatArray = np.repeat(eye[None] / self.ridge, k, axis=0)
+        self._A_inv: FloatArray = np.repeat(np.eye(dim)[None] / self.ridge, k, axis=0)
         self._theta: FloatArray = np.zeros((k, dim))
-        self._counts = np.zeros(k, dtype=np.int64)
+        self._versions = np.zeros(k, dtype=np.int64)
+        self._checked_at = -np.inf
         self._lock = threading.RLock()
+        self.refresh()
 
     @property
     def n_arms(self) -> int:
@@ -82,28 +101,23 @@ class LinUCBPolicy:
 
     @property
     def counts(self) -> NDArray[np.int64]:
-        """How many rewards each arm has learned from (a copy)."""
-        with self._lock:
-            counts: NDArray[np.int64] = self._counts.copy()
-            return counts
+        """How many rewards each arm has learned from, as the store has it."""
+        return self.statistics()[2]
 
     @property
     def A(self) -> FloatArray:  # noqa: N802 - the paper's name
-        """Per-arm ``ridge * I + sum x x^T``, shape (arms, dim, dim) (a copy)."""
-        with self._lock:
-            a_copy: FloatArray = self._A.copy()
-            return a_copy
+        """Per-arm ``ridge * I + sum x x^T``, shape (arms, dim, dim), from the store."""
+        return self.statistics()[0]
 
     @property
     def b(self) -> FloatArray:
-        """Per-arm ``sum r x``, shape (arms, dim) (a copy)."""
-        with self._lock:
-            b_copy: FloatArray = self._b.copy()
-            return b_copy
+        """Per-arm ``sum r x``, shape (arms, dim), from the store."""
+        return self.statistics()[1]
 
     @property
     def theta(self) -> FloatArray:
-        """Per-arm ridge coefficients ``A^-1 b``, shape (arms, dim) (a copy)."""
+        """Per-arm ridge coefficients ``A^-1 b`` as this policy last saw them
+        (a copy), shape (arms, dim)."""
         with self._lock:
             theta_copy: FloatArray = self._theta.copy()
             return theta_copy
@@ -124,6 +138,7 @@ class LinUCBPolicy:
         """Expected reward and confidence width per query and arm, each (n, arms)."""
         ctx = self._check_matrix(X)
         with self._lock:
+            self._maybe_refresh()
             mean = ctx @ self._theta.T
             proj = np.einsum("kij,nj->nki", self._A_inv, ctx)
             width = np.sqrt(np.maximum(np.einsum("nki,ni->nk", proj, ctx), 0.0))
@@ -134,6 +149,7 @@ class LinUCBPolicy:
         vec = self.check_context(x)
         k, d = self._A_inv.shape[:2]
         with self._lock:
+            self._maybe_refresh()
             mean = np.einsum("ki,i->k", self._theta, vec)
             proj = blas.dgemv(1.0, self._A_inv.reshape(k * d, d).T, vec, trans=1)
             quad = np.einsum("ki,i->k", proj.reshape(k, d), vec)
@@ -147,14 +163,17 @@ class LinUCBPolicy:
     def update(self, arm: int, x: ArrayLike, reward: float) -> None:
         """Learn that ``arm`` earned ``reward`` on context ``x``.
 
-        ``A += x x^T``, ``b += r x``; the cached inverse and ``theta`` follow by
-        Sherman-Morrison. Rank-1 updates run in place through scipy's BLAS (symmetric
-        matrices, so the transpose is the Fortran-ordered view ``dger`` writes to).
+        ``A += x x^T``, ``b += r x`` in the store; the cached inverse and ``theta``
+        follow by Sherman-Morrison. Rank-1 updates run in place through scipy's BLAS
+        (symmetric matrices, so the transpose is the Fortran-ordered view ``dger``
+        writes to). If the store fails, nothing changes here.
         """
         self._check_arm(arm)
         vec = self.check_context(x)
         r = _check_finite("reward", reward)
         with self._lock:
+            self._maybe_refresh()
+            version = self.store.add(self.namespace, int(arm), vec, r)
             a_inv = self._A_inv[arm]
             u = blas.dgemv(1.0, a_inv.T, vec)
             scale = 1.0 / (1.0 + vec @ u)
@@ -163,8 +182,9 @@ class LinUCBPolicy:
             self._theta[arm] += (r - u @ b) * scale * u
             blas.dger(-scale, u, u, a=a_inv.T, overwrite_a=True)
             b += r * vec
-            blas.dger(1.0, vec, vec, a=self._A[arm].T, overwrite_a=True)
-            self._counts[arm] += 1
+            if version == self._versions[arm] + 1:
+                self._versions[arm] = version
+            # else another writer changed this arm too: the next refresh reloads it.
 
     def fit(self, X: ArrayLike, rewards: ArrayLike) -> None:  # noqa: N803
         """Warm start from recorded outcomes: the same ``A`` and ``b`` as one
@@ -183,19 +203,38 @@ class LinUCBPolicy:
         if np.any(np.isinf(r)):
             raise ValueError("rewards: contain infinity")
         observed = ~np.isnan(r)
+        A = np.zeros((self.n_arms, self.dim, self.dim))  # noqa: N806
+        b = np.zeros((self.n_arms, self.dim))
+        for arm in range(self.n_arms):
+            rows = ctx[observed[:, arm]]
+            A[arm] = rows.T @ rows
+            b[arm] = rows.T @ r[observed[:, arm], arm]
         with self._lock:
-            A, b = self._A.copy(), self._b.copy()  # noqa: N806
-            for arm in range(self.n_arms):
-                rows = ctx[observed[:, arm]]
-                A[arm] += rows.T @ rows
-                b[arm] += rows.T @ r[observed[:, arm], arm]
-            self._set_statistics(A, b, self._counts + observed.sum(axis=0))
+            self.store.merge(self.namespace, A, b, observed.sum(axis=0))
+            self.refresh()
+
+    def refresh(self) -> bool:
+        """Reload from the store the arms another writer changed; True if any.
+
+        Runs on its own every ``store.refresh_interval`` seconds; an arm's inverse
+        is rebuilt from the store's ``A`` and ``b`` only when its version moved.
+        """
+        with self._lock:
+            if np.array_equal(self.store.versions(self.namespace), self._versions):
+                self._checked_at = time.monotonic()
+                return False
+            stats = self.store.read(self.namespace)
+            changed = np.flatnonzero(stats.versions != self._versions)
+            self._install(
+                changed, _inverse(stats.A[changed]), stats.b[changed], stats.versions
+            )
+            self._checked_at = time.monotonic()
+            return True
 
     def statistics(self) -> tuple[FloatArray, FloatArray, NDArray[np.int64]]:
-        """Copies of the sufficient statistics ``(A, b, counts)``, taken together."""
-        with self._lock:
-            a_copy: FloatArray = self._A.copy()
-            return a_copy, self._b.copy(), self._counts.copy()
+        """The sufficient statistics ``(A, b, counts)``, read at once from the store."""
+        stats = self.store.read(self.namespace)
+        return stats.A, stats.b, stats.counts
 
     def load_statistics(
         self,
@@ -217,26 +256,28 @@ class LinUCBPolicy:
             raise ValueError(f"counts: expected {k} non-negative integers, got {n}")
         if not np.allclose(a_mat, a_mat.transpose(0, 2, 1), rtol=0, atol=1e-8):
             raise ValueError("A: must be symmetric")
+        a_inv = _inverse(a_mat)
         with self._lock:
-            self._set_statistics(a_mat, b_vec, n)
+            versions = self.store.replace(self.namespace, a_mat, b_vec, n)
+            self._install(np.arange(k), a_inv, b_vec, np.array(versions))
 
-    def _set_statistics(
+    def _install(
         self,
-        A: FloatArray,  # noqa: N803
+        arms: NDArray[np.intp],
+        a_inv: FloatArray,
         b: FloatArray,
-        counts: NDArray[np.int64],
+        versions: NDArray[np.int64],
     ) -> None:
-        """Install new statistics and rebuild the caches, all or nothing."""
-        try:
-            a_inv = np.linalg.inv(A)
-        except np.linalg.LinAlgError as exc:
-            raise ValueError(f"A: not invertible ({exc})") from exc
-        if np.any(np.linalg.eigvalsh(A)[:, 0] <= 0):
-            raise ValueError("A: must be positive definite")
-        a_inv = (a_inv + a_inv.transpose(0, 2, 1)) / 2
-        self._A, self._b, self._counts = A, b, counts
-        self._A_inv = np.ascontiguousarray(a_inv)
-        self._theta = np.einsum("kij,kj->ki", self._A_inv, b)
+        """Set the caches of ``arms`` from their inverses and ``b`` (in place, so
+        the arrays stay contiguous for BLAS), and the versions they reflect."""
+        self._A_inv[arms] = a_inv
+        self._b[arms] = b
+        self._theta[arms] = np.einsum("kij,kj->ki", a_inv, b)
+        self._versions[arms] = versions[arms]
+
+    def _maybe_refresh(self) -> None:
+        if time.monotonic() - self._checked_at >= self.store.refresh_interval:
+            self.refresh()
 
     def _decide(self, mean: FloatArray, width: FloatArray) -> RouteDecision:
         ucb = mean + self.alpha * width
@@ -264,6 +305,20 @@ class LinUCBPolicy:
         if not np.all(np.isfinite(mat)):
             raise ValueError("contexts: contain NaN or infinity")
         return mat
+
+
+def _inverse(A: FloatArray) -> FloatArray:  # noqa: N803
+    """Inverses of a stack of symmetric matrices, by Cholesky in scipy's LAPACK
+    (the hot path's library); ``ValueError`` unless each is positive definite."""
+    out = np.empty_like(A)
+    eye = np.eye(A.shape[-1])
+    for i, a in enumerate(A):
+        try:
+            inv = linalg.cho_solve(linalg.cho_factor(a), eye)
+        except linalg.LinAlgError as exc:
+            raise ValueError("A: must be positive definite") from exc
+        out[i] = (inv + inv.T) / 2
+    return out
 
 
 def _check_finite(name: str, value: float) -> float:

@@ -1,0 +1,221 @@
+"""``PolicyStore``: where LinUCB's per-arm sufficient statistics live.
+
+A store holds, per namespace (one router) and arm, ``A = ridge * I + sum x x^T``,
+``b = sum r x``, a reward count and a version that grows with every write. Writes
+are additive increments applied atomically, so workers sharing a store never lose
+an update; each worker keeps its own inverse of ``A`` as a cache and rebuilds the
+arms whose version moved. Only these statistics are stored, never prompts.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+FloatArray = NDArray[np.float64]
+IntArray = NDArray[np.int64]
+ArmState = tuple[FloatArray, FloatArray, int]
+"""One arm's ``(A, b, count)``."""
+Change = Callable[[int, FloatArray, FloatArray, int], ArmState]
+"""Maps arm index and its current ``(A, b, count)`` to the new ones."""
+
+
+def namespace(router: str, embeddings: object, models: Sequence[str]) -> str:
+    """Store namespace of a router: its name, its embedder's ``name`` (else its
+    class name) and its children's names, so two routers never mix statistics."""
+    embedder = getattr(embeddings, "name", None)
+    if not isinstance(embedder, str):
+        embedder = type(embeddings).__name__
+    return "|".join([router, embedder, *models])
+
+
+@dataclass(frozen=True)
+class Layout:
+    """What a namespace was created for: arm names, context dimension, ridge."""
+
+    arms: tuple[str, ...]
+    dim: int
+    ridge: float
+
+    def to_json(self) -> str:
+        """Plain JSON (never pickle), as stored next to the statistics."""
+        return json.dumps(
+            {"arms": list(self.arms), "dim": self.dim, "ridge": self.ridge}
+        )
+
+    @classmethod
+    def from_json(cls, text: str | bytes, where: str) -> Layout:
+        """Parse a stored layout, refusing anything malformed."""
+        try:
+            raw = json.loads(text)
+            layout = cls(tuple(raw["arms"]), raw["dim"], raw["ridge"])
+            valid = (
+                all(isinstance(a, str) for a in layout.arms)
+                and isinstance(layout.dim, int)
+                and isinstance(layout.ridge, float)
+            )
+        except (ValueError, TypeError, KeyError) as exc:
+            raise ValueError(f"store: corrupt layout for {where}: {exc}") from exc
+        if not valid:
+            raise ValueError(f"store: corrupt layout for {where}: {text!r}")
+        return layout
+
+    def initial(self) -> tuple[FloatArray, FloatArray]:
+        """One arm's statistics before any reward: ``(ridge * I, 0)``."""
+        return self.ridge * np.eye(self.dim), np.zeros(self.dim)
+
+
+@dataclass(frozen=True)
+class Statistics:
+    """A consistent snapshot of a namespace: ``A`` (k, d, d), ``b`` (k, d),
+    ``counts`` (k,) and per-arm ``versions`` (k,)."""
+
+    A: FloatArray
+    b: FloatArray
+    counts: IntArray
+    versions: IntArray
+
+
+class PolicyStore(ABC):
+    """Per-arm LinUCB statistics shared by every policy bound to a namespace.
+
+    ``refresh_interval`` is how many seconds a policy may serve from its cached
+    inverse before it asks the store whether other writers changed an arm.
+    """
+
+    def __init__(self, *, refresh_interval: float = 1.0) -> None:
+        if not math.isfinite(refresh_interval) or refresh_interval < 0:
+            raise ValueError(
+                f"refresh_interval: must be finite and >= 0, got {refresh_interval!r}"
+            )
+        self.refresh_interval = float(refresh_interval)
+        self._layouts: dict[str, Layout] = {}
+
+    def create(
+        self, namespace: str, arms: Sequence[str], dim: int, ridge: float
+    ) -> None:
+        """Create ``namespace`` for this layout, or check the one already there.
+
+        Raises ``ValueError`` when the stored arms, dimension or ridge differ,
+        so two different routers never mix their statistics.
+        """
+        wanted = Layout(tuple(arms), dim, float(ridge))
+        stored = self._create(namespace, wanted)
+        if stored != wanted:
+            raise ValueError(
+                f"store: namespace {namespace!r} holds arms {list(stored.arms)}, "
+                f"dim {stored.dim}, ridge {stored.ridge}; this policy has arms "
+                f"{list(wanted.arms)}, dim {wanted.dim}, ridge {wanted.ridge}"
+            )
+        self._layouts[namespace] = stored
+
+    def add(self, namespace: str, arm: int, x: FloatArray, reward: float) -> int:
+        """``A[arm] += x x^T``, ``b[arm] += reward x``, count + 1, atomically.
+
+        Returns the arm's new version.
+        """
+
+        def change(_: int, a: FloatArray, b: FloatArray, n: int) -> ArmState:
+            return a + np.outer(x, x), b + reward * x, n + 1
+
+        return self._modify(namespace, [arm], change)[0]
+
+    def merge(
+        self,
+        namespace: str,
+        A: FloatArray,  # noqa: N803
+        b: FloatArray,
+        counts: IntArray,
+    ) -> None:
+        """Add increments ``A`` (k, d, d), ``b`` (k, d), ``counts`` (k,) to every
+        arm with a nonzero count, in one atomic write."""
+
+        def change(j: int, a0: FloatArray, b0: FloatArray, n: int) -> ArmState:
+            return a0 + A[j], b0 + b[j], n + int(counts[j])
+
+        self._modify(namespace, [int(j) for j in np.flatnonzero(counts)], change)
+
+    def replace(
+        self,
+        namespace: str,
+        A: FloatArray,  # noqa: N803
+        b: FloatArray,
+        counts: IntArray,
+    ) -> list[int]:
+        """Overwrite every arm's statistics in one atomic write; return the
+        arms' new versions."""
+
+        def change(j: int, *_: object) -> ArmState:
+            return A[j].copy(), b[j].copy(), int(counts[j])
+
+        return self._modify(namespace, list(range(len(counts))), change)
+
+    def layout(self, namespace: str) -> Layout:
+        """The layout ``namespace`` was created with in this store object."""
+        try:
+            return self._layouts[namespace]
+        except KeyError:
+            raise ValueError(
+                f"store: namespace {namespace!r} was not created; call create() first"
+            ) from None
+
+    @abstractmethod
+    def versions(self, namespace: str) -> IntArray:
+        """Every arm's version, cheaply: a policy polls this to decide to reload."""
+
+    @abstractmethod
+    def read(self, namespace: str) -> Statistics:
+        """Every arm's statistics, read together."""
+
+    @abstractmethod
+    def _create(self, namespace: str, layout: Layout) -> Layout:
+        """Store ``layout`` unless the namespace has one; return the stored one."""
+
+    @abstractmethod
+    def _modify(self, namespace: str, arms: list[int], change: Change) -> list[int]:
+        """Apply ``change`` to ``arms`` atomically, bump their versions, return them."""
+
+
+def encode(array: FloatArray) -> bytes:
+    """Little-endian float64 bytes: portable across machines, never pickle."""
+    return np.ascontiguousarray(array, dtype="<f8").tobytes()
+
+
+def decode_arm(
+    layout: Layout, where: str, a_bytes: object, b_bytes: object, count: object
+) -> ArmState:
+    """Check one stored arm and return its ``(A, b, count)``.
+
+    Raises ``ValueError`` naming the arm for a wrong type or size, NaN, infinity,
+    an asymmetric ``A`` or a negative count, so a corrupt row never reaches a policy.
+    """
+    if not (
+        isinstance(a_bytes, bytes)
+        and isinstance(b_bytes, bytes)
+        and isinstance(count, int)
+        and count >= 0
+    ):
+        raise ValueError(
+            f"store: corrupt row for {where}: expected bytes, bytes and a count "
+            f">= 0, got {type(a_bytes).__name__}, {type(b_bytes).__name__}, {count!r}"
+        )
+    d = layout.dim
+    for name, blob, size in (("A", a_bytes, d * d), ("b", b_bytes, d)):
+        if len(blob) != 8 * size:
+            raise ValueError(
+                f"store: corrupt row for {where}: {name} has {len(blob)} bytes, "
+                f"expected {8 * size}"
+            )
+    a = np.frombuffer(a_bytes, dtype="<f8").reshape(d, d).astype(np.float64)
+    b = np.frombuffer(b_bytes, dtype="<f8").astype(np.float64)
+    if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
+        raise ValueError(f"store: corrupt row for {where}: NaN or infinity")
+    if not np.allclose(a, a.T, rtol=1e-12, atol=1e-8):
+        raise ValueError(f"store: corrupt row for {where}: A is not symmetric")
+    return a, b, count
