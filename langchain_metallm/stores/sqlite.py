@@ -119,6 +119,13 @@ class SQLiteStore(PolicyStore):
         layout = self.layout(namespace)
         versions = []
         with self._transaction(write=True) as db:
+            stray = db.execute(
+                "SELECT arm, version FROM metallm_arms WHERE namespace = ? "
+                "AND NOT (arm BETWEEN 0 AND ?)",
+                (namespace, len(layout.arms) - 1),
+            ).fetchone()
+            if stray is not None:
+                self._arm(namespace, layout, *stray)  # raises: out of range
             for j in arms:
                 row = db.execute(
                     "SELECT a, b, count, version FROM metallm_arms "

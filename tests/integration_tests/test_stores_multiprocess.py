@@ -1,0 +1,196 @@
+"""Shared stores across processes: 4 workers x 500 updates through SQLite and
+through a real ``redis-server`` equal one process applying all 2,000.
+
+Workers are subprocesses running this file (``python this.py worker ...``), so
+nothing crosses a process boundary but the store itself.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from langchain_metallm import LinUCBPolicy
+from langchain_metallm.stores import PolicyStore, RedisStore, SQLiteStore
+
+ARMS = ["small", "medium", "large", "huge"]
+DIM = 12
+WORKERS, UPDATES = 4, 500
+NAMESPACE = "router|embedder|small|medium|large|huge"
+
+
+def _steps(seed: int, n: int) -> list[tuple[int, np.ndarray, float]]:
+    rng = np.random.default_rng(seed)
+    arms = rng.integers(len(ARMS), size=n)
+    xs = rng.normal(size=(n, DIM))
+    rewards = rng.uniform(-0.2, 1.0, size=n)
+    return [(int(a), x, float(r)) for a, x, r in zip(arms, xs, rewards, strict=True)]
+
+
+def _store(kind: str, target: str, refresh_interval: float) -> PolicyStore:
+    if kind == "sqlite":
+        return SQLiteStore(target, refresh_interval=refresh_interval)
+    return RedisStore(target, refresh_interval=refresh_interval)
+
+
+def _work(kind: str, target: str, seed: int) -> None:
+    """One worker: wait for "go" on stdin, then route and learn ``UPDATES`` times."""
+    policy = LinUCBPolicy(
+        ARMS, DIM, alpha=0.5, store=_store(kind, target, 0.01), namespace=NAMESPACE
+    )
+    print("ready", flush=True)
+    sys.stdin.readline()
+    for arm, x, r in _steps(seed, UPDATES):
+        policy.select(x)  # reads the shared model, refreshing every 10 ms
+        policy.update(arm, x, r)
+
+
+def _run_workers(kind: str, target: str) -> None:
+    workers = [
+        subprocess.Popen(
+            [sys.executable, __file__, "worker", kind, target, str(seed)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for seed in range(WORKERS)
+    ]
+    for w in workers:  # all started: release them together so writes interleave
+        assert w.stdout is not None and w.stdout.readline().strip() == "ready"
+    for w in workers:
+        assert w.stdin is not None
+        w.stdin.write("go\n")
+        w.stdin.flush()
+    for w in workers:
+        assert w.wait(timeout=300) == 0
+
+
+def _reference() -> LinUCBPolicy:
+    policy = LinUCBPolicy(ARMS, DIM, alpha=0.5)
+    for seed in range(WORKERS):
+        for arm, x, r in _steps(seed, UPDATES):
+            policy.update(arm, x, r)
+    return policy
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real ``redis-server`` on a free 127.0.0.1 port, for this module."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("no redis-server binary (install it: apt-get install redis-server)")
+    from redis import Redis
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    port = _free_port()
+    server = subprocess.Popen(
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp_path_factory.mktemp("redis")),
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    client = Redis(port=port)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            client.ping()
+            break
+        except RedisConnectionError:
+            if time.monotonic() > deadline or server.poll() is not None:
+                server.kill()
+                raise
+            time.sleep(0.05)
+    yield f"redis://127.0.0.1:{port}/0"
+    server.terminate()
+    server.wait(timeout=10)
+
+
+@pytest.fixture
+def redis_url(redis_server: str) -> str:
+    """The module's Redis server, emptied for this test."""
+    from redis import Redis
+
+    Redis.from_url(redis_server).flushdb()
+    return redis_server
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def target(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str]:
+    if request.param == "sqlite":
+        return "sqlite", str(tmp_path / "policy.db")
+    return "redis", request.getfixturevalue("redis_url")
+
+
+def test_four_processes_learn_what_one_process_learns(target: tuple[str, str]) -> None:
+    kind, where = target
+    _run_workers(kind, where)
+    reference = _reference()
+    later = LinUCBPolicy(
+        ARMS, DIM, alpha=0.5, store=_store(kind, where, 1.0), namespace=NAMESPACE
+    )
+    for mine, theirs in zip(later.statistics(), reference.statistics(), strict=True):
+        np.testing.assert_allclose(mine, theirs, rtol=0, atol=1e-9)
+    assert later.counts.sum() == WORKERS * UPDATES
+    # A worker started later routes exactly as the one that learned it all.
+    np.testing.assert_allclose(later.theta, reference.theta, rtol=0, atol=1e-9)
+    xs = np.random.default_rng(99).normal(size=(20, DIM))
+    for x in xs:
+        np.testing.assert_allclose(
+            later.select(x).ucbs, reference.select(x).ucbs, rtol=0, atol=1e-9
+        )
+
+
+def test_redis_store_refuses_other_layouts_and_corrupt_rows(redis_url: str) -> None:
+    from redis import Redis
+
+    policy = LinUCBPolicy(ARMS, DIM, store=RedisStore(redis_url), namespace="r")
+    policy.update(2, np.ones(DIM), 1.0)
+    with pytest.raises(ValueError, match="holds arms"):
+        LinUCBPolicy(ARMS, DIM + 1, store=RedisStore(redis_url), namespace="r")
+    other = LinUCBPolicy(ARMS, DIM + 1, store=RedisStore(redis_url), namespace="s")
+    assert other.counts.sum() == 0  # namespaces never mix
+    client = Redis.from_url(redis_url)
+    before = policy.statistics()
+    for field, value, reason in [
+        ("a", b"\x00" * 3, "A has 3 bytes"),
+        ("b", np.full(DIM, np.inf).tobytes(), "NaN or infinity"),
+        ("count", b"-4", "not a non-negative integer"),
+    ]:
+        good = client.hget("metallm:r:arm:2", field)
+        client.hset("metallm:r:arm:2", field, value)
+        with pytest.raises(ValueError, match=reason):
+            LinUCBPolicy(ARMS, DIM, store=RedisStore(redis_url), namespace="r")
+        with pytest.raises(ValueError, match=reason):
+            policy.update(2, np.ones(DIM), 1.0)
+        client.hset("metallm:r:arm:2", field, good)  # type: ignore[arg-type]
+    for mine, old in zip(policy.statistics(), before, strict=True):
+        np.testing.assert_array_equal(mine, old)
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["worker"]:
+    _work(sys.argv[2], sys.argv[3], int(sys.argv[4]))

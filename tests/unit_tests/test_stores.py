@@ -1,0 +1,222 @@
+"""PolicyStore backends in one process: memory and SQLite (Redis: integration)."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from langchain_metallm import LinUCBPolicy, MetaLLMRouterChatModel
+from langchain_metallm.stores import MemoryStore, PolicyStore, SQLiteStore, namespace
+
+from .fakes import EchoChild, KeywordEmbeddings, query
+
+ARMS = ["a", "b", "c"]
+DIM = 5
+StoreFactory = Callable[[], PolicyStore]
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactory:
+    """Makes store objects that all hold the same statistics, checked every call."""
+    if request.param == "memory":
+        shared = MemoryStore(refresh_interval=0)
+        return lambda: shared
+    return lambda: SQLiteStore(tmp_path / "policy.db", refresh_interval=0)
+
+
+def _steps(n: int, seed: int = 0) -> list[tuple[int, np.ndarray, float]]:
+    rng = np.random.default_rng(seed)
+    return [
+        (int(rng.integers(len(ARMS))), rng.normal(size=DIM), float(rng.uniform()))
+        for _ in range(n)
+    ]
+
+
+def _reference(steps: list[tuple[int, np.ndarray, float]]) -> LinUCBPolicy:
+    policy = LinUCBPolicy(ARMS, DIM, alpha=0.5)
+    for arm, x, r in steps:
+        policy.update(arm, x, r)
+    return policy
+
+
+def _assert_same(policy: LinUCBPolicy, reference: LinUCBPolicy) -> None:
+    for mine, theirs in zip(policy.statistics(), reference.statistics(), strict=True):
+        np.testing.assert_allclose(mine, theirs, rtol=0, atol=1e-9)
+    x = np.linspace(-1, 1, DIM)
+    np.testing.assert_allclose(
+        policy.select(x).ucbs, reference.select(x).ucbs, rtol=0, atol=1e-9
+    )
+    np.testing.assert_allclose(policy.theta, reference.theta, rtol=0, atol=1e-9)
+
+
+def test_policies_sharing_a_store_learn_together(make_store: StoreFactory) -> None:
+    first = LinUCBPolicy(ARMS, DIM, alpha=0.5, store=make_store(), namespace="r")
+    second = LinUCBPolicy(ARMS, DIM, alpha=0.5, store=make_store(), namespace="r")
+    steps = _steps(60)
+    for i, (arm, x, r) in enumerate(steps):
+        (first if i % 2 else second).update(arm, x, r)
+    reference = _reference(steps)
+    _assert_same(first, reference)
+    _assert_same(second, reference)
+    later = LinUCBPolicy(ARMS, DIM, alpha=0.5, store=make_store(), namespace="r")
+    _assert_same(later, reference)  # a worker started later sees it all
+
+
+def test_refresh_waits_for_the_interval_and_reloads_stale_arms(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "policy.db"
+    first = LinUCBPolicy(ARMS, DIM, store=SQLiteStore(path, refresh_interval=3600))
+    second = LinUCBPolicy(ARMS, DIM, store=SQLiteStore(path, refresh_interval=3600))
+    steps = _steps(2)
+    first.update(0, steps[0][1], 1.0)
+    theta = second.theta
+    second.select(steps[0][1])
+    np.testing.assert_array_equal(second.theta, theta)  # not refreshed yet
+    second.update(0, steps[1][1], 0.5)  # its own update shows at once ...
+    assert not np.array_equal(second.theta, theta)
+    assert second.refresh()  # ... and the refresh adds the other worker's
+    reference = _reference([(0, steps[0][1], 1.0), (0, steps[1][1], 0.5)])
+    np.testing.assert_allclose(second.theta, reference.theta, rtol=0, atol=1e-12)
+    assert not second.refresh()
+
+
+def test_fit_and_load_statistics_write_through_the_store(
+    make_store: StoreFactory,
+) -> None:
+    writer = LinUCBPolicy(ARMS, DIM, alpha=0.5, store=make_store(), namespace="r")
+    reader = LinUCBPolicy(ARMS, DIM, alpha=0.5, store=make_store(), namespace="r")
+    rng = np.random.default_rng(1)
+    X, rewards = rng.normal(size=(30, DIM)), rng.uniform(size=(30, len(ARMS)))
+    rewards[rng.uniform(size=rewards.shape) < 0.4] = np.nan
+    writer.fit(X, rewards)
+    fitted = LinUCBPolicy(ARMS, DIM, alpha=0.5)
+    fitted.fit(X, rewards)
+    _assert_same(reader, fitted)
+    reader.load_statistics(*_reference(_steps(10)).statistics())
+    _assert_same(writer, _reference(_steps(10)))
+
+
+@pytest.mark.parametrize(
+    ("arms", "dim", "ridge"),
+    [
+        (["a", "b"], DIM, 1.0),
+        (["c", "b", "a"], DIM, 1.0),
+        (ARMS, 6, 1.0),
+        (ARMS, DIM, 2.0),
+    ],
+)
+def test_a_store_of_another_layout_is_refused(
+    make_store: StoreFactory, arms: list[str], dim: int, ridge: float
+) -> None:
+    LinUCBPolicy(ARMS, DIM, store=make_store(), namespace="r")
+    with pytest.raises(ValueError, match=r"namespace 'r' holds arms \['a', 'b', 'c'\]"):
+        LinUCBPolicy(arms, dim, ridge=ridge, store=make_store(), namespace="r")
+
+
+def test_namespaces_never_mix(make_store: StoreFactory) -> None:
+    one = LinUCBPolicy(ARMS, DIM, store=make_store(), namespace="one")
+    LinUCBPolicy(ARMS, DIM + 1, store=make_store(), namespace="two")
+    one.update(1, np.ones(DIM), 1.0)
+    two = LinUCBPolicy(ARMS, DIM + 1, store=make_store(), namespace="two")
+    assert two.counts.tolist() == [0, 0, 0]
+    np.testing.assert_array_equal(two.A, np.repeat(np.eye(DIM + 1)[None], 3, axis=0))
+
+
+def test_store_refuses_an_uncreated_namespace_and_bad_settings(tmp_path: Path) -> None:
+    for store in (MemoryStore(), SQLiteStore(tmp_path / "p.db")):
+        with pytest.raises(ValueError, match="'nope' was not created"):
+            store.read("nope")
+    with pytest.raises(ValueError, match="refresh_interval"):
+        MemoryStore(refresh_interval=-1)
+    with pytest.raises(TypeError, match="store: expected a PolicyStore"):
+        LinUCBPolicy(ARMS, DIM, store="policy.db")  # type: ignore[arg-type]
+
+
+CORRUPTIONS = {
+    "A has 3 bytes": "UPDATE metallm_arms SET a = x'000000'",
+    "NaN or infinity": "UPDATE metallm_arms SET b = ?",
+    "A is not symmetric": "UPDATE metallm_arms SET a = ?",
+    "got bytes, bytes, -1": "UPDATE metallm_arms SET count = -1",
+    "'many'": "UPDATE metallm_arms SET count = 'many'",
+    "arm 7": "UPDATE metallm_arms SET arm = 7",
+    "corrupt layout": "UPDATE metallm_layouts SET layout = '{\"arms\": 3}'",
+}
+
+
+def _corrupt(path: Path, reason: str) -> None:
+    sql = CORRUPTIONS[reason]
+    params: tuple[Any, ...] = ()
+    if "NaN" in reason:
+        params = (np.full(DIM, np.nan).tobytes(),)
+    elif "symmetric" in reason:
+        bad = np.eye(DIM)
+        bad[0, 1] = 5.0
+        params = (bad.tobytes(),)
+    with sqlite3.connect(path) as db:
+        db.execute(sql, params)
+
+
+@pytest.mark.parametrize("reason", list(CORRUPTIONS))
+def test_corrupt_rows_are_refused_and_change_nothing(
+    tmp_path: Path, reason: str
+) -> None:
+    path = tmp_path / "policy.db"
+    policy = LinUCBPolicy(ARMS, DIM, store=SQLiteStore(path, refresh_interval=0))
+    policy.update(1, np.ones(DIM), 1.0)
+    x = np.linspace(-1, 1, DIM)
+    before = policy.select(x).ucbs, policy.statistics()
+    _corrupt(path, reason)
+    with pytest.raises(ValueError, match=reason):  # a worker starting on it
+        LinUCBPolicy(ARMS, DIM, store=SQLiteStore(path))
+    if "layout" in reason:
+        return
+    with pytest.raises(ValueError, match=reason):  # a worker writing to it
+        policy.update(1, np.ones(DIM), 1.0)
+    policy.store.refresh_interval = 3600  # no reload: the cached model is intact
+    assert policy.select(x).ucbs == before[0]
+    with sqlite3.connect(path) as db:  # nothing was written
+        (version,) = db.execute("SELECT max(version) FROM metallm_arms").fetchone()
+    assert version == 1
+
+
+def make_router(store: PolicyStore, **overrides: Any) -> MetaLLMRouterChatModel:
+    settings: dict[str, Any] = {
+        "models": {
+            "cheap": EchoChild(name_tag="cheap"),
+            "pricey": EchoChild(name_tag="p"),
+        },
+        "costs": {"cheap": 0.1, "pricey": 1.0},
+        "embeddings": KeywordEmbeddings(),
+        "store": store,
+    }
+    return MetaLLMRouterChatModel(**{**settings, **overrides})
+
+
+def test_routers_share_a_sqlite_store_by_namespace_and_store_no_prompt(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "policy.db"
+    first = make_router(SQLiteStore(path))
+    secret = "math question about the zebra-secret-4711"
+    for i in range(5):
+        first.record_feedback(first.invoke(f"{secret} {i}"), 1.0)
+    assert first.policy is not None
+    assert first.policy.namespace == namespace(
+        "metallm-router", KeywordEmbeddings(), ["cheap", "pricey"]
+    )
+    second = make_router(SQLiteStore(path))
+    second.route(query("math", 1))
+    assert second.policy is not None
+    assert second.policy.counts.sum() == 5
+    np.testing.assert_allclose(second.policy.theta, first.policy.theta, atol=1e-12)
+    other = make_router(SQLiteStore(path), name="other-router")
+    other.route(query("math", 1))
+    assert other.policy is not None and other.policy.counts.sum() == 0
+    files = b"".join(p.read_bytes() for p in tmp_path.iterdir())
+    assert b"zebra" not in files and b"cheap" in files
