@@ -15,7 +15,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Literal, cast
 from uuid import UUID, uuid4
 
 import numpy as np
@@ -28,6 +28,7 @@ from langchain_core.callbacks import (
 from langchain_core.embeddings import Embeddings
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.messages.ai import UsageMetadata
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable, RunnableConfig, ensure_config
 from langchain_core.tools import BaseTool
@@ -35,9 +36,18 @@ from numpy.typing import NDArray
 from pydantic import ConfigDict, Field, PrivateAttr, model_validator
 
 from langchain_metallm.embeddings import LocalEmbeddings
+from langchain_metallm.fallback import (
+    Attempt,
+    acall_in_order,
+    astream_in_order,
+    call_in_order,
+    ranked_decisions,
+    stream_in_order,
+)
 from langchain_metallm.features import feature_dim, query_features
 from langchain_metallm.feedback import PendingDecision, PendingDecisions
 from langchain_metallm.policy import LinUCBPolicy, RouteDecision
+from langchain_metallm.usage_cost import UsageTally, check_prices, normalised_cost
 
 _TOOL_KEYS = ("tools", "tool_choice", "tool_binding")
 Context = NDArray[np.float64]
@@ -113,6 +123,19 @@ class MetaLLMRouterChatModel(BaseChatModel):
     """Default stop sequences, passed to the chosen child."""
     max_tokens: int | None = None
     """If set, passed to the chosen child as ``max_tokens``."""
+    fallback: bool = True
+    """If the chosen child raises, try the others by UCB (streams: only before the
+    first chunk); every try is listed in ``response_metadata["metallm"]["attempts"]``
+    and only the child that answered is rewarded. False: the error propagates."""
+    cost_mode: Literal["fixed", "usage"] = "fixed"
+    """``"fixed"``: an answer's cost is its child's ``costs`` entry over the largest
+    (MetaLLM). ``"usage"``: its tokens times ``prices`` over the priciest child's
+    price for ``reference_tokens`` (see ``usage_cost``); the reward uses it."""
+    prices: dict[str, tuple[float, float]] | None = None
+    """``cost_mode="usage"`` only: (input, output) dollars per million tokens."""
+    reference_tokens: tuple[int, int] = (1_000, 1_000)
+    """``cost_mode="usage"``: (input, output) tokens of a call that costs 1 on the
+    priciest child."""
 
     _policy: LinUCBPolicy | None = PrivateAttr(default=None)
     _pending: PendingDecisions = PrivateAttr()
@@ -173,6 +196,12 @@ class MetaLLMRouterChatModel(BaseChatModel):
             raise ValueError(
                 f"embedding_cache_size: must be >= 0, got {self.embedding_cache_size}"
             )
+        if self.cost_mode == "usage":
+            if self.prices is None:
+                raise ValueError('prices: required with cost_mode="usage"')
+            check_prices(self.prices, self.models, self.reference_tokens)
+        elif self.prices is not None:
+            raise ValueError('prices: only used with cost_mode="usage"')
         self._pending = PendingDecisions(self.max_pending)
         return self
 
@@ -246,7 +275,10 @@ class MetaLLMRouterChatModel(BaseChatModel):
                 raise
             warnings.warn(str(error), stacklevel=2)
             return math.nan
-        reward = checked - self.cost_weight * self.normalized_costs[decision.model]
+        cost = decision.cost
+        if cost is None:
+            cost = self.normalized_costs[decision.model]
+        reward = checked - self.cost_weight * cost
         try:
             self._require_policy().update(decision.arm, decision.context, reward)
         except Exception:
@@ -279,12 +311,18 @@ class MetaLLMRouterChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         decision, context = self._decide(messages)
-        child, call_kwargs = self._child(decision, kwargs)
         config = _child_config(run_manager)
-        message = child.invoke(
-            messages, config=config, stop=stop or self.stop, **call_kwargs
+
+        def call(choice: RouteDecision) -> BaseMessage:
+            child, call_kwargs = self._child(choice, kwargs)
+            return child.invoke(
+                messages, config=config, stop=stop or self.stop, **call_kwargs
+            )
+
+        decision, message, attempts = call_in_order(
+            self._candidates(decision, context), call, fallback=self.fallback
         )
-        return self._finish(message, decision, context, _run_id(run_manager))
+        return self._finish(message, decision, context, _run_id(run_manager), attempts)
 
     async def _agenerate(
         self,
@@ -294,12 +332,18 @@ class MetaLLMRouterChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         decision, context = await self._adecide(messages)
-        child, call_kwargs = self._child(decision, kwargs)
         config = _achild_config(run_manager)
-        message = await child.ainvoke(
-            messages, config=config, stop=stop or self.stop, **call_kwargs
+
+        async def call(choice: RouteDecision) -> BaseMessage:
+            child, call_kwargs = self._child(choice, kwargs)
+            return await child.ainvoke(
+                messages, config=config, stop=stop or self.stop, **call_kwargs
+            )
+
+        decision, message, attempts = await acall_in_order(
+            self._candidates(decision, context), call, fallback=self.fallback
         )
-        return self._finish(message, decision, context, _run_id(run_manager))
+        return self._finish(message, decision, context, _run_id(run_manager), attempts)
 
     def _stream(
         self,
@@ -312,16 +356,25 @@ class MetaLLMRouterChatModel(BaseChatModel):
             _link(run_manager, _child_config(run_manager)) if run_manager else None
         )
         decision, context = self._decide(messages)
-        child, call_kwargs = self._child(decision, kwargs)
         config = link.child_config
+
+        def start(choice: RouteDecision) -> Iterator[BaseMessage]:
+            child, call_kwargs = self._child(choice, kwargs)
+            return child.stream(
+                messages, config=config, stop=stop or self.stop, **call_kwargs
+            )
+
+        decision, stream, attempts = stream_in_order(
+            self._candidates(decision, context), start, fallback=self.fallback
+        )
         last: BaseMessage | None = None
-        for chunk in child.stream(
-            messages, config=config, stop=stop or self.stop, **call_kwargs
-        ):
+        usage = UsageTally()
+        for chunk in stream:
             if last is not None:
                 yield ChatGenerationChunk(message=cast(AIMessageChunk, last))
             last = chunk
-        yield self._final_chunk(last, decision, context, link.run_id)
+            usage.add(chunk)
+        yield self._final_chunk(last, decision, context, link.run_id, attempts, usage)
 
     async def _astream(
         self,
@@ -334,17 +387,25 @@ class MetaLLMRouterChatModel(BaseChatModel):
             _link(run_manager, _achild_config(run_manager)) if run_manager else None
         )
         decision, context = await self._adecide(messages)
-        child, call_kwargs = self._child(decision, kwargs)
         config = link.child_config
-        last: BaseMessage | None = None
-        stream = child.astream(
-            messages, config=config, stop=stop or self.stop, **call_kwargs
+
+        def start(choice: RouteDecision) -> AsyncIterator[BaseMessage]:
+            child, call_kwargs = self._child(choice, kwargs)
+            return child.astream(
+                messages, config=config, stop=stop or self.stop, **call_kwargs
+            )
+
+        decision, stream, attempts = await astream_in_order(
+            self._candidates(decision, context), start, fallback=self.fallback
         )
+        last: BaseMessage | None = None
+        usage = UsageTally()
         async for chunk in stream:
             if last is not None:
                 yield ChatGenerationChunk(message=cast(AIMessageChunk, last))
             last = chunk
-        yield self._final_chunk(last, decision, context, link.run_id)
+            usage.add(chunk)
+        yield self._final_chunk(last, decision, context, link.run_id, attempts, usage)
 
     def stream(
         self,
@@ -570,24 +631,50 @@ class MetaLLMRouterChatModel(BaseChatModel):
             )
         return child, call_kwargs
 
-    def _metadata(self, decision: RouteDecision, run_id: str) -> dict[str, Any]:
+    def _candidates(
+        self, decision: RouteDecision, context: Context
+    ) -> Iterator[RouteDecision]:
+        """Arms to call in order: the chosen one, then the rest by UCB."""
+        return ranked_decisions(self._require_policy(), decision, context)
+
+    def _answer_cost(self, model: str, usage: UsageMetadata | None) -> float:
+        """Normalised cost of one answer: its child's, or from its token usage."""
+        if self.cost_mode == "usage" and self.prices is not None:
+            if usage is not None:
+                return normalised_cost(usage, model, self.prices, self.reference_tokens)
+            warnings.warn(
+                f"cost_mode='usage': {model!r} reported no token usage (streaming "
+                "ChatOpenAI needs stream_usage=True); its fixed cost is used",
+                stacklevel=4,
+            )
+        return self.normalized_costs[model]
+
+    def _metadata(
+        self, decision: RouteDecision, run_id: str, cost: float
+    ) -> dict[str, Any]:
         return {
             "model": decision.model,
             "arm": decision.arm,
             "expected_reward": decision.expected_reward,
             "ucb": decision.ucb,
-            "cost": self.normalized_costs[decision.model],
+            "cost": cost,
             "run_id": run_id,
         }
 
     def _register(
-        self, decision: RouteDecision, context: Context, run_id: str
+        self,
+        decision: RouteDecision,
+        context: Context,
+        run_id: str,
+        attempts: list[Attempt],
+        usage: UsageMetadata | None,
     ) -> dict[str, Any]:
         """Remember the decision for feedback; return its response metadata."""
+        cost = self._answer_cost(decision.model, usage)
         self._pending.add(
-            run_id, PendingDecision(decision.arm, decision.model, context)
+            run_id, PendingDecision(decision.arm, decision.model, context, cost)
         )
-        return self._metadata(decision, run_id)
+        return {**self._metadata(decision, run_id, cost), "attempts": attempts}
 
     def _finish(
         self,
@@ -595,8 +682,10 @@ class MetaLLMRouterChatModel(BaseChatModel):
         decision: RouteDecision,
         context: Context,
         run_id: str,
+        attempts: list[Attempt],
     ) -> ChatResult:
-        metadata = self._register(decision, context, run_id)
+        usage = message.usage_metadata if isinstance(message, AIMessage) else None
+        metadata = self._register(decision, context, run_id, attempts, usage)
         routed = message.model_copy(
             update={
                 "response_metadata": {**message.response_metadata, "metallm": metadata}
@@ -610,9 +699,11 @@ class MetaLLMRouterChatModel(BaseChatModel):
         decision: RouteDecision,
         context: Context,
         run_id: str,
+        attempts: list[Attempt],
+        usage: UsageTally,
     ) -> ChatGenerationChunk:
         """The child's last chunk, carrying the routing metadata, marked last."""
-        metadata = self._register(decision, context, run_id)
+        metadata = self._register(decision, context, run_id, attempts, usage.usage)
         chunk = last if isinstance(last, AIMessageChunk) else AIMessageChunk(content="")
         final = chunk.model_copy(
             update={
