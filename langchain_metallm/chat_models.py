@@ -12,7 +12,7 @@ import math
 import threading
 import warnings
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Literal, cast
@@ -46,8 +46,24 @@ from langchain_metallm.fallback import (
 )
 from langchain_metallm.features import feature_dim, query_features
 from langchain_metallm.feedback import PendingDecision, PendingDecisions
+from langchain_metallm.learning import (
+    CostWeightCalibration,
+    Scores,
+    calibrate,
+    check_budget,
+    check_prompts,
+    cost_vector,
+    reward_matrix,
+    score_matrix,
+    shift_cost_weight,
+)
+from langchain_metallm.persistence import (
+    StrPath,
+    load_router,
+    router_settings,
+    save_router,
+)
 from langchain_metallm.policy import LinUCBPolicy, RouteDecision
-from langchain_metallm.stores.base import PolicyStore, namespace
 from langchain_metallm.usage_cost import UsageTally, check_prices, normalised_cost
 
 _TOOL_KEYS = ("tools", "tool_choice", "tool_binding")
@@ -114,11 +130,6 @@ class MetaLLMRouterChatModel(BaseChatModel):
     """Builds the text that is embedded to route a call."""
     max_pending: int = 10_000
     """How many decisions may await feedback before the oldest is dropped."""
-    pending_ttl: float | None = None
-    """Seconds a decision may await feedback before it expires (None: no limit)."""
-    store: PolicyStore | None = None
-    """Where the learned statistics live (None: this process's memory); a shared
-    ``SQLiteStore`` or ``RedisStore`` lets many workers learn together."""
     strict_feedback: bool = True
     """Raise on feedback for unknown or already-rewarded runs (else warn, ignore)."""
     streaming: bool = False
@@ -208,7 +219,7 @@ class MetaLLMRouterChatModel(BaseChatModel):
             check_prices(self.prices, self.models, self.reference_tokens)
         elif self.prices is not None:
             raise ValueError('prices: only used with cost_mode="usage"')
-        self._pending = PendingDecisions(self.max_pending, self.pending_ttl)
+        self._pending = PendingDecisions(self.max_pending)
         return self
 
     @property
@@ -296,10 +307,100 @@ class MetaLLMRouterChatModel(BaseChatModel):
         """Whether a routed call with this run id still awaits feedback."""
         return str(run_id) in self._pending
 
-    def stats(self) -> dict[str, int]:
-        """Feedback counters: ``pending`` decisions, feedback ``applied`` and
-        ``refused``, decisions ``expired`` (``pending_ttl``) or ``evicted``."""
-        return self._pending.stats()
+    # Learning and persistence ---------------------------------------------------
+
+    def fit(self, prompts: Sequence[str], scores: Scores) -> None:
+        """Warm start from recorded outcomes, embedding ``prompts`` in one call.
+
+        ``scores`` in [0, 1]: an (n, models) array in ``model_names`` order or one
+        ``{model name: score}`` dict per prompt; NaN or absent = not observed.
+        Rewards use the fixed normalised costs, so the result is exactly one
+        ``record_feedback`` per observed score (with ``cost_mode="fixed"``).
+        """
+        texts = check_prompts(prompts)
+        matrix = score_matrix(scores, self.model_names, len(texts))
+        contexts = self._contexts(texts)
+        cost = cost_vector(self.model_names, self.normalized_costs)
+        rewards = reward_matrix(matrix, cost, self.cost_weight)
+        self._policy_for(contexts).fit(contexts, rewards)
+
+    def calibrate_cost_weight(
+        self,
+        prompts: Sequence[str],
+        scores: Scores,
+        *,
+        budget: float,
+        cost_weights: Sequence[float] | None = None,
+    ) -> CostWeightCalibration:
+        """Set ``cost_weight`` to the candidate whose greedy routing of validation
+        ``prompts`` is most accurate at mean normalised cost <= ``budget``.
+
+        Every score must be observed; see ``learning.calibrate`` for the rule.
+        """
+        checked = check_budget(budget, self.normalized_costs)
+        texts = check_prompts(prompts)
+        matrix = score_matrix(scores, self.model_names, len(texts), complete=True)
+        result = calibrate(
+            self._policy,
+            self._contexts(texts),
+            matrix,
+            self.normalized_costs,
+            fitted_weight=self.cost_weight,
+            budget=checked,
+            cost_weights=cost_weights,
+        )
+        self.set_cost_weight(result.cost_weight)
+        return result
+
+    def set_cost_weight(self, cost_weight: float) -> None:
+        """Change ``cost_weight`` and move what was learned to it exactly, as if
+        every past reward had used the new weight (``cost_mode="fixed"`` only)."""
+        if not math.isfinite(cost_weight) or cost_weight < 0:
+            raise ValueError(f"cost_weight: must be finite and >= 0, got {cost_weight}")
+        if self.cost_mode != "fixed" and self._policy is not None:
+            raise ValueError(
+                "cost_weight: cannot be moved exactly with cost_mode='usage' (each "
+                "reward's cost is not recorded); refit with the new weight instead"
+            )
+        if self._policy is not None:
+            shift_cost_weight(
+                self._policy, self.normalized_costs, self.cost_weight, cost_weight
+            )
+        self.cost_weight = float(cost_weight)
+
+    def save(self, path: StrPath) -> None:
+        """Save what was learned to the directory ``path``, atomically (format in
+        ``persistence``). Decisions still awaiting feedback are not saved."""
+        save_router(
+            path,
+            self._policy,
+            costs=self.costs,
+            cost_weight=self.cost_weight,
+            embeddings=self.embeddings,
+        )
+
+    @classmethod
+    def load(
+        cls,
+        path: StrPath,
+        models: Mapping[str, BaseChatModel],
+        *,
+        embeddings: Embeddings | None = None,
+        **kwargs: Any,
+    ) -> MetaLLMRouterChatModel:
+        """A router that resumes learning where ``save(path)`` stopped.
+
+        ``models`` must carry the saved names; ``embeddings`` (default: the packaged
+        MiniLM) must be the embedder the save was learned on. Costs, cost weight,
+        alpha and ridge come from the save; ``kwargs`` set the other fields (with
+        a shared ``store``, the save replaces the statistics stored there).
+        """
+        embedder = LocalEmbeddings() if embeddings is None else embeddings
+        state = load_router(path, embedder)
+        router = cls(**router_settings(state, models, embedder, kwargs))
+        policy = router._policy_for(np.empty((0, state.policy.dim)))
+        policy.load_statistics(*state.policy.statistics())
+        return router
 
     # LangChain chat model ------------------------------------------------------
 
@@ -615,10 +716,6 @@ class MetaLLMRouterChatModel(BaseChatModel):
                     contexts.shape[1],
                     alpha=self.alpha,
                     ridge=self.ridge,
-                    store=self.store,
-                    namespace=namespace(
-                        self.name or self._llm_type, self.embeddings, self.model_names
-                    ),
                 )
             return self._policy
 

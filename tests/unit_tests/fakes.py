@@ -120,3 +120,13 @@ def query(kind: str, i: int) -> str:
         if kind == "math"
         else (f"write a poem number {i} about the sea")
     )
+
+
+class NamedEmbeddings(KeywordEmbeddings):
+    """``KeywordEmbeddings`` that, like hosted embedders, reports a model name and
+    a dimension (what a router save records and checks)."""
+
+    def __init__(self, model: str = "keyword-v2", dimension: int = 4) -> None:
+        super().__init__()
+        self.model = model
+        self.dimension = dimension

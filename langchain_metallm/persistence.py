@@ -1,0 +1,368 @@
+"""Saving and loading learned routing state: a JSON manifest and an ``.npz`` of arrays.
+
+A save is a directory holding two files (format version 1):
+
+- ``metallm.json``, the manifest::
+
+    {"format": "langchain-metallm", "format_version": 1,
+     "kind": "router" | "policy",
+     "arms": [model names, in arm order], "dim": d, "alpha": a, "ridge": l,
+     "arrays": {"file": "arrays-<sha256 prefix>.npz", "sha256": "<hex>"},
+     "router": {"costs": {name: cost}, "cost_weight": p,           (routers only)
+                "embedder": {"name": str, "dimension": d - 1}}}
+
+- ``arrays-<sha256 prefix>.npz``: ``A`` (arms, d, d) float64, ``b`` (arms, d)
+  float64, ``counts`` (arms,) int64: the policy's sufficient statistics. It holds
+  no object arrays and is read with ``allow_pickle=False``.
+
+Writes are atomic and the pair stays consistent: the arrays go to a temp file that
+is fsynced and renamed to its content-addressed name, then the manifest likewise;
+renaming the manifest is the commit point, so a crash at any moment leaves the
+previous save or the new one. Files no manifest names are removed after a commit.
+One writer per directory at a time.
+
+Not saved: decisions still awaiting feedback (their feedback must go to the router
+that made them), the embedding cache and the child models.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import math
+import os
+import tempfile
+import zipfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from langchain_core.embeddings import Embeddings
+from langchain_core.language_models import BaseChatModel
+
+from langchain_metallm.features import feature_dim
+from langchain_metallm.policy import LinUCBPolicy
+from langchain_metallm.stores.base import PolicyStore
+
+FORMAT = "langchain-metallm"
+FORMAT_VERSION = 1
+MANIFEST = "metallm.json"
+_ARRAYS = ("A", "b", "counts")
+_SAVED_SETTINGS = ("costs", "cost_weight", "alpha", "ridge")
+
+StrPath = str | os.PathLike[str]
+
+
+@dataclass(frozen=True)
+class RouterState:
+    """A loaded router save: its policy and the router settings it was learned with."""
+
+    policy: LinUCBPolicy
+    costs: dict[str, float]
+    cost_weight: float
+    embedder_name: str
+    embedder_dimension: int
+
+
+def embedder_name(embeddings: Embeddings) -> str:
+    """The name a save records for ``embeddings``: its ``name``, ``model`` or
+    ``model_name`` attribute, else its class name."""
+    for attr in ("name", "model", "model_name"):
+        value = getattr(embeddings, attr, None)
+        if isinstance(value, str) and value:
+            return value
+    return type(embeddings).__name__
+
+
+def save_policy(policy: LinUCBPolicy, path: StrPath) -> None:
+    """Save ``policy``'s settings and statistics to the directory ``path``."""
+    _save(Path(path), policy, "policy", None)
+
+
+def load_policy(
+    path: StrPath, *, store: PolicyStore | None = None, namespace: str = "default"
+) -> LinUCBPolicy:
+    """The policy saved at ``path`` (by ``save_policy`` or a router's ``save``);
+    with a ``store``, bound to ``namespace`` there, whose statistics it replaces."""
+    saved = _load(Path(path))[0]
+    if store is None:
+        return saved
+    policy = LinUCBPolicy(
+        saved.arms,
+        saved.dim,
+        alpha=saved.alpha,
+        ridge=saved.ridge,
+        store=store,
+        namespace=namespace,
+    )
+    policy.load_statistics(*saved.statistics())
+    return policy
+
+
+def save_router(
+    path: StrPath,
+    policy: LinUCBPolicy | None,
+    *,
+    costs: Mapping[str, float],
+    cost_weight: float,
+    embeddings: Embeddings,
+) -> None:
+    """Save a router's learned policy and the settings its rewards depend on."""
+    if policy is None:
+        raise ValueError(
+            "router: nothing learned yet (no fit and no routed call); nothing to save"
+        )
+    settings = {
+        "costs": {name: float(costs[name]) for name in policy.arms},
+        "cost_weight": float(cost_weight),
+        "embedder": {
+            "name": embedder_name(embeddings),
+            "dimension": policy.dim - feature_dim(0),
+        },
+    }
+    _save(Path(path), policy, "router", settings)
+
+
+def load_router(path: StrPath, embeddings: Embeddings) -> RouterState:
+    """A router save, refused unless it was made with an embedder of the same name
+    (and dimension, when ``embeddings`` declares one)."""
+    policy, manifest = _load(Path(path))
+    if manifest["kind"] != "router":
+        raise ValueError(
+            f"{path}: holds a bare policy save, not a router save; "
+            "use LinUCBPolicy.load"
+        )
+    router = _field(manifest, "router", dict)
+    embedder = _field(router, "embedder", dict)
+    saved_name = _field(embedder, "name", str)
+    saved_dim = _field(embedder, "dimension", int)
+    name = embedder_name(embeddings)
+    if name != saved_name:
+        raise ValueError(
+            f"embeddings: the save at {path} was learned on embedder {saved_name!r}, "
+            f"not {name!r}; its statistics do not apply to other embeddings"
+        )
+    declared = getattr(embeddings, "dimension", None)
+    if isinstance(declared, int) and declared != saved_dim:
+        raise ValueError(
+            f"embeddings: the save at {path} has dimension {saved_dim}, "
+            f"embedder {name!r} returns {declared}"
+        )
+    if saved_dim != policy.dim - feature_dim(0):
+        raise ValueError(
+            f"{path}: corrupt save: embedder dimension {saved_dim} does not fit "
+            f"the policy dimension {policy.dim}"
+        )
+    costs = _field(router, "costs", dict)
+    if list(costs) != list(policy.arms):
+        raise ValueError(f"{path}: corrupt save: costs do not name the arms in order")
+    return RouterState(
+        policy=policy,
+        costs={str(k): _number(f"costs.{k}", v) for k, v in costs.items()},
+        cost_weight=_number("cost_weight", router.get("cost_weight")),
+        embedder_name=saved_name,
+        embedder_dimension=saved_dim,
+    )
+
+
+def router_settings(
+    state: RouterState,
+    models: Mapping[str, BaseChatModel],
+    embeddings: Embeddings,
+    overrides: Mapping[str, Any],
+) -> dict[str, Any]:
+    """Constructor arguments for the router ``state`` was saved from: the saved
+    settings, ``models`` in the saved arm order, and other fields from ``overrides``."""
+    if not isinstance(models, Mapping):
+        raise TypeError(
+            "models: expected a dict of name -> chat model, "
+            f"got {type(models).__name__}"
+        )
+    saved = list(state.policy.arms)
+    if set(models) != set(saved):
+        missing = sorted(set(saved) - set(models))
+        extra = sorted(set(models) - set(saved))
+        raise ValueError(
+            f"models: the save routes among {saved}; missing {missing}, unknown {extra}"
+        )
+    fixed = sorted(set(overrides) & {*_SAVED_SETTINGS, "models", "embeddings"})
+    if fixed:
+        raise TypeError(
+            f"load: {fixed} come from the save (its statistics depend on them); "
+            "change cost_weight after loading with set_cost_weight"
+        )
+    return {
+        **overrides,
+        "models": {name: models[name] for name in saved},
+        "costs": state.costs,
+        "cost_weight": state.cost_weight,
+        "alpha": state.policy.alpha,
+        "ridge": state.policy.ridge,
+        "embeddings": embeddings,
+    }
+
+
+# Writing ----------------------------------------------------------------------
+
+
+def _save(
+    directory: Path,
+    policy: LinUCBPolicy,
+    kind: str,
+    router: dict[str, Any] | None,
+) -> None:
+    A, b, counts = policy.statistics()  # noqa: N806
+    buffer = io.BytesIO()
+    np.savez(buffer, A=A, b=b, counts=counts)
+    arrays = buffer.getvalue()
+    digest = hashlib.sha256(arrays).hexdigest()
+    arrays_name = f"arrays-{digest[:16]}.npz"
+    manifest: dict[str, Any] = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "kind": kind,
+        "arms": list(policy.arms),
+        "dim": policy.dim,
+        "alpha": policy.alpha,
+        "ridge": policy.ridge,
+        "arrays": {"file": arrays_name, "sha256": digest},
+    }
+    if router is not None:
+        manifest["router"] = router
+    if directory.exists() and not directory.is_dir():
+        raise ValueError(f"path: {directory} is a file; a save is a directory")
+    directory.mkdir(parents=True, exist_ok=True)
+    _write_atomic(directory, arrays_name, arrays)
+    text = json.dumps(manifest, indent=2, allow_nan=False) + "\n"
+    _write_atomic(directory, MANIFEST, text.encode("utf-8"))
+    _remove_unreferenced(directory, arrays_name)
+
+
+def _write_atomic(directory: Path, name: str, data: bytes) -> None:
+    """Write ``data`` to ``directory/name`` so readers see the old or the new file."""
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, directory / name)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    _fsync_directory(directory)
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make a rename in ``directory`` durable (POSIX; a no-op where unsupported)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        with contextlib.suppress(OSError):
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _remove_unreferenced(directory: Path, keep: str) -> None:
+    """Delete arrays files the manifest no longer names and stale temp files."""
+    for stale in [*directory.glob("arrays-*.npz"), *directory.glob(".*.tmp")]:
+        if stale.name != keep:
+            with contextlib.suppress(FileNotFoundError):
+                stale.unlink()
+
+
+# Reading ----------------------------------------------------------------------
+
+
+def _load(directory: Path) -> tuple[LinUCBPolicy, dict[str, Any]]:
+    manifest = _read_manifest(directory)
+    arms = _field(manifest, "arms", list)
+    if not all(isinstance(a, str) for a in arms):
+        raise ValueError(f"{directory}: corrupt save: arms must be strings")
+    policy = LinUCBPolicy(
+        arms,
+        _field(manifest, "dim", int),
+        alpha=_number("alpha", manifest.get("alpha")),
+        ridge=_number("ridge", manifest.get("ridge")),
+    )
+    A, b, counts = _read_arrays(directory, _field(manifest, "arrays", dict))  # noqa: N806
+    try:
+        policy.load_statistics(A, b, counts)
+    except ValueError as exc:
+        raise ValueError(f"{directory}: corrupt save: {exc}") from exc
+    return policy, manifest
+
+
+def _read_manifest(directory: Path) -> dict[str, Any]:
+    path = directory / MANIFEST
+    if not path.is_file():
+        raise FileNotFoundError(f"{directory}: no saved state ({MANIFEST} missing)")
+    try:
+        manifest = json.loads(path.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: corrupt or truncated manifest ({exc})") from exc
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise ValueError(f"{path}: not a {FORMAT} save")
+    version = manifest.get("format_version")
+    if version != FORMAT_VERSION:
+        raise ValueError(
+            f"{path}: format version {version!r}; this version of "
+            f"langchain-metallm reads version {FORMAT_VERSION}"
+        )
+    if manifest.get("kind") not in ("router", "policy"):
+        raise ValueError(f"{path}: corrupt save: unknown kind {manifest.get('kind')!r}")
+    return manifest
+
+
+def _read_arrays(
+    directory: Path, entry: dict[str, Any]
+) -> tuple[np.ndarray[Any, Any], ...]:
+    name = _field(entry, "file", str)
+    if Path(name).name != name or not name.startswith("arrays-"):
+        raise ValueError(f"{directory}: corrupt save: bad arrays file name {name!r}")
+    try:
+        data = (directory / name).read_bytes()
+    except FileNotFoundError as exc:
+        raise ValueError(f"{directory}: corrupt save: {name} is missing") from exc
+    if hashlib.sha256(data).hexdigest() != _field(entry, "sha256", str):
+        raise ValueError(
+            f"{directory / name}: corrupt or truncated (checksum does not match)"
+        )
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            if sorted(npz.files) != sorted(_ARRAYS):
+                raise ValueError(f"holds {sorted(npz.files)}, expected {list(_ARRAYS)}")
+            arrays = tuple(npz[key] for key in _ARRAYS)
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
+        raise ValueError(f"{directory / name}: corrupt arrays ({exc})") from exc
+    for key, array, kind in zip(_ARRAYS, arrays, ("f", "f", "i"), strict=True):
+        if array.dtype.kind != kind:
+            raise ValueError(
+                f"{directory / name}: corrupt arrays ({key} has dtype {array.dtype})"
+            )
+    return arrays
+
+
+def _field(mapping: dict[str, Any], key: str, kind: type[Any]) -> Any:
+    value = mapping.get(key)
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise ValueError(
+            f"corrupt save: {key!r} should be {kind.__name__}, got {value!r}"
+        )
+    return value
+
+
+def _number(key: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"corrupt save: {key!r} should be a number, got {value!r}")
+    if not math.isfinite(value):
+        raise ValueError(f"corrupt save: {key!r} is not finite")
+    return float(value)
