@@ -64,6 +64,7 @@ from langchain_metallm.persistence import (
     save_router,
 )
 from langchain_metallm.policy import LinUCBPolicy, RouteDecision
+from langchain_metallm.stores.base import PolicyStore, namespace
 from langchain_metallm.usage_cost import UsageTally, check_prices, normalised_cost
 
 _TOOL_KEYS = ("tools", "tool_choice", "tool_binding")
@@ -130,6 +131,11 @@ class MetaLLMRouterChatModel(BaseChatModel):
     """Builds the text that is embedded to route a call."""
     max_pending: int = 10_000
     """How many decisions may await feedback before the oldest is dropped."""
+    pending_ttl: float | None = None
+    """Seconds a decision may await feedback before it expires (None: no limit)."""
+    store: PolicyStore | None = None
+    """Where the learned statistics live (None: this process's memory); a shared
+    ``SQLiteStore`` or ``RedisStore`` lets many workers learn together."""
     strict_feedback: bool = True
     """Raise on feedback for unknown or already-rewarded runs (else warn, ignore)."""
     streaming: bool = False
@@ -219,7 +225,7 @@ class MetaLLMRouterChatModel(BaseChatModel):
             check_prices(self.prices, self.models, self.reference_tokens)
         elif self.prices is not None:
             raise ValueError('prices: only used with cost_mode="usage"')
-        self._pending = PendingDecisions(self.max_pending)
+        self._pending = PendingDecisions(self.max_pending, self.pending_ttl)
         return self
 
     @property
@@ -306,6 +312,11 @@ class MetaLLMRouterChatModel(BaseChatModel):
     def is_pending(self, run_id: UUID | str) -> bool:
         """Whether a routed call with this run id still awaits feedback."""
         return str(run_id) in self._pending
+
+    def stats(self) -> dict[str, int]:
+        """Feedback counters: ``pending`` decisions, feedback ``applied`` and
+        ``refused``, decisions ``expired`` (``pending_ttl``) or ``evicted``."""
+        return self._pending.stats()
 
     # Learning and persistence ---------------------------------------------------
 
@@ -716,6 +727,10 @@ class MetaLLMRouterChatModel(BaseChatModel):
                     contexts.shape[1],
                     alpha=self.alpha,
                     ridge=self.ridge,
+                    store=self.store,
+                    namespace=namespace(
+                        self.name or self._llm_type, self.embeddings, self.model_names
+                    ),
                 )
             return self._policy
 
