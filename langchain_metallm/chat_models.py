@@ -424,7 +424,9 @@ class MetaLLMRouterChatModel(BaseChatModel):
     ) -> Runnable[LanguageModelInput, AIMessage]:
         """Bind ``tools`` on whichever child answers; routing is unchanged."""
         binding = {"tools": list(tools), "tool_choice": tool_choice, **kwargs}
-        return self.bind(tool_binding=binding)
+        # Also on the router's own run, so its trace shows the structured output.
+        traced = {k: v for k, v in kwargs.items() if k == "ls_structured_output_format"}
+        return self.bind(tool_binding=binding, **traced)
 
     def _generate(
         self,
