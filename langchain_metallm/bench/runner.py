@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -54,15 +55,16 @@ def run_benchmark(
     are cached under ``cache_dir``. ``alpha`` and ``ridge`` configure the LinUCB
     policies exactly as the router's settings of the same names.
     """
-    data = load_outcomes(Path(data_dir))
-    parts = make_split(data, split, test_fraction=test_fraction, seed=seed)
-    if embeddings is None:
-        from langchain_metallm.embeddings import LocalEmbeddings
-
-        embeddings = LocalEmbeddings()
-    cache = EmbeddingCache(embeddings, cache_dir)
-    vectors = cache.embed(data.prompts, progress=progress)
-    problem = build_problem(data, parts, vectors)
+    prepared = prepare(
+        data_dir,
+        split=split,
+        seed=seed,
+        test_fraction=test_fraction,
+        embeddings=embeddings,
+        cache_dir=cache_dir,
+        progress=progress,
+    )
+    data, parts, problem = prepared.data, prepared.split, prepared.problem
     policies: list[Policy] = [
         *(SingleModel(j, name) for j, name in enumerate(data.models)),
         RandomPolicy(seed),
@@ -76,7 +78,7 @@ def run_benchmark(
     return BenchmarkResult(
         dataset=data.name,
         data_dir=str(Path(data_dir)),
-        embedder=cache.name,
+        embedder=prepared.embedder,
         models=data.models,
         price=tuple(float(p) for p in data.price),
         cost=tuple(float(c) for c in data.cost),
@@ -94,6 +96,38 @@ def run_benchmark(
         cost_weights=tuple(float(p) for p in cost_weights),
         curves=tuple(curves),
     )
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A data set, its split, the train/test problem and the embedder's name."""
+
+    data: Outcomes
+    split: Split
+    problem: Problem
+    embedder: str
+
+
+def prepare(
+    data_dir: str | os.PathLike[str],
+    *,
+    split: str = "random",
+    seed: int = 0,
+    test_fraction: float = 0.2,
+    embeddings: Embeddings | None = None,
+    cache_dir: str | os.PathLike[str] = DEFAULT_CACHE_DIR,
+    progress: bool = True,
+) -> Prepared:
+    """Load, split and embed (through the cache) a recorded-outcome data set."""
+    data = load_outcomes(Path(data_dir))
+    parts = make_split(data, split, test_fraction=test_fraction, seed=seed)
+    if embeddings is None:
+        from langchain_metallm.embeddings import LocalEmbeddings
+
+        embeddings = LocalEmbeddings()
+    cache = EmbeddingCache(embeddings, cache_dir)
+    vectors = cache.embed(data.prompts, progress=progress)
+    return Prepared(data, parts, build_problem(data, parts, vectors), cache.name)
 
 
 def build_problem(
