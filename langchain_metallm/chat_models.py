@@ -35,6 +35,8 @@ from langchain_core.tools import BaseTool
 from numpy.typing import NDArray
 from pydantic import ConfigDict, Field, PrivateAttr, model_validator
 
+from langchain_metallm import batch_planning
+from langchain_metallm.batch_planning import PlannedBatchResult
 from langchain_metallm.embeddings import LocalEmbeddings
 from langchain_metallm.fallback import (
     Attempt,
@@ -63,6 +65,7 @@ from langchain_metallm.persistence import (
     router_settings,
     save_router,
 )
+from langchain_metallm.planning import ParetoFront
 from langchain_metallm.policy import LinUCBPolicy, RouteDecision
 from langchain_metallm.stores.base import PolicyStore, namespace
 from langchain_metallm.usage_cost import UsageTally, check_prices, normalised_cost
@@ -319,6 +322,20 @@ class MetaLLMRouterChatModel(BaseChatModel):
         return self._pending.stats()
 
     # Learning and persistence ---------------------------------------------------
+
+    def pareto_front(
+        self, prompts: Sequence[LanguageModelInput], *, robust: bool = False
+    ) -> ParetoFront:
+        """OptLLM-style Pareto-optimal assignments of ``prompts`` to children:
+        total normalised cost vs predicted accuracy (see ``batch_planning``)."""
+        return batch_planning.pareto_front(self, prompts, robust=robust)
+
+    async def abatch_planned(
+        self, prompts: Sequence[LanguageModelInput], **kwargs: Any
+    ) -> PlannedBatchResult:
+        """Plan ``prompts`` for a ``budget`` or ``min_accuracy``, then run each
+        through its planned child (see ``batch_planning.abatch_planned``)."""
+        return await batch_planning.abatch_planned(self, prompts, **kwargs)
 
     def fit(self, prompts: Sequence[str], scores: Scores) -> None:
         """Warm start from recorded outcomes, embedding ``prompts`` in one call.

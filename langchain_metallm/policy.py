@@ -141,8 +141,8 @@ class LinUCBPolicy:
         with self._lock:
             self._maybe_refresh()
             mean = ctx @ self._theta.T
-            proj = np.einsum("kij,nj->nki", self._A_inv, ctx)
-            width = np.sqrt(np.maximum(np.einsum("nki,ni->nk", proj, ctx), 0.0))
+            quad = np.stack([((ctx @ a) * ctx).sum(axis=1) for a in self._A_inv], 1)
+            width = np.sqrt(np.maximum(quad, 0.0))
         return mean, width
 
     def select(self, x: ArrayLike) -> RouteDecision:

@@ -329,3 +329,13 @@ async def test_an_untrained_router_refuses_to_plan() -> None:
     router.route(BATCH[0])  # a policy now exists, but has learned nothing
     with pytest.raises(ValueError, match="not learned from any outcome"):
         await abatch_planned(router, BATCH, budget=5.0)
+
+
+async def test_router_methods_plan_and_run_like_the_functions() -> None:
+    tracker = Tracker()
+    router = make_router(tracker)
+    front = router.pareto_front(BATCH)
+    np.testing.assert_allclose(front.points, pareto_front(router, BATCH).points)
+    budget = float(front.costs[len(front) // 2])
+    result = await router.abatch_planned(BATCH, budget=budget)
+    assert tracker.calls == dict(zip(BATCH, result.plan.models, strict=True))
