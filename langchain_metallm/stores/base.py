@@ -5,6 +5,10 @@ A store holds, per namespace (one router) and arm, ``A = ridge * I + sum x x^T``
 are additive increments applied atomically, so workers sharing a store never lose
 an update; each worker keeps its own inverse of ``A`` as a cache and rebuilds the
 arms whose version moved. Only these statistics are stored, never prompts.
+
+Shared backends keep each arm as a snapshot plus a log of increments ``(x, r)``:
+an update appends ``d + 1`` numbers instead of rewriting a ``d x d`` matrix, and
+every ``COMPACT_AT`` entries the log is folded into the snapshot.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
+from scipy.linalg import blas
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
@@ -24,6 +29,8 @@ ArmState = tuple[FloatArray, FloatArray, int]
 """One arm's ``(A, b, count)``."""
 Change = Callable[[int, FloatArray, FloatArray, int], ArmState]
 """Maps arm index and its current ``(A, b, count)`` to the new ones."""
+COMPACT_AT = 100
+"""Logged increments per arm after which a shared store folds them into the snapshot."""
 
 
 def namespace(router: str, embeddings: object, models: Sequence[str]) -> str:
@@ -115,17 +122,6 @@ class PolicyStore(ABC):
             )
         self._layouts[namespace] = stored
 
-    def add(self, namespace: str, arm: int, x: FloatArray, reward: float) -> int:
-        """``A[arm] += x x^T``, ``b[arm] += reward x``, count + 1, atomically.
-
-        Returns the arm's new version.
-        """
-
-        def change(_: int, a: FloatArray, b: FloatArray, n: int) -> ArmState:
-            return a + np.outer(x, x), b + reward * x, n + 1
-
-        return self._modify(namespace, [arm], change)[0]
-
     def merge(
         self,
         namespace: str,
@@ -139,7 +135,8 @@ class PolicyStore(ABC):
         def change(j: int, a0: FloatArray, b0: FloatArray, n: int) -> ArmState:
             return a0 + A[j], b0 + b[j], n + int(counts[j])
 
-        self._modify(namespace, [int(j) for j in np.flatnonzero(counts)], change)
+        arms = [int(j) for j in np.flatnonzero(counts)]
+        self._rewrite(namespace, arms, change, drop_log=False)
 
     def replace(
         self,
@@ -154,7 +151,7 @@ class PolicyStore(ABC):
         def change(j: int, *_: object) -> ArmState:
             return A[j].copy(), b[j].copy(), int(counts[j])
 
-        return self._modify(namespace, list(range(len(counts))), change)
+        return self._rewrite(namespace, list(range(len(counts))), change, drop_log=True)
 
     def layout(self, namespace: str) -> Layout:
         """The layout ``namespace`` was created with in this store object."""
@@ -164,6 +161,13 @@ class PolicyStore(ABC):
             raise ValueError(
                 f"store: namespace {namespace!r} was not created; call create() first"
             ) from None
+
+    @abstractmethod
+    def add(self, namespace: str, arm: int, x: FloatArray, reward: float) -> int:
+        """``A[arm] += x x^T``, ``b[arm] += reward x``, count + 1, atomically.
+
+        Returns the arm's new version.
+        """
 
     @abstractmethod
     def versions(self, namespace: str) -> IntArray:
@@ -178,8 +182,15 @@ class PolicyStore(ABC):
         """Store ``layout`` unless the namespace has one; return the stored one."""
 
     @abstractmethod
-    def _modify(self, namespace: str, arms: list[int], change: Change) -> list[int]:
-        """Apply ``change`` to ``arms`` atomically, bump their versions, return them."""
+    def _rewrite(
+        self, namespace: str, arms: list[int], change: Change, *, drop_log: bool
+    ) -> list[int]:
+        """Apply ``change`` to the snapshots of ``arms`` atomically (dropping
+        their logged increments if ``drop_log``), bump and return their versions.
+
+        ``change`` must be additive unless ``drop_log``: increments logged
+        before or during the rewrite still count on top of the new snapshot.
+        """
 
 
 def encode(array: FloatArray) -> bytes:
@@ -190,32 +201,58 @@ def encode(array: FloatArray) -> bytes:
 def decode_arm(
     layout: Layout, where: str, a_bytes: object, b_bytes: object, count: object
 ) -> ArmState:
-    """Check one stored arm and return its ``(A, b, count)``.
+    """Check one stored snapshot and return its ``(A, b, count)``.
 
-    Raises ``ValueError`` naming the arm for a wrong type or size, NaN, infinity,
-    an asymmetric ``A`` or a negative count, so a corrupt row never reaches a policy.
+    No ``A`` and ``b`` at all is the initial state. Raises ``ValueError`` naming
+    the arm for a wrong type or size, NaN, infinity, an asymmetric ``A`` or a
+    negative count, so a corrupt row never reaches a policy.
     """
-    if not (
-        isinstance(a_bytes, bytes)
-        and isinstance(b_bytes, bytes)
-        and isinstance(count, int)
-        and count >= 0
-    ):
+    if a_bytes is None and b_bytes is None and count == 0:
+        a, b = layout.initial()
+        return a, b, 0
+    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
         raise ValueError(
-            f"store: corrupt row for {where}: expected bytes, bytes and a count "
-            f">= 0, got {type(a_bytes).__name__}, {type(b_bytes).__name__}, {count!r}"
+            f"store: corrupt row for {where}: count {count!r} is not an integer >= 0"
         )
     d = layout.dim
-    for name, blob, size in (("A", a_bytes, d * d), ("b", b_bytes, d)):
-        if len(blob) != 8 * size:
-            raise ValueError(
-                f"store: corrupt row for {where}: {name} has {len(blob)} bytes, "
-                f"expected {8 * size}"
-            )
-    a = np.frombuffer(a_bytes, dtype="<f8").reshape(d, d).astype(np.float64)
-    b = np.frombuffer(b_bytes, dtype="<f8").astype(np.float64)
-    if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
-        raise ValueError(f"store: corrupt row for {where}: NaN or infinity")
+    a = _floats(where, "A", a_bytes, d * d).reshape(d, d)
+    b = _floats(where, "b", b_bytes, d)
     if not np.allclose(a, a.T, rtol=1e-12, atol=1e-8):
         raise ValueError(f"store: corrupt row for {where}: A is not symmetric")
     return a, b, count
+
+
+def entry(x: FloatArray, reward: float) -> bytes:
+    """One logged increment: ``x`` then ``reward``, as little-endian float64."""
+    return encode(np.append(x, reward))
+
+
+def fold(
+    layout: Layout, where: str, state: ArmState, entries: Sequence[object]
+) -> ArmState:
+    """A snapshot plus its logged increments: ``A + X^T X``, ``b + X^T r``,
+    ``count + n``; a malformed entry raises ``ValueError``."""
+    if not entries:
+        return state
+    d = layout.dim
+    rows = np.stack([_floats(where, "a log entry", e, d + 1) for e in entries])
+    x, r = np.asfortranarray(rows[:, :d]), rows[:, d]
+    upper = blas.dsyrk(1.0, x, trans=1)  # x^T x, upper triangle, scipy's BLAS
+    gram = np.triu(upper) + np.triu(upper, 1).T
+    a, b, count = state
+    return a + gram, b + blas.dgemv(1.0, x, r, trans=1), count + len(entries)
+
+
+def _floats(where: str, name: str, blob: object, size: int) -> FloatArray:
+    """``size`` finite float64 numbers from ``blob``, else ``ValueError``."""
+    if not isinstance(blob, bytes):
+        raise ValueError(f"store: corrupt row for {where}: {name} is not bytes")
+    if len(blob) != 8 * size:
+        raise ValueError(
+            f"store: corrupt row for {where}: {name} has {len(blob)} bytes, "
+            f"expected {8 * size}"
+        )
+    values = np.frombuffer(blob, dtype="<f8").astype(np.float64)
+    if not np.all(np.isfinite(values)):
+        raise ValueError(f"store: corrupt row for {where}: NaN or infinity in {name}")
+    return values

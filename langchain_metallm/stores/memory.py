@@ -70,7 +70,9 @@ class MemoryStore(PolicyStore):
                 )
             return self._data[namespace][0]
 
-    def _modify(self, namespace: str, arms: list[int], change: Change) -> list[int]:
+    def _rewrite(
+        self, namespace: str, arms: list[int], change: Change, *, drop_log: bool
+    ) -> list[int]:
         data = self._namespace(namespace)
         with self._lock:
             new = {

@@ -1,9 +1,11 @@
 """``RedisStore``: statistics on a Redis server, shared by processes on many machines.
 
-Each arm is one hash (``a``, ``b``, ``count``, ``version``) under a namespaced key.
-A write is an optimistic transaction: ``WATCH`` the arms, read them, compute the
-new statistics, ``MULTI``/``EXEC``; if another worker wrote in between, ``EXEC``
-fails and the write is retried, so no increment is ever lost. Needs the ``redis``
+Each arm has three namespaced keys: a snapshot hash (``a``, ``b``, ``count``), a
+list of logged increments ``(x, r)`` and a version counter. An update is one
+``MULTI``/``EXEC`` of ``RPUSH`` and ``INCR``: atomic, small, and never in conflict
+with other workers. Every ``COMPACT_AT`` entries the log is folded into the
+snapshot under ``WATCH``; rewrites (``merge``, ``replace``) also ``WATCH`` the
+snapshot and retry if another worker rewrote it first. Needs the ``redis``
 extra: ``pip install "langchain-metallm[redis]"``.
 """
 
@@ -14,20 +16,24 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from langchain_metallm.stores.base import (
+    COMPACT_AT,
     ArmState,
     Change,
+    FloatArray,
     IntArray,
     Layout,
     PolicyStore,
     Statistics,
     decode_arm,
     encode,
+    entry,
+    fold,
 )
 
 if TYPE_CHECKING:
     from redis import Redis
 
-_FIELDS = ("a", "b", "count", "version")
+_FIELDS = ("a", "b", "count")
 
 
 class RedisStore(PolicyStore):
@@ -57,15 +63,22 @@ class RedisStore(PolicyStore):
         self.client = client
         self.prefix = prefix
 
+    def add(self, namespace: str, arm: int, x: FloatArray, reward: float) -> int:
+        layout = self.layout(namespace)
+        pipe = self.client.pipeline(transaction=True)
+        pipe.rpush(self._key(namespace, "log", arm), entry(x, reward))
+        pipe.incr(self._key(namespace, "version", arm))
+        logged, version = pipe.execute()
+        if logged >= COMPACT_AT:
+            self._compact(namespace, layout, arm)
+        return int(version)
+
     def versions(self, namespace: str) -> IntArray:
         layout = self.layout(namespace)
-        pipe = self.client.pipeline(transaction=False)
-        for j in range(len(layout.arms)):
-            pipe.hget(self._key(namespace, j), "version")
-        raw = pipe.execute()
+        keys = [self._key(namespace, "version", j) for j in range(len(layout.arms))]
+        raw = self.client.mget(keys)
         return np.array(
-            [0 if v is None else self._int(namespace, j, v) for j, v in enumerate(raw)],
-            dtype=np.int64,
+            [self._int(namespace, j, v) for j, v in enumerate(raw)], dtype=np.int64
         )
 
     def read(self, namespace: str) -> Statistics:
@@ -73,9 +86,18 @@ class RedisStore(PolicyStore):
         k = len(layout.arms)
         pipe = self.client.pipeline(transaction=True)
         for j in range(k):
-            pipe.hmget(self._key(namespace, j), _FIELDS)
-        rows = pipe.execute()
-        states = [self._state(namespace, layout, j, row) for j, row in enumerate(rows)]
+            pipe.hmget(self._key(namespace, "arm", j), _FIELDS)
+            pipe.lrange(self._key(namespace, "log", j), 0, -1)
+            pipe.get(self._key(namespace, "version", j))
+        raw = pipe.execute()
+        states = []
+        for j in range(k):
+            row, logged, version = raw[3 * j : 3 * j + 3]
+            where = f"namespace {namespace!r} arm {layout.arms[j]!r}"
+            state = fold(
+                layout, where, self._snapshot(namespace, layout, j, row), logged
+            )
+            states.append((state, self._int(namespace, j, version)))
         return Statistics(
             np.stack([s[0][0] for s in states]),
             np.stack([s[0][1] for s in states]),
@@ -91,53 +113,79 @@ class RedisStore(PolicyStore):
             raise ValueError(f"store: namespace {namespace!r} has no layout")
         return Layout.from_json(stored, f"namespace {namespace!r}")
 
-    def _modify(self, namespace: str, arms: list[int], change: Change) -> list[int]:
+    def _rewrite(
+        self, namespace: str, arms: list[int], change: Change, *, drop_log: bool
+    ) -> list[int]:
         from redis import WatchError
 
         layout = self.layout(namespace)
-        keys = [self._key(namespace, j) for j in arms]
+        snapshots = [self._key(namespace, "arm", j) for j in arms]
         with self.client.pipeline() as pipe:
             while True:
                 try:
-                    pipe.watch(*keys)  # type: ignore[no-untyped-call]
-                    rows = [pipe.hmget(key, _FIELDS) for key in keys]
-                    new = []
-                    for j, row in zip(arms, rows, strict=True):
-                        (a, b, n), version = self._state(namespace, layout, j, row)
-                        new.append((change(j, a, b, n), version + 1))
+                    pipe.watch(*snapshots)  # type: ignore[no-untyped-call]
+                    states = [
+                        self._snapshot(namespace, layout, j, pipe.hmget(key, _FIELDS))
+                        for j, key in zip(arms, snapshots, strict=True)
+                    ]
                     pipe.multi()
-                    for key, ((a, b, n), version) in zip(keys, new, strict=True):
-                        fields: dict[str | bytes, bytes | int] = {
-                            "a": encode(a),
-                            "b": encode(b),
-                            "count": n,
-                            "version": version,
-                        }
-                        pipe.hset(key, mapping=fields)  # type: ignore[arg-type]
-                    pipe.execute()
-                    return [version for _, version in new]
+                    for j, key, state in zip(arms, snapshots, states, strict=True):
+                        self._put(pipe, key, change(j, *state))
+                        if drop_log:
+                            pipe.delete(self._key(namespace, "log", j))
+                        pipe.incr(self._key(namespace, "version", j))
+                    step = 3 if drop_log else 2
+                    return [int(v) for v in pipe.execute()[step - 1 :: step]]
                 except WatchError:
                     continue
 
-    def _key(self, namespace: str, arm: int) -> str:
-        return f"{self.prefix}{namespace}:arm:{arm}"
+    def _compact(self, namespace: str, layout: Layout, arm: int) -> None:
+        """Fold ``arm``'s log into its snapshot; entries appended meanwhile stay.
 
-    def _state(
-        self, namespace: str, layout: Layout, arm: int, row: list[Any]
-    ) -> tuple[ArmState, int]:
-        """An arm's ``(A, b, count)`` and version; no hash means the initial state."""
-        if all(value is None for value in row):
-            a, b = layout.initial()
-            return (a, b, 0), 0
+        Skipped if another worker rewrites the snapshot first: the next update
+        past ``COMPACT_AT`` tries again.
+        """
+        from redis import WatchError
+
+        snapshot = self._key(namespace, "arm", arm)
+        log = self._key(namespace, "log", arm)
         where = f"namespace {namespace!r} arm {layout.arms[arm]!r}"
-        count = self._int(namespace, arm, row[2])
-        return decode_arm(layout, where, row[0], row[1], count), self._int(
-            namespace, arm, row[3]
-        )
+        with self.client.pipeline() as pipe:
+            try:
+                pipe.watch(snapshot)  # type: ignore[no-untyped-call]
+                state = self._snapshot(
+                    namespace, layout, arm, pipe.hmget(snapshot, _FIELDS)
+                )
+                logged = pipe.lrange(log, 0, -1)
+                folded = fold(layout, where, state, logged)
+                pipe.multi()
+                self._put(pipe, snapshot, folded)
+                pipe.ltrim(log, len(logged), -1)
+                pipe.execute()
+            except WatchError:
+                return
+
+    def _key(self, namespace: str, kind: str, arm: int) -> str:
+        return f"{self.prefix}{namespace}:{kind}:{arm}"
+
+    @staticmethod
+    def _put(pipe: Any, key: str, state: ArmState) -> None:
+        a, b, n = state
+        pipe.hset(key, mapping={"a": encode(a), "b": encode(b), "count": n})
+
+    def _snapshot(
+        self, namespace: str, layout: Layout, arm: int, row: list[Any]
+    ) -> ArmState:
+        """An arm's snapshot ``(A, b, count)``; no hash means the initial state."""
+        where = f"namespace {namespace!r} arm {layout.arms[arm]!r}"
+        a, b, count = row
+        return decode_arm(layout, where, a, b, self._int(namespace, arm, count))
 
     @staticmethod
     def _int(namespace: str, arm: int, value: object) -> int:
-        """A stored counter, refusing anything but digits."""
+        """A stored counter (none yet is 0), refusing anything but digits."""
+        if value is None:
+            return 0
         if isinstance(value, bytes) and value.isdigit():
             return int(value)
         raise ValueError(

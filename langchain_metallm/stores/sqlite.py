@@ -1,8 +1,10 @@
 """``SQLiteStore``: statistics in one SQLite file, shared by processes on a machine.
 
-WAL mode lets readers run while one writer holds the lock; every write is a
-read-modify-write inside ``BEGIN IMMEDIATE``, so concurrent increments are
-serialised and none is lost. An arm with no row yet is in its initial state.
+WAL mode lets readers run while one writer holds the lock. Each arm is a snapshot
+row plus logged increments; an update appends its ``(x, r)`` and bumps the arm's
+version in one ``BEGIN IMMEDIATE`` transaction, so none is lost, and every
+``COMPACT_AT`` entries the same transaction folds the log into the snapshot.
+An arm with no row, or a row with no ``A`` and ``b``, is in its initial state.
 """
 
 from __future__ import annotations
@@ -16,13 +18,18 @@ from contextlib import contextmanager
 import numpy as np
 
 from langchain_metallm.stores.base import (
+    COMPACT_AT,
+    ArmState,
     Change,
+    FloatArray,
     IntArray,
     Layout,
     PolicyStore,
     Statistics,
     decode_arm,
     encode,
+    entry,
+    fold,
 )
 
 _SCHEMA = """
@@ -33,12 +40,19 @@ CREATE TABLE IF NOT EXISTS metallm_layouts (
 CREATE TABLE IF NOT EXISTS metallm_arms (
     namespace TEXT NOT NULL,
     arm INTEGER NOT NULL,
-    a BLOB NOT NULL,
-    b BLOB NOT NULL,
+    a BLOB,
+    b BLOB,
     count INTEGER NOT NULL,
     version INTEGER NOT NULL,
     PRIMARY KEY (namespace, arm)
 );
+CREATE TABLE IF NOT EXISTS metallm_log (
+    id INTEGER PRIMARY KEY,
+    namespace TEXT NOT NULL,
+    arm INTEGER NOT NULL,
+    entry BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS metallm_log_arm ON metallm_log (namespace, arm, id);
 """
 
 
@@ -64,6 +78,27 @@ class SQLiteStore(PolicyStore):
         self._pid = -1
         with self._transaction():
             pass
+
+    def add(self, namespace: str, arm: int, x: FloatArray, reward: float) -> int:
+        layout = self.layout(namespace)
+        with self._transaction(write=True) as db:
+            db.execute(
+                "INSERT INTO metallm_log (namespace, arm, entry) VALUES (?, ?, ?)",
+                (namespace, arm, entry(x, reward)),
+            )
+            (version,) = db.execute(
+                "INSERT INTO metallm_arms VALUES (?, ?, NULL, NULL, 0, 1) "
+                "ON CONFLICT (namespace, arm) DO UPDATE SET version = version + 1 "
+                "RETURNING version",
+                (namespace, arm),
+            ).fetchone()
+            (logged,) = db.execute(
+                "SELECT count(*) FROM metallm_log WHERE namespace = ? AND arm = ?",
+                (namespace, arm),
+            ).fetchone()
+            if logged >= COMPACT_AT:
+                self._compact(db, namespace, layout, arm)
+        return int(version)
 
     def versions(self, namespace: str) -> IntArray:
         layout = self.layout(namespace)
@@ -93,13 +128,26 @@ class SQLiteStore(PolicyStore):
                 "WHERE namespace = ?",
                 (namespace,),
             ).fetchall()
+            log = db.execute(
+                "SELECT arm, entry FROM metallm_log WHERE namespace = ? ORDER BY id",
+                (namespace,),
+            ).fetchall()
+        entries: dict[object, list[bytes]] = {}
+        for arm, logged in log:
+            entries.setdefault(arm, []).append(logged)
         for arm, a, b, count, version in rows:
             j = self._arm(namespace, layout, arm, version)
             where = f"namespace {namespace!r} arm {layout.arms[j]!r}"
-            stats.A[j], stats.b[j], stats.counts[j] = decode_arm(
-                layout, where, a, b, count
+            state = decode_arm(layout, where, a, b, count)
+            stats.A[j], stats.b[j], stats.counts[j] = fold(
+                layout, where, state, entries.pop(j, [])
             )
             stats.versions[j] = version
+        if entries:
+            raise ValueError(
+                f"store: corrupt log in namespace {namespace!r}: entries for arms "
+                f"{sorted(map(repr, entries))} that have no row"
+            )
         return stats
 
     def _create(self, namespace: str, layout: Layout) -> Layout:
@@ -115,44 +163,63 @@ class SQLiteStore(PolicyStore):
                 return layout
         return Layout.from_json(row[0], f"namespace {namespace!r}")
 
-    def _modify(self, namespace: str, arms: list[int], change: Change) -> list[int]:
+    def _rewrite(
+        self, namespace: str, arms: list[int], change: Change, *, drop_log: bool
+    ) -> list[int]:
         layout = self.layout(namespace)
         versions = []
         with self._transaction(write=True) as db:
-            stray = db.execute(
-                "SELECT arm, version FROM metallm_arms WHERE namespace = ? "
-                "AND NOT (arm BETWEEN 0 AND ?)",
-                (namespace, len(layout.arms) - 1),
-            ).fetchone()
-            if stray is not None:
-                self._arm(namespace, layout, *stray)  # raises: out of range
             for j in arms:
-                row = db.execute(
-                    "SELECT a, b, count, version FROM metallm_arms "
-                    "WHERE namespace = ? AND arm = ?",
-                    (namespace, j),
-                ).fetchone()
-                if row is None:
-                    a, b = layout.initial()
-                    state, version = change(j, a, b, 0), 0
-                else:
-                    where = f"namespace {namespace!r} arm {layout.arms[j]!r}"
-                    self._arm(namespace, layout, j, row[3])
-                    state = change(j, *decode_arm(layout, where, *row[:3]))
-                    version = row[3]
+                state, version = self._snapshot(db, namespace, layout, j)
+                a, b, n = change(j, *state)
                 db.execute(
                     "INSERT OR REPLACE INTO metallm_arms VALUES (?, ?, ?, ?, ?, ?)",
-                    (
-                        namespace,
-                        j,
-                        encode(state[0]),
-                        encode(state[1]),
-                        state[2],
-                        version + 1,
-                    ),
+                    (namespace, j, encode(a), encode(b), n, version + 1),
                 )
+                if drop_log:
+                    db.execute(
+                        "DELETE FROM metallm_log WHERE namespace = ? AND arm = ?",
+                        (namespace, j),
+                    )
                 versions.append(version + 1)
         return versions
+
+    def _compact(
+        self, db: sqlite3.Connection, namespace: str, layout: Layout, arm: int
+    ) -> None:
+        """Fold ``arm``'s logged increments into its snapshot (inside a write)."""
+        state, _ = self._snapshot(db, namespace, layout, arm)
+        logged = db.execute(
+            "SELECT entry FROM metallm_log WHERE namespace = ? AND arm = ? ORDER BY id",
+            (namespace, arm),
+        ).fetchall()
+        where = f"namespace {namespace!r} arm {layout.arms[arm]!r}"
+        a, b, n = fold(layout, where, state, [e for (e,) in logged])
+        db.execute(
+            "UPDATE metallm_arms SET a = ?, b = ?, count = ? "
+            "WHERE namespace = ? AND arm = ?",
+            (encode(a), encode(b), n, namespace, arm),
+        )
+        db.execute(
+            "DELETE FROM metallm_log WHERE namespace = ? AND arm = ?", (namespace, arm)
+        )
+
+    def _snapshot(
+        self, db: sqlite3.Connection, namespace: str, layout: Layout, arm: int
+    ) -> tuple[ArmState, int]:
+        """``arm``'s snapshot ``(A, b, count)`` (logged increments excluded) and
+        its version."""
+        row = db.execute(
+            "SELECT a, b, count, version FROM metallm_arms "
+            "WHERE namespace = ? AND arm = ?",
+            (namespace, arm),
+        ).fetchone()
+        if row is None:
+            a, b = layout.initial()
+            return (a, b, 0), 0
+        self._arm(namespace, layout, arm, row[3])
+        where = f"namespace {namespace!r} arm {layout.arms[arm]!r}"
+        return decode_arm(layout, where, *row[:3]), row[3]
 
     @staticmethod
     def _arm(namespace: str, layout: Layout, arm: object, version: object) -> int:

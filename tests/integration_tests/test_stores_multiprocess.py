@@ -169,25 +169,35 @@ def test_redis_store_refuses_other_layouts_and_corrupt_rows(redis_url: str) -> N
     from redis import Redis
 
     policy = LinUCBPolicy(ARMS, DIM, store=RedisStore(redis_url), namespace="r")
-    policy.update(2, np.ones(DIM), 1.0)
+    rng = np.random.default_rng(0)
+    policy.fit(rng.normal(size=(9, DIM)), rng.uniform(size=(9, len(ARMS))))
+    policy.update(2, np.ones(DIM), 1.0)  # a snapshot and a logged increment
     with pytest.raises(ValueError, match="holds arms"):
         LinUCBPolicy(ARMS, DIM + 1, store=RedisStore(redis_url), namespace="r")
     other = LinUCBPolicy(ARMS, DIM + 1, store=RedisStore(redis_url), namespace="s")
     assert other.counts.sum() == 0  # namespaces never mix
     client = Redis.from_url(redis_url)
     before = policy.statistics()
-    for field, value, reason in [
-        ("a", b"\x00" * 3, "A has 3 bytes"),
-        ("b", np.full(DIM, np.inf).tobytes(), "NaN or infinity"),
-        ("count", b"-4", "not a non-negative integer"),
+    for key, field, value, reason in [
+        ("metallm:r:arm:2", "a", b"\x00" * 3, "A has 3 bytes"),
+        ("metallm:r:arm:2", "b", np.full(DIM, np.inf).tobytes(), "NaN or infinity"),
+        ("metallm:r:arm:2", "count", b"-4", "not a non-negative integer"),
+        ("metallm:r:log:2", None, b"\x00", "a log entry has 1 bytes"),
     ]:
-        good = client.hget("metallm:r:arm:2", field)
-        client.hset("metallm:r:arm:2", field, value)
+        if field is None:
+            good = client.lindex(key, 0)
+            client.lset(key, 0, value)
+        else:
+            good = client.hget(key, field)
+            client.hset(key, field, value)
         with pytest.raises(ValueError, match=reason):
             LinUCBPolicy(ARMS, DIM, store=RedisStore(redis_url), namespace="r")
         with pytest.raises(ValueError, match=reason):
-            policy.update(2, np.ones(DIM), 1.0)
-        client.hset("metallm:r:arm:2", field, good)  # type: ignore[arg-type]
+            policy.statistics()
+        if field is None:
+            client.lset(key, 0, good)  # type: ignore[arg-type]
+        else:
+            client.hset(key, field, good)  # type: ignore[arg-type]
     for mine, old in zip(policy.statistics(), before, strict=True):
         np.testing.assert_array_equal(mine, old)
 

@@ -12,6 +12,7 @@ import pytest
 
 from langchain_metallm import LinUCBPolicy, MetaLLMRouterChatModel
 from langchain_metallm.stores import MemoryStore, PolicyStore, SQLiteStore, namespace
+from langchain_metallm.stores.base import COMPACT_AT
 
 from .fakes import EchoChild, KeywordEmbeddings, query
 
@@ -142,9 +143,11 @@ CORRUPTIONS = {
     "A has 3 bytes": "UPDATE metallm_arms SET a = x'000000'",
     "NaN or infinity": "UPDATE metallm_arms SET b = ?",
     "A is not symmetric": "UPDATE metallm_arms SET a = ?",
-    "got bytes, bytes, -1": "UPDATE metallm_arms SET count = -1",
-    "'many'": "UPDATE metallm_arms SET count = 'many'",
-    "arm 7": "UPDATE metallm_arms SET arm = 7",
+    "count -1 is not": "UPDATE metallm_arms SET count = -1",
+    "count 'many' is not": "UPDATE metallm_arms SET count = 'many'",
+    "arm 7": "UPDATE metallm_arms SET arm = 7 WHERE arm = 2",
+    "a log entry has 1 bytes": "UPDATE metallm_log SET entry = x'00'",
+    "arms \\['9'\\] that have no row": "UPDATE metallm_log SET arm = 9",
     "corrupt layout": "UPDATE metallm_layouts SET layout = '{\"arms\": 3}'",
 }
 
@@ -168,21 +171,20 @@ def test_corrupt_rows_are_refused_and_change_nothing(
 ) -> None:
     path = tmp_path / "policy.db"
     policy = LinUCBPolicy(ARMS, DIM, store=SQLiteStore(path, refresh_interval=0))
-    policy.update(1, np.ones(DIM), 1.0)
+    rng = np.random.default_rng(0)
+    policy.fit(rng.normal(size=(9, DIM)), rng.uniform(size=(9, len(ARMS))))
+    policy.update(1, np.ones(DIM), 1.0)  # a snapshot row and a logged increment
     x = np.linspace(-1, 1, DIM)
-    before = policy.select(x).ucbs, policy.statistics()
+    before = policy.select(x).ucbs
     _corrupt(path, reason)
     with pytest.raises(ValueError, match=reason):  # a worker starting on it
         LinUCBPolicy(ARMS, DIM, store=SQLiteStore(path))
     if "layout" in reason:
         return
-    with pytest.raises(ValueError, match=reason):  # a worker writing to it
-        policy.update(1, np.ones(DIM), 1.0)
+    with pytest.raises(ValueError, match=reason):  # any full read
+        policy.statistics()
     policy.store.refresh_interval = 3600  # no reload: the cached model is intact
-    assert policy.select(x).ucbs == before[0]
-    with sqlite3.connect(path) as db:  # nothing was written
-        (version,) = db.execute("SELECT max(version) FROM metallm_arms").fetchone()
-    assert version == 1
+    assert policy.select(x).ucbs == before
 
 
 def make_router(store: PolicyStore, **overrides: Any) -> MetaLLMRouterChatModel:
@@ -220,3 +222,15 @@ def test_routers_share_a_sqlite_store_by_namespace_and_store_no_prompt(
     assert other.policy is not None and other.policy.counts.sum() == 0
     files = b"".join(p.read_bytes() for p in tmp_path.iterdir())
     assert b"zebra" not in files and b"cheap" in files
+
+
+def test_sqlite_log_is_folded_into_the_snapshot(tmp_path: Path) -> None:
+    path = tmp_path / "policy.db"
+    policy = LinUCBPolicy(ARMS, DIM, alpha=0.5, store=SQLiteStore(path))
+    steps = [(0, x, r) for _, x, r in _steps(2 * COMPACT_AT + 7)]
+    for arm, x, r in steps:
+        policy.update(arm, x, r)
+    with sqlite3.connect(path) as db:
+        (logged,) = db.execute("SELECT count(*) FROM metallm_log").fetchone()
+    assert logged == 7
+    _assert_same(policy, _reference(steps))
