@@ -17,8 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy import linalg
-from scipy.linalg import blas
+from scipy.linalg import blas, lapack
 
 from langchain_metallm.stores.base import PolicyStore
 from langchain_metallm.stores.memory import MemoryStore
@@ -333,13 +332,13 @@ def _inverse(A: FloatArray) -> FloatArray:  # noqa: N803
     """Inverses of a stack of symmetric matrices, by Cholesky in scipy's LAPACK
     (the hot path's library); ``ValueError`` unless each is positive definite."""
     out = np.empty_like(A)
-    eye = np.eye(A.shape[-1])
     for i, a in enumerate(A):
-        try:
-            inv = linalg.cho_solve(linalg.cho_factor(a), eye)
-        except linalg.LinAlgError as exc:
-            raise ValueError("A: must be positive definite") from exc
-        out[i] = (inv + inv.T) / 2
+        factor, info = lapack.dpotrf(a, lower=False, clean=False)
+        if info == 0:
+            upper, info = lapack.dpotri(factor, lower=False)
+        if info != 0:
+            raise ValueError("A: must be positive definite")
+        out[i] = np.triu(upper) + np.triu(upper, 1).T
     return out
 
 
