@@ -1,0 +1,112 @@
+"""The GSM8K demo and the agent example, run end to end on small inputs."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+from langchain_core.messages import AIMessage, ToolMessage
+
+from langchain_metallm.testing import default_gsm8k_path
+
+from .embedders import HashingEmbeddings
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def load(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(
+        f"example_{name}", EXAMPLES / f"{name}.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+gsm8k = load("gsm8k_replay")
+agent = load("agent")
+
+
+def test_gsm8k_demo_table_plot_and_rewards(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    summary = gsm8k.main(
+        ["--limit", "40", "--out", str(tmp_path), "--cache-dir", str(tmp_path / "c")],
+        embedder=HashingEmbeddings(),
+    )
+    policies = [row.policy for row in summary.table]
+    assert policies == [
+        "MetaLLM router",
+        "always mixtral",
+        "always gpt-4",
+        "random, equal cost",
+    ]
+    printed = capsys.readouterr().out
+    assert all(policy in printed for policy in policies)
+    router_row, mixtral, gpt4, random_row = summary.table
+    assert (summary.warmup_questions, summary.online_questions) == (10, 30)
+    # Baselines over HTTP grade exactly like the recorded answers do.
+    rows = gsm8k.load_rows(default_gsm8k_path(), 40, 0)[10:]
+    for row, name in ((mixtral, "mixtral"), (gpt4, "gpt-4")):
+        expected = [
+            gsm8k.grade(r["responses"][gsm8k.CHILDREN[name]], r["answer"]) for r in rows
+        ]
+        assert row.accuracy == pytest.approx(sum(expected) / len(expected))
+        assert row.share[name] == 1.0
+    assert 0 < mixtral.dollars < gpt4.dollars
+    assert random_row.dollars == pytest.approx(router_row.dollars)
+    assert sum(router_row.share.values()) == pytest.approx(1.0)
+    # Every online decision was rewarded; the warm start observed both children.
+    router = summary.router
+    assert router.stats()["applied"] == 30 and router.stats()["pending"] == 0
+    assert router.policy.counts.sum() == 2 * 10 + 30
+    assert summary.plot.read_bytes().startswith(b"\x89PNG")
+    saved = json.loads((tmp_path / "gsm8k_replay.json").read_text())
+    assert [r["policy"] for r in saved] == policies
+
+
+@pytest.mark.parametrize(
+    ("text", "gold", "score"),
+    [
+        ("so 9 * 2 = 18\n#### 18", "18", 1.0),
+        ("#### 1,450,000", "1,450,000", 1.0),
+        ("The answer is $18.00.", "18", 1.0),
+        ("#### 17", "18", 0.0),
+        ("no number here", "18", 0.0),
+    ],
+)
+def test_gsm8k_grader_parses_the_final_number(
+    text: str, gold: str, score: float
+) -> None:
+    assert gsm8k.grade(text, gold) == score
+
+
+def test_agent_completes_the_task_and_its_decisions_are_rewarded() -> None:
+    run = agent.main(embeddings=HashingEmbeddings())
+    tools = [m for m in run.messages if isinstance(m, ToolMessage)]
+    assert [t.text for t in tools] == ["18"]
+    final = run.messages[-1]
+    assert isinstance(final, AIMessage) and final.text.endswith("#### 18")
+    assert len(run.routed) == 2 and set(run.routed) <= set(agent.CHILDREN)
+    stats = run.router.stats()
+    assert stats["applied"] == 2 and stats["pending"] == 0
+    assert run.router.policy.counts.sum() == 2
+
+
+@pytest.mark.parametrize(
+    ("expression", "value"), [("(16 - 3 - 4) * 2", 18.0), ("-2 ** 3 / 4", -2.0)]
+)
+def test_calculator_evaluates_arithmetic(expression: str, value: float) -> None:
+    assert agent.evaluate(expression) == value
+
+
+@pytest.mark.parametrize("expression", ["__import__('os')", "x + 1", "2 +", "True + 1"])
+def test_calculator_refuses_anything_else(expression: str) -> None:
+    with pytest.raises(ValueError, match="calculator"):
+        agent.evaluate(expression)
