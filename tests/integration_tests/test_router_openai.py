@@ -13,6 +13,7 @@ import pytest
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_openai import ChatOpenAI
+from langchain_together import ChatTogether
 from pydantic import BaseModel, Field, SecretStr
 from typing_extensions import TypedDict
 
@@ -330,6 +331,31 @@ def test_feedback_handler_scores_the_parsed_answer(replay_server: ReplayServer) 
     assert not any(
         router.is_pending(a.response_metadata["metallm"]["run_id"]) for a in answers
     )
+
+
+def test_mixed_providers_chat_together_and_chat_openai(
+    replay_server: ReplayServer,
+) -> None:
+    together = ChatTogether(
+        base_url=replay_server.base_url,
+        api_key=SecretStr("test"),
+        model=MIXTRAL,
+        max_retries=0,
+    )
+    router = make_router(replay_server)
+    router = router.model_copy(
+        update={"models": {"mixtral": together, "gpt-4": router.models["gpt-4"]}}
+    )
+    replay_server.add_rule(Rule(status=500, model=GPT4))
+    router.route(QUESTION)
+    policy = router.policy
+    assert policy is not None
+    policy.update(1, policy.check_context(np.r_[np.zeros(32), 1.0]), 1.0)  # gpt-4 first
+    answer = router.invoke(QUESTION)
+    meta = answer.response_metadata["metallm"]
+    assert [a["model"] for a in meta["attempts"]] == ["gpt-4", "mixtral"]
+    assert answer.content == recorded(ROWS[0], "mixtral")
+    assert usage_of(answer) == expected_usage(QUESTION, recorded(ROWS[0], "mixtral"))
 
 
 # Provider failure -----------------------------------------------------------------

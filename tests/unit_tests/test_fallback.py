@@ -192,3 +192,10 @@ def test_handler_rewards_the_answering_child_once() -> None:
     answer = router.invoke("math x", config={"callbacks": [handler]})
     assert counts(router) == [0, 1]
     assert not router.is_pending(answer.response_metadata["metallm"]["run_id"])
+
+
+def test_streaming_flag_under_invoke_falls_back() -> None:
+    router = make_router(streaming=True)
+    answer = router.invoke("math x")
+    assert answer.content == "up: math x"
+    assert answer.response_metadata["metallm"]["attempts"] == [FAILED, ANSWERED]
