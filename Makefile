@@ -13,7 +13,7 @@ $(BIN)/.installed: pyproject.toml
 setup: $(BIN)/.installed
 
 demo: setup
-	HF_HUB_OFFLINE=1 $(BIN)/python examples/quickstart.py
+	HF_HUB_OFFLINE=1 $(BIN)/python examples/gsm8k_replay.py
 
 test: setup
 	$(BIN)/ruff check $(SRC)
