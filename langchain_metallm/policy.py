@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -297,8 +298,19 @@ class LinUCBPolicy:
         self._versions[arms] = versions[arms]
 
     def _maybe_refresh(self) -> None:
-        if time.monotonic() - self._checked_at >= self.store.refresh_interval:
+        """Refresh once the interval has passed. If the store fails (down,
+        corrupt), warn and keep serving the cached model until the next one."""
+        if time.monotonic() - self._checked_at < self.store.refresh_interval:
+            return
+        try:
             self.refresh()
+        except Exception as exc:  # any store failure: stay available
+            self._checked_at = time.monotonic()
+            warnings.warn(
+                f"store refresh failed, serving the cached model: {exc}",
+                RuntimeWarning,
+                stacklevel=3,
+            )
 
     def _decide(self, mean: FloatArray, width: FloatArray) -> RouteDecision:
         ucb = mean + self.alpha * width

@@ -234,3 +234,25 @@ def test_sqlite_log_is_folded_into_the_snapshot(tmp_path: Path) -> None:
         (logged,) = db.execute("SELECT count(*) FROM metallm_log").fetchone()
     assert logged == 7
     _assert_same(policy, _reference(steps))
+
+
+def test_a_failing_store_keeps_the_cached_model_serving(tmp_path: Path) -> None:
+    policy = LinUCBPolicy(ARMS, DIM, store=SQLiteStore(tmp_path / "p.db"))
+    policy.update(1, np.ones(DIM), 1.0)
+    x = np.linspace(-1, 1, DIM)
+    before = policy.select(x)
+
+    def down(*args: object) -> None:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    policy.store.versions = down  # type: ignore[method-assign]
+    policy.store.add = down  # type: ignore[method-assign]
+    policy.store.refresh_interval = 0
+    with pytest.warns(RuntimeWarning, match="serving the cached model: disk I/O"):
+        assert policy.select(x) == before
+    with pytest.raises(sqlite3.OperationalError), pytest.warns(RuntimeWarning):
+        policy.update(1, np.ones(DIM), 1.0)  # learning needs the store
+    with pytest.warns(RuntimeWarning):
+        assert policy.select(x) == before  # and the failed update changed nothing
+    with pytest.raises(sqlite3.OperationalError):
+        policy.refresh()  # an explicit refresh reports the failure
