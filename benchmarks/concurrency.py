@@ -5,9 +5,8 @@ SQLite file and a Redis server with 1 and 4 worker processes. Prints a Markdown
 table; run with ``python benchmarks/concurrency.py``. Redis rows need a
 ``redis-server`` binary (one is started on a free port) or ``--redis-url``.
 
-BLAS runs on one thread (``--blas-threads``): the policy's BLAS calls are too
-small to gain from more, and spinning BLAS thread pools stall badly when the
-cores are shared with other threads or processes.
+BLAS runs on one thread (``--blas-threads``): spinning BLAS thread pools stall
+badly when the cores are shared with other threads or worker processes.
 """
 
 from __future__ import annotations
