@@ -474,7 +474,7 @@ class MetaLLMRouterChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         decision, context = await self._adecide(messages)
-        config = _achild_config(run_manager)
+        config = _child_config(run_manager)
 
         async def call(choice: RouteDecision) -> BaseMessage:
             child, call_kwargs = self._child(choice, kwargs)
@@ -526,7 +526,7 @@ class MetaLLMRouterChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
         link = _take_link(
-            _link(run_manager, _achild_config(run_manager)) if run_manager else None
+            _link(run_manager, _child_config(run_manager)) if run_manager else None
         )
         decision, context = await self._adecide(messages)
         config = link.child_config
@@ -603,7 +603,7 @@ class MetaLLMRouterChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         if run_manager is not None:
-            _STREAM_RUN.set(_link(run_manager, _achild_config(run_manager)))
+            _STREAM_RUN.set(_link(run_manager, _child_config(run_manager)))
         try:
             return await super()._agenerate_with_cache(
                 messages, stop, run_manager, **kwargs
@@ -874,27 +874,18 @@ def _child_name(model: BaseChatModel, index: int) -> str:
     return f"model_{index}"
 
 
-def _child_config(run_manager: CallbackManagerForLLMRun | None) -> RunnableConfig:
+def _child_config(
+    run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun | None,
+) -> RunnableConfig:
     """Callbacks that make the child's run a child of the router's run."""
     if run_manager is None:
         return {}
-    manager = CallbackManager(
-        handlers=run_manager.inheritable_handlers,
-        inheritable_handlers=run_manager.inheritable_handlers,
-        parent_run_id=run_manager.run_id,
-        tags=run_manager.inheritable_tags,
-        inheritable_tags=run_manager.inheritable_tags,
-        metadata=run_manager.inheritable_metadata,
-        inheritable_metadata=run_manager.inheritable_metadata,
+    manager_class = (
+        AsyncCallbackManager
+        if isinstance(run_manager, AsyncCallbackManagerForLLMRun)
+        else CallbackManager
     )
-    return {"callbacks": manager}
-
-
-def _achild_config(run_manager: AsyncCallbackManagerForLLMRun | None) -> RunnableConfig:
-    """Async twin of ``_child_config``."""
-    if run_manager is None:
-        return {}
-    manager = AsyncCallbackManager(
+    manager = manager_class(
         handlers=run_manager.inheritable_handlers,
         inheritable_handlers=run_manager.inheritable_handlers,
         parent_run_id=run_manager.run_id,

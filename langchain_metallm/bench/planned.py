@@ -19,6 +19,7 @@ from numpy.typing import NDArray
 
 from langchain_metallm.batch_planning import policy_scores
 from langchain_metallm.bench.metrics import Point, best_within_budget, evaluate
+from langchain_metallm.bench.plots import save_figure, short_name
 from langchain_metallm.bench.routers import OnlineLinUCB, Problem
 from langchain_metallm.bench.runner import DEFAULT_COST_WEIGHTS, Prepared
 from langchain_metallm.planning import ParetoFront
@@ -122,7 +123,7 @@ class PlanningEvaluation:
             single = (
                 "-"
                 if r.single_accuracy is None
-                else f"{r.single_accuracy:.3f} ({_short(r.single_model or '')})"
+                else f"{r.single_accuracy:.3f} ({short_name(r.single_model or '')})"
             )
             lines.append(
                 f"| {r.budget:.3f} | {r.cost:.3f} | {r.predicted:.3f} | "
@@ -415,7 +416,7 @@ def plot_planning(
     for name, accuracy, cost in evaluation.singles:
         ax.scatter([cost], [accuracy], marker="s", color="black", s=20, zorder=3)
         ax.annotate(
-            _short(name),
+            short_name(name),
             (cost, accuracy),
             textcoords="offset points",
             xytext=(4, 3),
@@ -433,16 +434,7 @@ def plot_planning(
     )
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(target, dpi=dpi)
-    plt.close(fig)
-    return target
-
-
-def _short(model: str) -> str:
-    return model.rsplit("/", 1)[-1]
+    return save_figure(fig, path, dpi)
 
 
 def _fmt(value: float | None, *, percent: bool = False) -> str:

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from langchain_metallm.bench.report import BenchmarkResult
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 def plot_curves(result: BenchmarkResult, path: str | Path, *, dpi: int = 110) -> Path:
@@ -21,7 +25,7 @@ def plot_curves(result: BenchmarkResult, path: str | Path, *, dpi: int = 110) ->
         if curve.policy in result.models:
             ax.scatter(xs, ys, marker="s", color="black", s=22, zorder=3)
             ax.annotate(
-                _short(curve.policy),
+                short_name(curve.policy),
                 (xs[0], ys[0]),
                 textcoords="offset points",
                 xytext=(4, 3),
@@ -40,11 +44,19 @@ def plot_curves(result: BenchmarkResult, path: str | Path, *, dpi: int = 110) ->
     ax.set_ylabel("mean score (accuracy)")
     ax.set_title(
         f"{result.dataset}, {result.split.kind} split (seed {result.split.seed}, "
-        f"{result.split.n_test} test queries); dotted: {_short(name)}, 25%/50% cost",
+        f"{result.split.n_test} test queries); "
+        f"dotted: {short_name(name)}, 25%/50% cost",
         fontsize=9,
     )
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="best")
+    return save_figure(fig, path, dpi)
+
+
+def save_figure(fig: Figure, path: str | Path, dpi: int) -> Path:
+    """Write ``fig`` as a PNG at ``path`` (folders created) and close it."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -53,5 +65,5 @@ def plot_curves(result: BenchmarkResult, path: str | Path, *, dpi: int = 110) ->
     return target
 
 
-def _short(model: str) -> str:
+def short_name(model: str) -> str:
     return model.rsplit("/", 1)[-1]
