@@ -24,7 +24,6 @@ from langchain_core.runnables import RunnableConfig
 from langchain_core.runnables.config import patch_config
 from numpy.typing import ArrayLike, NDArray
 
-from langchain_metallm.features import query_features
 from langchain_metallm.feedback import PendingDecision
 from langchain_metallm.planning import ParetoFront, PlannedAssignment
 from langchain_metallm.policy import LinUCBPolicy
@@ -125,7 +124,7 @@ async def abatch_planned(
     checked_prices = _check_prices(router, prices)
     policy = _trained_policy(router)
     texts = _texts(router, prompts)
-    contexts = query_features(await router._avectors_for(texts), texts)
+    contexts = router._featurize(await router._avectors_for(texts), texts)
     front, scores = _front(router, policy, contexts, robust)
     plan = (
         front.for_budget(by_budget[1])

@@ -46,7 +46,12 @@ from langchain_metallm.fallback import (
     ranked_decisions,
     stream_in_order,
 )
-from langchain_metallm.features import feature_dim, query_features
+from langchain_metallm.features import (
+    TaskClassifier,
+    check_task_labels,
+    feature_dim,
+    query_features,
+)
 from langchain_metallm.feedback import PendingDecision, PendingDecisions
 from langchain_metallm.learning import (
     CostWeightCalibration,
@@ -164,6 +169,7 @@ class MetaLLMRouterChatModel(BaseChatModel):
     priciest child."""
 
     _policy: LinUCBPolicy | None = PrivateAttr(default=None)
+    _tasks: TaskClassifier | None = PrivateAttr(default=None)
     _pending: PendingDecisions = PrivateAttr()
     _vectors: OrderedDict[str, NDArray[np.float64]] = PrivateAttr(
         default_factory=OrderedDict
@@ -271,6 +277,11 @@ class MetaLLMRouterChatModel(BaseChatModel):
         """The LinUCB policy, created on the first embedded query."""
         return self._policy
 
+    @property
+    def task_classifier(self) -> TaskClassifier | None:
+        """The task classifier learned by ``fit(..., tasks=...)``, if any."""
+        return self._tasks
+
     # Routing -----------------------------------------------------------------
 
     def route(self, input: LanguageModelInput) -> RouteDecision:
@@ -337,16 +348,29 @@ class MetaLLMRouterChatModel(BaseChatModel):
         through its planned child (see ``batch_planning.abatch_planned``)."""
         return await batch_planning.abatch_planned(self, prompts, **kwargs)
 
-    def fit(self, prompts: Sequence[str], scores: Scores) -> None:
+    def fit(
+        self,
+        prompts: Sequence[str],
+        scores: Scores,
+        tasks: Sequence[str] | None = None,
+    ) -> None:
         """Warm start from recorded outcomes, embedding ``prompts`` in one call.
 
         ``scores`` in [0, 1]: an (n, models) array in ``model_names`` order or one
         ``{model name: score}`` dict per prompt; NaN or absent = not observed.
         Rewards use the fixed normalised costs, so the result is exactly one
         ``record_feedback`` per observed score (with ``cost_mode="fixed"``).
+
+        ``tasks`` (one task name per prompt, at least two distinct) is for the
+        first fit of a router that has learned nothing yet: it also learns a task
+        classifier, and from then on the router routes on the predicted task as
+        well as the embedding, which makes its per-model estimates far less noisy
+        (see ``features``). Later fits and feedback use that classifier.
         """
         texts = check_prompts(prompts)
         matrix = score_matrix(scores, self.model_names, len(texts))
+        if tasks is not None:
+            self._learn_tasks(texts, check_task_labels(tasks, len(texts)))
         contexts = self._contexts(texts)
         cost = cost_vector(self.model_names, self.normalized_costs)
         rewards = reward_matrix(matrix, cost, self.cost_weight)
@@ -405,6 +429,7 @@ class MetaLLMRouterChatModel(BaseChatModel):
             costs=self.costs,
             cost_weight=self.cost_weight,
             embeddings=self.embeddings,
+            tasks=self._tasks,
         )
 
     @classmethod
@@ -426,6 +451,7 @@ class MetaLLMRouterChatModel(BaseChatModel):
         embedder = LocalEmbeddings() if embeddings is None else embeddings
         state = load_router(path, embedder)
         router = cls(**router_settings(state, models, embedder, kwargs))
+        router._tasks = state.tasks
         policy = router._policy_for(np.empty((0, state.policy.dim)))
         policy.load_statistics(*state.policy.statistics())
         return router
@@ -666,20 +692,38 @@ class MetaLLMRouterChatModel(BaseChatModel):
 
     def _decide(self, messages: Sequence[BaseMessage]) -> tuple[RouteDecision, Context]:
         text = self._query(messages)
-        return self._select(query_features(self._vectors_for([text]), [text]))
+        return self._select(self._featurize(self._vectors_for([text]), [text]))
 
     async def _adecide(
         self, messages: Sequence[BaseMessage]
     ) -> tuple[RouteDecision, Context]:
         text = self._query(messages)
-        return self._select(query_features(await self._avectors_for([text]), [text]))
+        return self._select(self._featurize(await self._avectors_for([text]), [text]))
 
     def _select(self, contexts: Context) -> tuple[RouteDecision, Context]:
         return self._policy_for(contexts).select(contexts[0]), contexts[0]
 
     def _contexts(self, texts: Sequence[str]) -> Context:
         """Policy contexts for ``texts``, embedding those not cached yet."""
-        return query_features(self._vectors_for(texts), texts)
+        return self._featurize(self._vectors_for(texts), texts)
+
+    def _featurize(self, vectors: Context, texts: Sequence[str]) -> Context:
+        """Policy contexts from embeddings (with task features once learned)."""
+        return query_features(vectors, texts, self._tasks)
+
+    def _learn_tasks(self, texts: Sequence[str], labels: list[str]) -> None:
+        """Learn the task classifier from labelled prompts; only before anything
+        is learned, since it changes what the policy's statistics mean."""
+        if self._policy is not None and self._policy.counts.sum() > 0:
+            raise ValueError(
+                "tasks: this router has already learned from rewards; a task "
+                "classifier can only be learned by the first fit (fit without "
+                "tasks to add data, or start a new router)"
+            )
+        classifier = TaskClassifier.fit(self._vectors_for(texts), labels)
+        with self._lock:
+            self._tasks = classifier
+            self._policy = None  # created again with the task features' dimension
 
     def _vectors_for(self, texts: Sequence[str]) -> Context:
         """Embeddings of ``texts`` (n, dim); uncached ones are embedded in one call."""
@@ -725,8 +769,14 @@ class MetaLLMRouterChatModel(BaseChatModel):
                 f"embeddings: returned {len(raw)} vectors for {len(texts)} texts"
             )
         vectors = [np.asarray(v, dtype=np.float64) for v in raw]
-        policy = self._policy
-        expected = (policy.dim - feature_dim(0),) if policy else vectors[0].shape
+        policy, tasks = self._policy, self._tasks
+        if policy is not None:
+            n_tasks = 0 if tasks is None else len(tasks.tasks)
+            expected: tuple[int, ...] = (policy.dim - feature_dim(0, n_tasks),)
+        elif tasks is not None:
+            expected = (tasks.embedding_dim,)
+        else:
+            expected = vectors[0].shape
         for vector in vectors:
             if vector.ndim != 1 or vector.shape != expected:
                 raise ValueError(
@@ -748,7 +798,12 @@ class MetaLLMRouterChatModel(BaseChatModel):
                     ridge=self.ridge,
                     store=self.store,
                     namespace=namespace(
-                        self.name or self._llm_type, self.embeddings, self.model_names
+                        self.name or self._llm_type,
+                        self.embeddings,
+                        self.model_names,
+                        tasks=None
+                        if self._tasks is None
+                        else self._tasks.fingerprint(),
                     ),
                 )
             return self._policy
@@ -820,7 +875,19 @@ class MetaLLMRouterChatModel(BaseChatModel):
         self._pending.add(
             run_id, PendingDecision(decision.arm, decision.model, context, cost)
         )
-        return {**self._metadata(decision, run_id, cost), "attempts": attempts}
+        return {
+            **self._metadata(decision, run_id, cost),
+            "task": self._task_of(context),
+            "attempts": attempts,
+        }
+
+    def _task_of(self, context: Context) -> str | None:
+        """The predicted task a context encodes (None without a task classifier)."""
+        tasks = self._tasks
+        if tasks is None:
+            return None
+        start = tasks.embedding_dim
+        return tasks.tasks[int(np.argmax(context[start : start + len(tasks.tasks)]))]
 
     def _finish(
         self,

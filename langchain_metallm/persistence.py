@@ -1,19 +1,25 @@
 """Saving and loading learned routing state: a JSON manifest and an ``.npz`` of arrays.
 
-A save is a directory holding two files (format version 1):
+A save is a directory holding two files (format version 2):
 
 - ``metallm.json``, the manifest::
 
-    {"format": "langchain-metallm", "format_version": 1,
+    {"format": "langchain-metallm", "format_version": 2,
      "kind": "router" | "policy",
      "arms": [model names, in arm order], "dim": d, "alpha": a, "ridge": l,
      "arrays": {"file": "arrays-<sha256 prefix>.npz", "sha256": "<hex>"},
      "router": {"costs": {name: cost}, "cost_weight": p,           (routers only)
-                "embedder": {"name": str, "dimension": d - 1}}}
+                "embedder": {"name": str, "dimension": e},
+                "tasks": [task names] | null}}
+
+  ``d = e + len(tasks) + 1`` (``features.feature_dim``).
 
 - ``arrays-<sha256 prefix>.npz``: ``A`` (arms, d, d) float64, ``b`` (arms, d)
-  float64, ``counts`` (arms,) int64: the policy's sufficient statistics. It holds
-  no object arrays and is read with ``allow_pickle=False``.
+  float64, ``counts`` (arms,) int64: the policy's sufficient statistics; with
+  tasks also ``task_weights`` (e + 1, tasks) float64, the task classifier. It
+  holds no object arrays and is read with ``allow_pickle=False``.
+
+Version 1 (before task features) had no ``tasks``; it is still read.
 
 Writes are atomic and the pair stays consistent: the arrays go to a temp file that
 is fsynced and renamed to its content-addressed name, then the manifest likewise;
@@ -44,14 +50,16 @@ import numpy as np
 from langchain_core.embeddings import Embeddings
 from langchain_core.language_models import BaseChatModel
 
-from langchain_metallm.features import feature_dim
+from langchain_metallm.features import TaskClassifier, feature_dim
 from langchain_metallm.policy import LinUCBPolicy
 from langchain_metallm.stores.base import PolicyStore
 
 FORMAT = "langchain-metallm"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+_READABLE_VERSIONS = (1, 2)
 MANIFEST = "metallm.json"
 _ARRAYS = ("A", "b", "counts")
+_TASK_WEIGHTS = "task_weights"
 _SAVED_SETTINGS = ("costs", "cost_weight", "alpha", "ridge")
 
 StrPath = str | os.PathLike[str]
@@ -66,6 +74,7 @@ class RouterState:
     cost_weight: float
     embedder_name: str
     embedder_dimension: int
+    tasks: TaskClassifier | None
 
 
 def embedder_name(embeddings: Embeddings) -> str:
@@ -80,7 +89,7 @@ def embedder_name(embeddings: Embeddings) -> str:
 
 def save_policy(policy: LinUCBPolicy, path: StrPath) -> None:
     """Save ``policy``'s settings and statistics to the directory ``path``."""
-    _save(Path(path), policy, "policy", None)
+    _save(Path(path), policy, "policy", None, None)
 
 
 def load_policy(
@@ -88,7 +97,7 @@ def load_policy(
 ) -> LinUCBPolicy:
     """The policy saved at ``path`` (by ``save_policy`` or a router's ``save``);
     with a ``store``, bound to ``namespace`` there, whose statistics it replaces."""
-    saved = _load(Path(path))[0]
+    saved = _load(Path(path))[0][0]
     if store is None:
         return saved
     policy = LinUCBPolicy(
@@ -110,27 +119,31 @@ def save_router(
     costs: Mapping[str, float],
     cost_weight: float,
     embeddings: Embeddings,
+    tasks: TaskClassifier | None,
 ) -> None:
-    """Save a router's learned policy and the settings its rewards depend on."""
+    """Save a router's learned policy, task classifier and the settings its
+    rewards depend on."""
     if policy is None:
         raise ValueError(
             "router: nothing learned yet (no fit and no routed call); nothing to save"
         )
+    n_tasks = 0 if tasks is None else len(tasks.tasks)
     settings = {
         "costs": {name: float(costs[name]) for name in policy.arms},
         "cost_weight": float(cost_weight),
         "embedder": {
             "name": embedder_name(embeddings),
-            "dimension": policy.dim - feature_dim(0),
+            "dimension": policy.dim - feature_dim(0, n_tasks),
         },
+        "tasks": None if tasks is None else list(tasks.tasks),
     }
-    _save(Path(path), policy, "router", settings)
+    _save(Path(path), policy, "router", settings, tasks)
 
 
 def load_router(path: StrPath, embeddings: Embeddings) -> RouterState:
     """A router save, refused unless it was made with an embedder of the same name
     (and dimension, when ``embeddings`` declares one)."""
-    policy, manifest = _load(Path(path))
+    (policy, task_weights), manifest = _load(Path(path))
     if manifest["kind"] != "router":
         raise ValueError(
             f"{path}: holds a bare policy save, not a router save; "
@@ -152,10 +165,12 @@ def load_router(path: StrPath, embeddings: Embeddings) -> RouterState:
             f"embeddings: the save at {path} has dimension {saved_dim}, "
             f"embedder {name!r} returns {declared}"
         )
-    if saved_dim != policy.dim - feature_dim(0):
+    tasks = _task_classifier(path, router.get("tasks"), task_weights, saved_dim)
+    n_tasks = 0 if tasks is None else len(tasks.tasks)
+    if saved_dim != policy.dim - feature_dim(0, n_tasks):
         raise ValueError(
-            f"{path}: corrupt save: embedder dimension {saved_dim} does not fit "
-            f"the policy dimension {policy.dim}"
+            f"{path}: corrupt save: embedder dimension {saved_dim} and "
+            f"{n_tasks} tasks do not fit the policy dimension {policy.dim}"
         )
     costs = _field(router, "costs", dict)
     if list(costs) != list(policy.arms):
@@ -166,7 +181,32 @@ def load_router(path: StrPath, embeddings: Embeddings) -> RouterState:
         cost_weight=_number("cost_weight", router.get("cost_weight")),
         embedder_name=saved_name,
         embedder_dimension=saved_dim,
+        tasks=tasks,
     )
+
+
+def _task_classifier(
+    path: StrPath, names: Any, weights: np.ndarray[Any, Any] | None, dim: int
+) -> TaskClassifier | None:
+    """The saved task classifier, checked against the manifest, or None."""
+    if names is None and weights is None:
+        return None
+    if not isinstance(names, list) or weights is None:
+        raise ValueError(
+            f"{path}: corrupt save: task names and task weights must come together"
+        )
+    if not all(isinstance(name, str) for name in names):
+        raise ValueError(f"{path}: corrupt save: task names must be strings")
+    try:
+        tasks = TaskClassifier(tuple(names), np.asarray(weights, dtype=np.float64))
+    except ValueError as exc:
+        raise ValueError(f"{path}: corrupt save: {exc}") from exc
+    if tasks.embedding_dim != dim:
+        raise ValueError(
+            f"{path}: corrupt save: the task classifier reads dimension "
+            f"{tasks.embedding_dim}, the embedder's is {dim}"
+        )
+    return tasks
 
 
 def router_settings(
@@ -214,10 +254,14 @@ def _save(
     policy: LinUCBPolicy,
     kind: str,
     router: dict[str, Any] | None,
+    tasks: TaskClassifier | None,
 ) -> None:
     A, b, counts = policy.statistics()  # noqa: N806
+    arrays_to_save: dict[str, Any] = {"A": A, "b": b, "counts": counts}
+    if tasks is not None:
+        arrays_to_save[_TASK_WEIGHTS] = tasks.weights
     buffer = io.BytesIO()
-    np.savez(buffer, A=A, b=b, counts=counts)
+    np.savez(buffer, **arrays_to_save)
     arrays = buffer.getvalue()
     digest = hashlib.sha256(arrays).hexdigest()
     arrays_name = f"arrays-{digest[:16]}.npz"
@@ -282,7 +326,10 @@ def _remove_unreferenced(directory: Path, keep: str) -> None:
 # Reading ----------------------------------------------------------------------
 
 
-def _load(directory: Path) -> tuple[LinUCBPolicy, dict[str, Any]]:
+def _load(
+    directory: Path,
+) -> tuple[tuple[LinUCBPolicy, np.ndarray[Any, Any] | None], dict[str, Any]]:
+    """The saved policy and task weights (None if absent), and the manifest."""
     manifest = _read_manifest(directory)
     arms = _field(manifest, "arms", list)
     if not all(isinstance(a, str) for a in arms):
@@ -293,12 +340,12 @@ def _load(directory: Path) -> tuple[LinUCBPolicy, dict[str, Any]]:
         alpha=_number("alpha", manifest.get("alpha")),
         ridge=_number("ridge", manifest.get("ridge")),
     )
-    A, b, counts = _read_arrays(directory, _field(manifest, "arrays", dict))  # noqa: N806
+    arrays = _read_arrays(directory, _field(manifest, "arrays", dict))
     try:
-        policy.load_statistics(A, b, counts)
+        policy.load_statistics(arrays["A"], arrays["b"], arrays["counts"])
     except ValueError as exc:
         raise ValueError(f"{directory}: corrupt save: {exc}") from exc
-    return policy, manifest
+    return (policy, arrays.get(_TASK_WEIGHTS)), manifest
 
 
 def _read_manifest(directory: Path) -> dict[str, Any]:
@@ -312,10 +359,10 @@ def _read_manifest(directory: Path) -> dict[str, Any]:
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise ValueError(f"{path}: not a {FORMAT} save")
     version = manifest.get("format_version")
-    if version != FORMAT_VERSION:
+    if version not in _READABLE_VERSIONS:
         raise ValueError(
             f"{path}: format version {version!r}; this version of "
-            f"langchain-metallm reads version {FORMAT_VERSION}"
+            f"langchain-metallm reads versions {list(_READABLE_VERSIONS)}"
         )
     if manifest.get("kind") not in ("router", "policy"):
         raise ValueError(f"{path}: corrupt save: unknown kind {manifest.get('kind')!r}")
@@ -324,7 +371,7 @@ def _read_manifest(directory: Path) -> dict[str, Any]:
 
 def _read_arrays(
     directory: Path, entry: dict[str, Any]
-) -> tuple[np.ndarray[Any, Any], ...]:
+) -> dict[str, np.ndarray[Any, Any]]:
     name = _field(entry, "file", str)
     if Path(name).name != name or not name.startswith("arrays-"):
         raise ValueError(f"{directory}: corrupt save: bad arrays file name {name!r}")
@@ -338,13 +385,14 @@ def _read_arrays(
         )
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-            if sorted(npz.files) != sorted(_ARRAYS):
+            if sorted(set(npz.files) - {_TASK_WEIGHTS}) != sorted(_ARRAYS):
                 raise ValueError(f"holds {sorted(npz.files)}, expected {list(_ARRAYS)}")
-            arrays = tuple(npz[key] for key in _ARRAYS)
+            arrays = {key: npz[key] for key in npz.files}
     except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
         raise ValueError(f"{directory / name}: corrupt arrays ({exc})") from exc
-    for key, array, kind in zip(_ARRAYS, arrays, ("f", "f", "i"), strict=True):
-        if array.dtype.kind != kind:
+    kinds = {"A": "f", "b": "f", "counts": "i", _TASK_WEIGHTS: "f"}
+    for key, array in arrays.items():
+        if array.dtype.kind != kinds[key]:
             raise ValueError(
                 f"{directory / name}: corrupt arrays ({key} has dtype {array.dtype})"
             )

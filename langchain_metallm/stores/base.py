@@ -33,13 +33,17 @@ COMPACT_AT = 100
 """Logged increments per arm after which a shared store folds them into the snapshot."""
 
 
-def namespace(router: str, embeddings: object, models: Sequence[str]) -> str:
+def namespace(
+    router: str, embeddings: object, models: Sequence[str], *, tasks: str | None = None
+) -> str:
     """Store namespace of a router: its name, its embedder's ``name`` (else its
-    class name) and its children's names, so two routers never mix statistics."""
+    class name), its children's names and its task classifier's fingerprint (if
+    any), so two routers never mix statistics."""
     embedder = getattr(embeddings, "name", None)
     if not isinstance(embedder, str):
         embedder = type(embeddings).__name__
-    return "|".join([router, embedder, *models])
+    parts = [router, embedder, *models]
+    return "|".join(parts if tasks is None else [*parts, f"tasks:{tasks}"])
 
 
 @dataclass(frozen=True)
