@@ -34,6 +34,7 @@ def main(
             alpha=args.alpha,
             ridge=args.ridge,
             knn_k=args.knn_k,
+            task_features=args.features == "tasks",
             progress=not args.quiet,
         )
     except ValueError as exc:
@@ -97,5 +98,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--alpha", type=float, default=0.1, help="LinUCB exploration")
     parser.add_argument("--ridge", type=float, default=1.0, help="LinUCB ridge")
     parser.add_argument("--knn-k", type=int, default=20)
+    parser.add_argument(
+        "--features",
+        choices=("tasks", "embedding"),
+        default="tasks",
+        help="LinUCB context: embedding plus the predicted task, learned from the "
+        "training part's task labels (default), or the embedding only",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser

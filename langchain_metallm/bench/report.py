@@ -55,6 +55,7 @@ class BenchmarkResult:
     cost: tuple[float, ...]
     split: SplitInfo
     feature_dim: int
+    task_names: tuple[str, ...]
     alpha: float
     ridge: float
     cost_weights: tuple[float, ...]
@@ -98,9 +99,15 @@ class BenchmarkResult:
     def table(self) -> str:
         """The summary as a Markdown table, one row per policy."""
         name, ref = self.reference
+        features = (
+            f"embedding + {len(self.task_names)} tasks"
+            if self.task_names
+            else "embedding only"
+        )
         lines = [
             f"{self.dataset}: {self.split.kind} split (seed {self.split.seed}), "
             f"{self.split.n_train} train / {self.split.n_test} test queries; "
+            f"LinUCB features: {features}; "
             f"reference {name} accuracy {ref.accuracy:.3f} at cost {ref.cost:.3f}",
             "",
             "| policy | best acc | its cost | acc @<=50% ref cost "

@@ -15,6 +15,7 @@ from typing import Protocol
 import numpy as np
 from numpy.typing import NDArray
 
+from langchain_metallm.features import TaskClassifier
 from langchain_metallm.policy import LinUCBPolicy
 
 FloatArray = NDArray[np.float64]
@@ -23,10 +24,12 @@ IndexArray = NDArray[np.int64]
 
 @dataclass(frozen=True)
 class Problem:
-    """Train and test queries as embeddings, router features and per-model scores."""
+    """Train and test queries as embeddings, router features and per-model scores;
+    ``tasks`` is the task classifier the features use, if any."""
 
     models: tuple[str, ...]
     cost: FloatArray
+    tasks: TaskClassifier | None
     train_embeddings: FloatArray
     train_features: FloatArray
     train_scores: FloatArray

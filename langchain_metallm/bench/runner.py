@@ -26,7 +26,7 @@ from langchain_metallm.bench.routers import (
 )
 from langchain_metallm.bench.splits import Split, make_split
 from langchain_metallm.bench.sweep import sweep
-from langchain_metallm.features import query_features
+from langchain_metallm.features import TaskClassifier, query_features
 
 DEFAULT_COST_WEIGHTS: tuple[float, ...] = tuple(
     round(float(p), 3) for p in np.linspace(0.0, 1.2, 49)
@@ -47,13 +47,16 @@ def run_benchmark(
     alpha: float = 0.1,
     ridge: float = 1.0,
     knn_k: int = 20,
+    task_features: bool = True,
     progress: bool = True,
 ) -> BenchmarkResult:
     """Compare every policy on one split of a recorded-outcome data set.
 
     ``embeddings`` defaults to the packaged MiniLM (``LocalEmbeddings``); vectors
     are cached under ``cache_dir``. ``alpha`` and ``ridge`` configure the LinUCB
-    policies exactly as the router's settings of the same names.
+    policies exactly as the router's settings of the same names; with
+    ``task_features`` they route on the tasks of the training part as
+    ``router.fit(..., tasks=...)`` does (see ``build_problem``).
     """
     prepared = prepare(
         data_dir,
@@ -62,6 +65,7 @@ def run_benchmark(
         test_fraction=test_fraction,
         embeddings=embeddings,
         cache_dir=cache_dir,
+        task_features=task_features,
         progress=progress,
     )
     data, parts, problem = prepared.data, prepared.split, prepared.problem
@@ -91,6 +95,7 @@ def run_benchmark(
             held_out_tasks=parts.held_out_tasks,
         ),
         feature_dim=problem.train_features.shape[1],
+        task_names=() if problem.tasks is None else problem.tasks.tasks,
         alpha=alpha,
         ridge=ridge,
         cost_weights=tuple(float(p) for p in cost_weights),
@@ -116,6 +121,7 @@ def prepare(
     test_fraction: float = 0.2,
     embeddings: Embeddings | None = None,
     cache_dir: str | os.PathLike[str] = DEFAULT_CACHE_DIR,
+    task_features: bool = True,
     progress: bool = True,
 ) -> Prepared:
     """Load, split and embed (through the cache) a recorded-outcome data set."""
@@ -127,18 +133,33 @@ def prepare(
         embeddings = LocalEmbeddings()
     cache = EmbeddingCache(embeddings, cache_dir)
     vectors = cache.embed(data.prompts, progress=progress)
-    return Prepared(data, parts, build_problem(data, parts, vectors), cache.name)
+    problem = build_problem(data, parts, vectors, task_features=task_features)
+    return Prepared(data, parts, problem, cache.name)
 
 
 def build_problem(
-    data: Outcomes, parts: Split, vectors: NDArray[np.float64]
+    data: Outcomes,
+    parts: Split,
+    vectors: NDArray[np.float64],
+    *,
+    task_features: bool = True,
 ) -> Problem:
-    """Embeddings, router features (``features.query_features``) and scores per part."""
-    features = query_features(vectors, data.prompts)
+    """Embeddings, router features (``features.query_features``) and scores per part.
+
+    With ``task_features`` and at least two tasks in the training part, a task
+    classifier is learned from the training part's labels only (test labels are
+    never read), exactly as ``router.fit(..., tasks=...)`` learns it.
+    """
     train, test = parts.train, parts.test
+    train_tasks = [data.tasks[i] for i in train]
+    tasks = None
+    if task_features and len(set(train_tasks)) >= 2:
+        tasks = TaskClassifier.fit(vectors[train], train_tasks)
+    features = query_features(vectors, data.prompts, tasks)
     return Problem(
         models=data.models,
         cost=data.cost,
+        tasks=tasks,
         train_embeddings=vectors[train],
         train_features=features[train],
         train_scores=data.scores[train],

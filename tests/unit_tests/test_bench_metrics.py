@@ -87,6 +87,7 @@ def make_problem(
     return Problem(
         models=tuple(f"m{j}" for j in range(len(cost))),
         cost=np.array(cost),
+        tasks=None,
         train_embeddings=train_emb,
         train_features=feats[:n],
         train_scores=train_scores,

@@ -119,7 +119,10 @@ def test_run_benchmark_compares_every_policy(tmp_path: Path) -> None:
         "linucb-cold",
     ]
     assert result.split.n_train == 72 and result.split.n_test == 18
-    assert result.feature_dim == 9
+    # embedding (8) + one-hot of the 3 training tasks + bias, as router.fit(tasks=)
+    assert result.feature_dim == 12
+    assert result.task_names == ("easy", "hard", "mixed")
+    assert "embedding + 3 tasks" in result.table()
     summary = {s.policy: s for s in result.summaries}
     assert summary["weak"].apgr is None  # the single models are the curve's ends
     assert summary["strong"].best_accuracy == pytest.approx(
@@ -200,3 +203,16 @@ def test_cli_reports_bad_data_without_a_traceback(tmp_path: Path) -> None:
             [str(folder), "--split", "tasks", "--quiet"],
             embeddings=CountingEmbeddings(),
         )
+
+
+def test_the_benchmark_can_route_on_the_embedding_only(tmp_path: Path) -> None:
+    result = run_benchmark(
+        write_tiny(tmp_path / "tiny"),
+        embeddings=CountingEmbeddings(),
+        cache_dir=tmp_path / "cache",
+        cost_weights=[0.0, 0.5],
+        task_features=False,
+        progress=False,
+    )
+    assert result.feature_dim == 9 and result.task_names == ()
+    assert "embedding only" in result.table()
