@@ -1,7 +1,8 @@
 """The router's learning API on real recorded outcomes.
 
-1. ``router.fit`` + ``invoke``/``record_feedback`` over the test stream reproduces
-   the benchmark's ``linucb-warm`` policy (same choices, same statistics).
+1. ``router.fit(prompts, scores, tasks=...)`` + ``invoke``/``record_feedback`` over
+   the test stream reproduces the benchmark's ``linucb-warm`` policy (same task
+   features, same choices).
 2. ``router.calibrate_cost_weight`` on a validation part of the training data picks
    a cost weight for a budget; the test accuracy and cost at that weight are printed.
 
@@ -74,12 +75,13 @@ def check_against_bench(data: Outcomes, weights: Sequence[float]) -> None:
     vectors = EmbeddingCache(LocalEmbeddings()).embed(data.prompts, progress=True)
     problem = build_problem(data, split, vectors)
     train = [data.prompts[i] for i in split.train]
+    train_tasks = [data.tasks[i] for i in split.train]
     test = [data.prompts[i] for i in split.test]
     rows = np.arange(len(test))
     for p in weights:
         bench = OnlineLinUCB(warm=True).route(problem, [p])[0].choices
         router = make_router(data, p)
-        router.fit(train, problem.train_scores)
+        router.fit(train, problem.train_scores, tasks=train_tasks)
         chosen = serve(router, test, problem.test_scores)
         same = int((chosen == bench).sum())
         acc = problem.test_scores[rows, chosen].mean()
@@ -101,13 +103,19 @@ def calibrated(data: Outcomes, budgets: Sequence[float]) -> None:
     rows = np.arange(len(test))
     for budget in budgets:
         router = make_router(data, 0.0)
-        router.fit([train.prompts[i] for i in fit_rows], train.scores[fit_rows])
+        router.fit(
+            [train.prompts[i] for i in fit_rows],
+            train.scores[fit_rows],
+            tasks=[train.tasks[i] for i in fit_rows],
+        )
         result = router.calibrate_cost_weight(
             [train.prompts[i] for i in val_rows], train.scores[val_rows], budget=budget
         )
         assert router.policy is not None
         prompts = list(test.prompts)
-        contexts = query_features(router.embeddings.embed_documents(prompts), prompts)
+        contexts = query_features(
+            router.embeddings.embed_documents(prompts), prompts, router.task_classifier
+        )
         chosen = np.argmax(router.policy.predict(contexts)[0], axis=1)
         print(
             f"budget {budget:.3f}: cost_weight {result.cost_weight:.3f} "

@@ -4,7 +4,8 @@ best single model at <=50% / <=25% of its cost (k-model data) or APGR / CPT(50%)
 (two-model data), per seed and on average, plus LinUCB's time per select+update.
 
 Run from the project root (embeddings are cached in ``.metallm_cache/``):
-``.venv/bin/python benchmarks/routing.py --seeds 5``
+``.venv/bin/python benchmarks/routing.py --seeds 5`` (``--features embedding`` for
+the LinUCB policies on the bare embedding, without task features).
 """
 
 from __future__ import annotations
@@ -38,16 +39,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--datasets", default="llmrouter9,mmlu2,gsm8k2")
+    parser.add_argument("--splits", default="random,tasks")
+    parser.add_argument("--features", choices=("tasks", "embedding"), default="tasks")
     args = parser.parse_args()
     for name in args.datasets.split(","):
         data_dir = resolve_data_dir(name)
-        for kind in ("random", "tasks"):
+        for kind in args.splits.split(","):
             rows: dict[str, list[tuple[float, float]]] = {p: [] for p in LEARNED}
             timing: list[float] = []
             try:
                 for seed in range(args.seeds):
                     result = run_benchmark(
-                        data_dir, split=kind, seed=seed, progress=False
+                        data_dir,
+                        split=kind,
+                        seed=seed,
+                        task_features=args.features == "tasks",
+                        progress=False,
                     )
                     measure = two_model if len(result.models) == 2 else margins
                     for policy in LEARNED:
@@ -62,7 +69,10 @@ def main() -> None:
                 continue
             two = len(result.models) == 2
             head = "APGR, CPT(50%)" if two else "acc - ref @<=50% cost, @<=25% cost"
-            print(f"\n{name} / {kind} split, seeds 0..{args.seeds - 1}: {head}")
+            print(
+                f"\n{name} / {kind} split, seeds 0..{args.seeds - 1}, "
+                f"{args.features} features: {head}"
+            )
             for policy, values in rows.items():
                 per_seed = "  ".join(f"{a:+.3f},{b:+.3f}" for a, b in values)
                 mean_a = statistics.fmean(a for a, _ in values)

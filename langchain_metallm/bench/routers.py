@@ -15,7 +15,7 @@ from typing import Protocol
 import numpy as np
 from numpy.typing import NDArray
 
-from langchain_metallm.features import TaskClassifier
+from langchain_metallm.features import TaskClassifier, query_features
 from langchain_metallm.policy import LinUCBPolicy
 
 FloatArray = NDArray[np.float64]
@@ -184,7 +184,9 @@ class OfflineRidge:
 
 class OnlineLinUCB:
     """The router's policy over the test stream: select, observe the chosen model's
-    true reward, update. ``warm`` first fits on the training rewards."""
+    true reward, update. ``warm`` first fits on the training rewards (with the
+    problem's task features, as ``router.fit(..., tasks=...)``); cold, like a
+    router never fitted, it routes on the bare embedding."""
 
     uses_cost_weight = True
 
@@ -199,11 +201,12 @@ class OnlineLinUCB:
         return [self._route(problem, p) for p in cost_weights]
 
     def _route(self, problem: Problem, cost_weight: float) -> Routing:
+        contexts = problem.test_features
+        if not self.warm:
+            emb = problem.test_embeddings
+            contexts = query_features(emb, [""] * len(emb))
         policy = LinUCBPolicy(
-            problem.models,
-            problem.train_features.shape[1],
-            alpha=self.alpha,
-            ridge=self.ridge,
+            problem.models, contexts.shape[1], alpha=self.alpha, ridge=self.ridge
         )
         if self.warm:
             policy.fit(
@@ -213,7 +216,7 @@ class OnlineLinUCB:
         rewards = problem.rewards(problem.test_scores, cost_weight)
         choices = np.empty(len(rewards), dtype=np.int64)
         start = time.perf_counter()
-        for i, x in enumerate(problem.test_features):
+        for i, x in enumerate(contexts):
             arm = policy.select(x).arm
             policy.update(arm, x, float(rewards[i, arm]))
             choices[i] = arm

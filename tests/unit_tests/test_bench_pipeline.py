@@ -13,6 +13,8 @@ from langchain_core.embeddings import Embeddings
 from langchain_metallm.bench import run_benchmark
 from langchain_metallm.bench.cache import EmbeddingCache, text_key
 from langchain_metallm.bench.cli import main
+from langchain_metallm.bench.routers import OnlineLinUCB
+from langchain_metallm.bench.runner import prepare
 
 
 class CountingEmbeddings(Embeddings):
@@ -216,3 +218,31 @@ def test_the_benchmark_can_route_on_the_embedding_only(tmp_path: Path) -> None:
     )
     assert result.feature_dim == 9 and result.task_names == ()
     assert "embedding only" in result.table()
+
+
+def test_warm_linucb_uses_task_features_and_cold_the_bare_embedding(
+    tmp_path: Path,
+) -> None:
+    """Like the router: only a fit (with tasks) brings task features."""
+    folder = write_tiny(tmp_path / "tiny")
+    embedder = CountingEmbeddings()
+    tasks, plain = (
+        prepare(
+            folder,
+            embeddings=embedder,
+            cache_dir=tmp_path / "cache",
+            task_features=flag,
+            progress=False,
+        ).problem
+        for flag in (True, False)
+    )
+    assert tasks.tasks is not None and plain.tasks is None
+    weights = [0.0, 0.3]
+    for warm, same in ((False, True), (True, False)):
+        policy = OnlineLinUCB(warm=warm)
+        with_tasks = [r.choices for r in policy.route(tasks, weights)]
+        without = [r.choices for r in policy.route(plain, weights)]
+        equal = all(
+            np.array_equal(a, b) for a, b in zip(with_tasks, without, strict=True)
+        )
+        assert equal == same
