@@ -70,6 +70,13 @@ def make_router(**overrides: Any) -> MetaLLMRouterChatModel:
     return MetaLLMRouterChatModel(**{**settings, **overrides})
 
 
+def load(path: Path) -> MetaLLMRouterChatModel:
+    children = {name: EchoChild(name_tag=name) for name in NAMES}
+    return MetaLLMRouterChatModel.load(
+        path, models=children, embeddings=TopicEmbeddings()
+    )
+
+
 def fitted(*, with_tasks: bool, n: int = 600) -> MetaLLMRouterChatModel:
     texts, tasks = prompts(n, seed=1)
     router = make_router()
@@ -213,11 +220,7 @@ def test_a_saved_router_keeps_its_classifier_and_resumes_exactly(
     manifest = json.loads((tmp_path / "r" / "metallm.json").read_text())
     assert manifest["router"]["tasks"] == list(TASKS)
     assert manifest["router"]["embedder"]["dimension"] == DIM
-    loaded = MetaLLMRouterChatModel.load(
-        tmp_path / "r",
-        models={name: EchoChild(name_tag=name) for name in NAMES},
-        embeddings=TopicEmbeddings(),
-    )
+    loaded = load(tmp_path / "r")
     assert loaded.task_classifier is not None and router.task_classifier is not None
     assert loaded.task_classifier.fingerprint() == router.task_classifier.fingerprint()
     for twin in (router, loaded):
@@ -237,11 +240,7 @@ def test_a_save_with_task_names_but_no_weights_is_refused(tmp_path: Path) -> Non
     manifest["router"]["tasks"] = list(TASKS)
     path.write_text(json.dumps(manifest))
     with pytest.raises(ValueError, match="must come together"):
-        MetaLLMRouterChatModel.load(
-            tmp_path / "r",
-            models={name: EchoChild(name_tag=name) for name in NAMES},
-            embeddings=TopicEmbeddings(),
-        )
+        load(tmp_path / "r")
 
 
 def test_a_version_1_save_still_loads(tmp_path: Path) -> None:
@@ -252,11 +251,7 @@ def test_a_version_1_save_still_loads(tmp_path: Path) -> None:
     manifest["format_version"] = 1
     del manifest["router"]["tasks"]
     path.write_text(json.dumps(manifest))
-    loaded = MetaLLMRouterChatModel.load(
-        tmp_path / "r",
-        models={name: EchoChild(name_tag=name) for name in NAMES},
-        embeddings=TopicEmbeddings(),
-    )
+    loaded = load(tmp_path / "r")
     assert loaded.task_classifier is None
     assert loaded.policy is not None and router.policy is not None
     np.testing.assert_array_equal(loaded.policy.b, router.policy.b)
