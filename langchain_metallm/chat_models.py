@@ -369,9 +369,11 @@ class MetaLLMRouterChatModel(BaseChatModel):
         """
         texts = check_prompts(prompts)
         matrix = score_matrix(scores, self.model_names, len(texts))
-        if tasks is not None:
-            self._learn_tasks(texts, check_task_labels(tasks, len(texts)))
-        contexts = self._contexts(texts)
+        labels = None if tasks is None else check_task_labels(tasks, len(texts))
+        vectors = self._vectors_for(texts)
+        if labels is not None:
+            self._learn_tasks(vectors, labels)
+        contexts = self._featurize(vectors, texts)
         cost = cost_vector(self.model_names, self.normalized_costs)
         rewards = reward_matrix(matrix, cost, self.cost_weight)
         self._policy_for(contexts).fit(contexts, rewards)
@@ -711,7 +713,7 @@ class MetaLLMRouterChatModel(BaseChatModel):
         """Policy contexts from embeddings (with task features once learned)."""
         return query_features(vectors, texts, self._tasks)
 
-    def _learn_tasks(self, texts: Sequence[str], labels: list[str]) -> None:
+    def _learn_tasks(self, vectors: Context, labels: list[str]) -> None:
         """Learn the task classifier from labelled prompts; only before anything
         is learned, since it changes what the policy's statistics mean."""
         if self._policy is not None and self._policy.counts.sum() > 0:
@@ -720,7 +722,7 @@ class MetaLLMRouterChatModel(BaseChatModel):
                 "classifier can only be learned by the first fit (fit without "
                 "tasks to add data, or start a new router)"
             )
-        classifier = TaskClassifier.fit(self._vectors_for(texts), labels)
+        classifier = TaskClassifier.fit(vectors, labels)
         with self._lock:
             self._tasks = classifier
             self._policy = None  # created again with the task features' dimension

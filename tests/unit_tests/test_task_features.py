@@ -33,7 +33,11 @@ class TopicEmbeddings(Embeddings):
     """Noisy 48-dim embeddings: a weak topic direction per task under hash noise,
     so a per-arm ridge on the raw vector has many noisy coefficients to fit."""
 
+    def __init__(self) -> None:
+        self.embedded = 0
+
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        self.embedded += len(texts)
         return [self._vector(t) for t in texts]
 
     def embed_query(self, text: str) -> list[float]:
@@ -265,3 +269,11 @@ def test_routers_with_different_classifiers_do_not_share_statistics() -> None:
     assert classifier is not None
     assert router.policy.namespace.endswith(f"tasks:{classifier.fingerprint()}")
     assert "tasks:" not in plain.policy.namespace
+
+
+def test_fit_with_tasks_embeds_each_prompt_once_beyond_the_cache_size() -> None:
+    embedder = TopicEmbeddings()
+    router = make_router(embeddings=embedder, embedding_cache_size=16)
+    texts, tasks = prompts(100, seed=11)
+    router.fit(texts, outcomes(tasks, seed=12), tasks=tasks)
+    assert embedder.embedded == 100
