@@ -250,6 +250,7 @@ async def _call(
         "arm": arm,
         "predicted_score": predicted_score,
         "cost": router.normalized_costs[model],
+        "task": router._task_of(context),
         "run_id": str(run_id),
         "planned": True,
     }

@@ -277,3 +277,25 @@ def test_fit_with_tasks_embeds_each_prompt_once_beyond_the_cache_size() -> None:
     texts, tasks = prompts(100, seed=11)
     router.fit(texts, outcomes(tasks, seed=12), tasks=tasks)
     assert embedder.embedded == 100
+
+
+async def test_batch_planning_plans_on_the_task_features() -> None:
+    router = fitted(with_tasks=True)
+    texts, tasks = prompts(60, seed=13)
+    front = router.pareto_front(texts)
+    best = front.for_budget(len(texts))
+    # the top of the front sends each query to its task's most accurate model
+    hits = [
+        router.model_names[arm] == BEST[t]
+        for arm, t in zip(best.arms, tasks, strict=True)
+    ]
+    assert sum(hits) >= 0.85 * len(texts)
+    result = await router.abatch_planned(texts, budget=len(texts))
+    chosen = [a.response_metadata["metallm"]["model"] for a in result.answers]
+    assert chosen == [router.model_names[arm] for arm in best.arms]
+    classifier = router.task_classifier
+    assert classifier is not None
+    predicted = classifier.predict(TopicEmbeddings().embed_documents(texts))
+    named = [a.response_metadata["metallm"]["task"] for a in result.answers]
+    assert named == [classifier.tasks[i] for i in predicted]
+    assert sum(n == t for n, t in zip(named, tasks, strict=True)) >= 0.9 * len(tasks)
