@@ -722,6 +722,12 @@ class MetaLLMRouterChatModel(BaseChatModel):
                 "classifier can only be learned by the first fit (fit without "
                 "tasks to add data, or start a new router)"
             )
+        if len(self._pending):
+            raise ValueError(
+                f"tasks: {len(self._pending)} routed calls still await feedback on "
+                "the current features; give their feedback first, or fit with tasks "
+                "before routing"
+            )
         classifier = TaskClassifier.fit(vectors, labels)
         with self._lock:
             self._tasks = classifier

@@ -206,6 +206,17 @@ def test_tasks_are_learned_after_routing_that_learned_nothing() -> None:
     assert router.policy is not None and router.policy.dim == DIM + 4
 
 
+def test_tasks_wait_for_the_feedback_of_calls_already_routed() -> None:
+    router = make_router()
+    answer = router.invoke("trivia: capital of Peru")
+    texts, tasks = prompts(60, seed=7)
+    with pytest.raises(ValueError, match="1 routed calls still await feedback"):
+        router.fit(texts, outcomes(tasks, seed=8), tasks=tasks)
+    assert router.task_classifier is None
+    router.record_feedback(answer, 1.0)  # still applies, on the old features
+    assert router.policy is not None and router.policy.counts.sum() == 1
+
+
 def test_bad_tasks_in_fit_change_nothing() -> None:
     router = make_router()
     texts, tasks = prompts(30, seed=5)
