@@ -24,6 +24,7 @@ from langchain_core.runnables import RunnableConfig
 from langchain_core.runnables.config import patch_config
 from numpy.typing import ArrayLike, NDArray
 
+from langchain_metallm.features import task_of
 from langchain_metallm.feedback import PendingDecision
 from langchain_metallm.planning import ParetoFront, PlannedAssignment
 from langchain_metallm.policy import LinUCBPolicy
@@ -250,7 +251,7 @@ async def _call(
         "arm": arm,
         "predicted_score": predicted_score,
         "cost": router.normalized_costs[model],
-        "task": router._task_of(context),
+        "task": task_of(context, router.task_classifier),
         "run_id": str(run_id),
         "planned": True,
     }

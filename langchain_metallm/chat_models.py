@@ -49,8 +49,9 @@ from langchain_metallm.fallback import (
 from langchain_metallm.features import (
     TaskClassifier,
     check_task_labels,
-    feature_dim,
+    embedding_dim,
     query_features,
+    task_of,
 )
 from langchain_metallm.feedback import PendingDecision, PendingDecisions
 from langchain_metallm.learning import (
@@ -779,8 +780,7 @@ class MetaLLMRouterChatModel(BaseChatModel):
         vectors = [np.asarray(v, dtype=np.float64) for v in raw]
         policy, tasks = self._policy, self._tasks
         if policy is not None:
-            n_tasks = 0 if tasks is None else len(tasks.tasks)
-            expected: tuple[int, ...] = (policy.dim - feature_dim(0, n_tasks),)
+            expected: tuple[int, ...] = (embedding_dim(policy.dim, tasks),)
         elif tasks is not None:
             expected = (tasks.embedding_dim,)
         else:
@@ -885,17 +885,9 @@ class MetaLLMRouterChatModel(BaseChatModel):
         )
         return {
             **self._metadata(decision, run_id, cost),
-            "task": self._task_of(context),
+            "task": task_of(context, self._tasks),
             "attempts": attempts,
         }
-
-    def _task_of(self, context: Context) -> str | None:
-        """The predicted task a context encodes (None without a task classifier)."""
-        tasks = self._tasks
-        if tasks is None:
-            return None
-        start = tasks.embedding_dim
-        return tasks.tasks[int(np.argmax(context[start : start + len(tasks.tasks)]))]
 
     def _finish(
         self,

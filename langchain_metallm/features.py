@@ -107,16 +107,23 @@ def query_features(
         raise ValueError(
             f"embeddings: expected {len(texts)} vectors, got shape {emb.shape}"
         )
-    bias = np.ones((emb.shape[0], 1))
     if tasks is None:
-        return np.hstack([emb, bias])
+        return _with_bias(emb)
     one_hot = np.eye(len(tasks.tasks))[tasks.predict(emb)]
-    return np.hstack([EMBEDDING_SCALE * emb, one_hot, bias])
+    return _with_bias(np.hstack([EMBEDDING_SCALE * emb, one_hot]))
 
 
-def feature_dim(embedding_dim: int, n_tasks: int = 0) -> int:
-    """Context length for embeddings of ``embedding_dim`` and ``n_tasks`` tasks."""
-    return embedding_dim + n_tasks + 1
+def embedding_dim(context_dim: int, tasks: TaskClassifier | None) -> int:
+    """Embedding length inside contexts of ``context_dim`` built with ``tasks``."""
+    return context_dim - (0 if tasks is None else len(tasks.tasks)) - 1
+
+
+def task_of(context: FloatArray, tasks: TaskClassifier | None) -> str | None:
+    """The predicted task a context encodes (None without a task classifier)."""
+    if tasks is None:
+        return None
+    start = tasks.embedding_dim
+    return tasks.tasks[int(np.argmax(context[start : start + len(tasks.tasks)]))]
 
 
 def check_task_labels(labels: Sequence[str], n: int) -> list[str]:

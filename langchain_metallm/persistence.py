@@ -12,7 +12,7 @@ A save is a directory holding two files (format version 2):
                 "embedder": {"name": str, "dimension": e},
                 "tasks": [task names] | null}}
 
-  ``d = e + len(tasks) + 1`` (``features.feature_dim``).
+  ``d = e + len(tasks) + 1`` (``features.embedding_dim`` gives ``e``).
 
 - ``arrays-<sha256 prefix>.npz``: ``A`` (arms, d, d) float64, ``b`` (arms, d)
   float64, ``counts`` (arms,) int64: the policy's sufficient statistics; with
@@ -50,7 +50,7 @@ import numpy as np
 from langchain_core.embeddings import Embeddings
 from langchain_core.language_models import BaseChatModel
 
-from langchain_metallm.features import TaskClassifier, feature_dim
+from langchain_metallm.features import TaskClassifier, embedding_dim
 from langchain_metallm.policy import LinUCBPolicy
 from langchain_metallm.stores.base import PolicyStore
 
@@ -127,13 +127,12 @@ def save_router(
         raise ValueError(
             "router: nothing learned yet (no fit and no routed call); nothing to save"
         )
-    n_tasks = 0 if tasks is None else len(tasks.tasks)
     settings = {
         "costs": {name: float(costs[name]) for name in policy.arms},
         "cost_weight": float(cost_weight),
         "embedder": {
             "name": embedder_name(embeddings),
-            "dimension": policy.dim - feature_dim(0, n_tasks),
+            "dimension": embedding_dim(policy.dim, tasks),
         },
         "tasks": None if tasks is None else list(tasks.tasks),
     }
@@ -166,8 +165,8 @@ def load_router(path: StrPath, embeddings: Embeddings) -> RouterState:
             f"embedder {name!r} returns {declared}"
         )
     tasks = _task_classifier(path, router.get("tasks"), task_weights, saved_dim)
-    n_tasks = 0 if tasks is None else len(tasks.tasks)
-    if saved_dim != policy.dim - feature_dim(0, n_tasks):
+    if saved_dim != embedding_dim(policy.dim, tasks):
+        n_tasks = 0 if tasks is None else len(tasks.tasks)
         raise ValueError(
             f"{path}: corrupt save: embedder dimension {saved_dim} and "
             f"{n_tasks} tasks do not fit the policy dimension {policy.dim}"

@@ -198,13 +198,15 @@ class OnlineLinUCB:
 
     def route(self, problem: Problem, cost_weights: Sequence[float]) -> list[Routing]:
         """One ``select`` and one ``update`` per test query, timed together."""
-        return [self._route(problem, p) for p in cost_weights]
-
-    def _route(self, problem: Problem, cost_weight: float) -> Routing:
         contexts = problem.test_features
         if not self.warm:
             emb = problem.test_embeddings
             contexts = query_features(emb, [""] * len(emb))
+        return [self._route(problem, contexts, p) for p in cost_weights]
+
+    def _route(
+        self, problem: Problem, contexts: FloatArray, cost_weight: float
+    ) -> Routing:
         policy = LinUCBPolicy(
             problem.models, contexts.shape[1], alpha=self.alpha, ridge=self.ridge
         )

@@ -15,7 +15,7 @@ from langchain_metallm import MetaLLMRouterChatModel
 from langchain_metallm.features import (
     EMBEDDING_SCALE,
     TaskClassifier,
-    feature_dim,
+    embedding_dim,
     query_features,
 )
 
@@ -108,7 +108,7 @@ def test_task_contexts_are_scaled_embedding_one_hot_task_and_bias() -> None:
     vectors = np.array([[1.0, 0.0], [0.0, 1.0], [0.9, 0.1]])
     classifier = TaskClassifier.fit(vectors[:2], ["a", "b"])
     contexts = query_features(vectors, ["x", "y", "z"], classifier)
-    assert contexts.shape == (3, feature_dim(2, 2)) == (3, 5)
+    assert contexts.shape == (3, 5) and embedding_dim(5, classifier) == 2
     np.testing.assert_allclose(contexts[:, :2], EMBEDDING_SCALE * vectors)
     np.testing.assert_array_equal(contexts[:, 2:4], [[1, 0], [0, 1], [1, 0]])
     np.testing.assert_array_equal(contexts[:, 4], 1.0)
