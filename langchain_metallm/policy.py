@@ -1,10 +1,14 @@
 """LinUCB contextual bandit over query embeddings, in plain numpy (no LangChain).
 
-One ridge regression per arm (MetaLLM): ``A_j = ridge * I + sum x x^T`` and
-``b_j = sum r x`` are the source of truth and live in a ``PolicyStore`` (memory by
-default; SQLite or Redis to learn with other processes). ``A_j^-1`` and
-``theta_j`` are this process's caches, kept current by Sherman-Morrison for its
-own updates (O(d^2), no inversion) and rebuilt for arms other writers changed.
+One ridge regression per arm (MetaLLM) predicts the arm's SCORE (answer quality):
+``A_j = ridge * I + sum x x^T`` and ``b_j = sum s x`` are the source of truth and
+live in a ``PolicyStore`` keyed by arm name (memory by default; SQLite or Redis to
+learn with other processes). Cost enters only when deciding: each call may pass a
+per-arm penalty (cost weight times normalised cost), so changing prices, weights
+or budgets needs no relearning. ``A_j^-1`` and ``theta_j`` are this process's
+caches, kept current by Sherman-Morrison for its own updates (O(d^2), no
+inversion; one Cholesky inverse per update when forgetting) and rebuilt for arms
+other writers changed.
 """
 
 from __future__ import annotations
@@ -26,13 +30,18 @@ from langchain_metallm.stores.memory import MemoryStore
 FloatArray = NDArray[np.float64]
 
 
+SCORE_MAX = 1.0
+"""The highest score an answer can get: a probing arm's optimistic value."""
+
+
 @dataclass(frozen=True)
 class RouteDecision:
     """Which arm LinUCB picks for one query, and why.
 
-    ``expected_reward`` is ``x^T theta`` of the chosen arm and ``ucb`` adds the
-    exploration bonus ``alpha * sqrt(x^T A^-1 x)``; ``ucbs`` holds every arm's
-    bound so callers can fall back to the next-best arm.
+    ``expected_reward`` is the chosen arm's predicted score ``x^T theta`` minus
+    its penalty, and ``ucb`` adds the exploration bonus ``alpha * sqrt(x^T A^-1
+    x)``; ``ucbs`` holds every arm's value so callers can fall back to the
+    next-best arm.
     """
 
     arm: int
@@ -47,12 +56,17 @@ class RouteDecision:
 
 
 class LinUCBPolicy:
-    """Disjoint LinUCB: ``argmax_j x^T theta_j + alpha * sqrt(x^T A_j^-1 x)``.
+    """Disjoint LinUCB on scores: ``argmax_j x^T theta_j - penalty_j + alpha *
+    sqrt(x^T A_j^-1 x)``.
 
-    Thread-safe: ``select`` and ``update`` may be called from many threads. With
-    a shared ``store``, policies in other processes bound to the same
-    ``namespace`` learn together: each update is written to the store at once,
-    and arms others changed are reloaded every ``store.refresh_interval`` seconds.
+    ``decay`` in (0, 1] forgets: each update of an arm first discounts its
+    statistics toward the prior (``A <- decay (A - ridge I) + ridge I``, ``b <-
+    decay b``); 1.0 never forgets. Arms can be added and removed on a live
+    policy; every other arm keeps its statistics. Thread-safe: ``select`` and
+    ``update`` may be called from many threads. With a shared ``store``,
+    policies in other processes bound to the same ``namespace`` learn together:
+    each update is written to the store at once, and arms others changed are
+    reloaded every ``store.refresh_interval`` seconds.
     """
 
     def __init__(
@@ -62,6 +76,7 @@ class LinUCBPolicy:
         *,
         alpha: float = 0.1,
         ridge: float = 1.0,
+        decay: float = 1.0,
         store: PolicyStore | None = None,
         namespace: str = "default",
     ) -> None:
@@ -70,6 +85,8 @@ class LinUCBPolicy:
             raise ValueError("arms: at least one arm is required")
         if len(set(names)) != len(names):
             raise ValueError(f"arms: names must be unique, got {names}")
+        for name in names:
+            _check_name(name)
         if not isinstance(dim, int) or dim < 1:
             raise ValueError(f"dim: must be a positive integer, got {dim!r}")
         _check_non_negative("alpha", alpha)
@@ -83,14 +100,18 @@ class LinUCBPolicy:
         self.dim = dim
         self.alpha = float(alpha)
         self.ridge = float(ridge)
+        self.decay = check_decay(decay)
         self.store: PolicyStore = MemoryStore() if store is None else store
         self.namespace = namespace
         self.store.create(namespace, self.arms, dim, self.ridge)
         k = len(names)
-        self._b: FloatArray = np.zeros((k, dim))
+        self._A: FloatArray = np.repeat(np.eye(dim)[None] * self.ridge, k, axis=0)
         self._A_inv: FloatArray = np.repeat(np.eye(dim)[None] / self.ridge, k, axis=0)
+        self._b: FloatArray = np.zeros((k, dim))
         self._theta: FloatArray = np.zeros((k, dim))
+        self._counts = np.zeros(k, dtype=np.int64)
         self._versions = np.zeros(k, dtype=np.int64)
+        self._probes: dict[str, int] = {}
         self._checked_at = -np.inf
         self._lock = threading.RLock()
         self.refresh()
@@ -102,18 +123,27 @@ class LinUCBPolicy:
 
     @property
     def counts(self) -> NDArray[np.int64]:
-        """How many rewards each arm has learned from, as the store has it."""
-        return self.statistics()[2]
+        """How many outcomes each arm has learned from, as this policy last saw
+        them (a copy; no store I/O: ``statistics()`` reads the store)."""
+        with self._lock:
+            counts: NDArray[np.int64] = self._counts.copy()
+            return counts
 
     @property
     def A(self) -> FloatArray:  # noqa: N802 - the paper's name
-        """Per-arm ``ridge * I + sum x x^T``, shape (arms, dim, dim), from the store."""
-        return self.statistics()[0]
+        """Per-arm ``ridge * I + sum x x^T`` as this policy last saw them (a
+        copy), shape (arms, dim, dim)."""
+        with self._lock:
+            a_copy: FloatArray = self._A.copy()
+            return a_copy
 
     @property
     def b(self) -> FloatArray:
-        """Per-arm ``sum r x``, shape (arms, dim), from the store."""
-        return self.statistics()[1]
+        """Per-arm ``sum s x`` as this policy last saw them (a copy), shape
+        (arms, dim)."""
+        with self._lock:
+            b_copy: FloatArray = self._b.copy()
+            return b_copy
 
     @property
     def theta(self) -> FloatArray:
@@ -136,105 +166,167 @@ class LinUCBPolicy:
         return vec
 
     def predict(self, X: ArrayLike) -> tuple[FloatArray, FloatArray]:  # noqa: N803
-        """Expected reward and confidence width per query and arm, each (n, arms)."""
+        """Expected score and confidence width per query and arm, each (n, arms)."""
         ctx = self._check_matrix(X)
         with self._lock:
             self._maybe_refresh()
-            mean = ctx @ self._theta.T
-            quad = np.stack([((ctx @ a) * ctx).sum(axis=1) for a in self._A_inv], 1)
-            width = np.sqrt(np.maximum(quad, 0.0))
-        return mean, width
+            return self._predict(ctx)
 
-    def select(self, x: ArrayLike) -> RouteDecision:
-        """Pick the arm with the highest upper confidence bound for context ``x``."""
+    def select(self, x: ArrayLike, penalty: ArrayLike | None = None) -> RouteDecision:
+        """Pick the arm with the highest upper confidence bound for context
+        ``x``, less each arm's ``penalty`` (e.g. cost weight times cost)."""
         vec = self.check_context(x)
-        k, d = self._A_inv.shape[:2]
         with self._lock:
             self._maybe_refresh()
+            k, d = self._A_inv.shape[:2]
+            cost = self._check_penalty(penalty)
             mean = np.einsum("ki,i->k", self._theta, vec)
             proj = blas.dgemv(1.0, self._A_inv.reshape(k * d, d).T, vec, trans=1)
             quad = np.einsum("ki,i->k", proj.reshape(k, d), vec)
-        return self._decide(mean, np.sqrt(np.maximum(quad, 0.0)))
+            return self._decide(mean, np.sqrt(np.maximum(quad, 0.0)), cost)
 
-    def select_many(self, X: ArrayLike) -> list[RouteDecision]:  # noqa: N803
+    def select_many(
+        self,
+        X: ArrayLike,  # noqa: N803
+        penalty: ArrayLike | None = None,
+    ) -> list[RouteDecision]:
         """``select`` for each row of ``X``, vectorised."""
-        mean, width = self.predict(X)
-        return [self._decide(m, w) for m, w in zip(mean, width, strict=True)]
-
-    def update(self, arm: int, x: ArrayLike, reward: float) -> None:
-        """Learn that ``arm`` earned ``reward`` on context ``x``.
-
-        ``A += x x^T``, ``b += r x`` in the store; the cached inverse and ``theta``
-        follow by Sherman-Morrison. Rank-1 updates run in place through scipy's BLAS
-        (symmetric matrices, so the transpose is the Fortran-ordered view ``dger``
-        writes to). If the store fails, nothing changes here.
-        """
-        self._check_arm(arm)
-        vec = self.check_context(x)
-        r = _check_finite("reward", reward)
+        ctx = self._check_matrix(X)
         with self._lock:
             self._maybe_refresh()
-            version = self.store.add(self.namespace, int(arm), vec, r)
-            a_inv = self._A_inv[arm]
-            u = blas.dgemv(1.0, a_inv.T, vec)
-            scale = 1.0 / (1.0 + vec @ u)
-            b = self._b[arm]
-            # theta' = A'^-1 (b + r x) with A'^-1 x = scale * u: O(d), no d^2 product.
-            self._theta[arm] += (r - u @ b) * scale * u
-            blas.dger(-scale, u, u, a=a_inv.T, overwrite_a=True)
-            b += r * vec
-            if version == self._versions[arm] + 1:
-                self._versions[arm] = version
+            cost = self._check_penalty(penalty)
+            mean, width = self._predict(ctx)
+            return [self._decide(m, w, cost) for m, w in zip(mean, width, strict=True)]
+
+    def update(self, arm: int | str, x: ArrayLike, score: float) -> None:
+        """Learn that ``arm`` (index or name) scored ``score`` on context ``x``.
+
+        In the store ``A <- decay (A - ridge I) + ridge I + x x^T``, ``b <- decay
+        b + s x``. Without forgetting the cached inverse and ``theta`` follow by
+        Sherman-Morrison: rank-1 updates in place through scipy's BLAS (symmetric
+        matrices, so the transpose is the Fortran-ordered view ``dger`` writes
+        to); with it the arm's inverse is rebuilt by Cholesky. If the store
+        fails, nothing changes here.
+        """
+        vec = self.check_context(x)
+        s = _check_finite("score", score)
+        with self._lock:
+            self._maybe_refresh()
+            j = self._index(arm)
+            version = self.store.add(self.namespace, self.arms[j], vec, s, self.decay)
+            if self.decay == 1.0:
+                self._learn(j, vec, s)
+            else:
+                self._forget_and_learn(j, vec, s)
+            self._counts[j] += 1
+            if version == self._versions[j] + 1:
+                self._versions[j] = version
             # else another writer changed this arm too: the next refresh reloads it.
 
-    def fit(self, X: ArrayLike, rewards: ArrayLike) -> None:  # noqa: N803
+    def fit(self, X: ArrayLike, scores: ArrayLike) -> None:  # noqa: N803
         """Warm start from recorded outcomes: the same ``A`` and ``b`` as one
-        ``update`` per observed (row, arm), in one pass.
+        ``update`` per observed (row, arm) without forgetting, in one pass.
 
-        ``rewards`` has shape (n, arms); NaN means "not observed" and leaves that
+        ``scores`` has shape (n, arms); NaN means "not observed" and leaves that
         arm untouched for that row.
         """
         ctx = self._check_matrix(X)
-        r = np.asarray(rewards, dtype=np.float64)
-        if r.shape != (ctx.shape[0], self.n_arms):
-            raise ValueError(
-                f"rewards: expected shape ({ctx.shape[0]}, {self.n_arms}), "
-                f"got {r.shape}"
-            )
-        if np.any(np.isinf(r)):
-            raise ValueError("rewards: contain infinity")
-        observed = ~np.isnan(r)
-        A = np.zeros((self.n_arms, self.dim, self.dim))  # noqa: N806
-        b = np.zeros((self.n_arms, self.dim))
-        for arm in range(self.n_arms):
-            rows = ctx[observed[:, arm]]
-            A[arm] = rows.T @ rows
-            b[arm] = rows.T @ r[observed[:, arm], arm]
+        s = np.asarray(scores, dtype=np.float64)
         with self._lock:
-            self.store.merge(self.namespace, A, b, observed.sum(axis=0))
+            if s.shape != (ctx.shape[0], self.n_arms):
+                raise ValueError(
+                    f"scores: expected shape ({ctx.shape[0]}, {self.n_arms}), "
+                    f"got {s.shape}"
+                )
+            if np.any(np.isinf(s)):
+                raise ValueError("scores: contain infinity")
+            observed = ~np.isnan(s)
+            A = np.zeros((self.n_arms, self.dim, self.dim))  # noqa: N806
+            b = np.zeros((self.n_arms, self.dim))
+            for j in range(self.n_arms):
+                rows = ctx[observed[:, j]]
+                A[j] = rows.T @ rows
+                b[j] = rows.T @ s[observed[:, j], j]
+            self.store.merge(self.namespace, self.arms, A, b, observed.sum(axis=0))
             self.refresh()
+
+    def add_arm(self, name: str, *, probes: int = 0) -> None:
+        """Add arm ``name`` on the live policy, keeping every other arm's
+        statistics; it joins the store's statistics if another worker added it.
+
+        Until it has learned from ``probes`` outcomes the new arm is valued at
+        the highest score possible (``SCORE_MAX``) less its penalty: it is tried
+        wherever it could beat the best arm at its price, then judged by its
+        data like any other, so it is adopted where it is better and not tried
+        forever where it is worse.
+        """
+        _check_name(name)
+        if isinstance(probes, bool) or not isinstance(probes, int) or probes < 0:
+            raise ValueError(f"probes: must be an integer >= 0, got {probes!r}")
+        with self._lock:
+            if name in self.arms:
+                raise ValueError(f"arm: {name!r} is already one of {list(self.arms)}")
+            self.store.add_arm(self.namespace, name)
+            stats = self.store.read(self.namespace, [name])
+            a_inv = _inverse(stats.A)
+            self.arms = (*self.arms, name)
+            self._A = np.concatenate([self._A, stats.A])
+            self._A_inv = np.concatenate([self._A_inv, a_inv])
+            self._b = np.concatenate([self._b, stats.b])
+            self._theta = np.concatenate(
+                [self._theta, np.einsum("kij,kj->ki", a_inv, stats.b)]
+            )
+            self._counts = np.concatenate([self._counts, stats.counts])
+            self._versions = np.concatenate([self._versions, stats.versions])
+            if probes:
+                self._probes[name] = probes
+
+    def remove_arm(self, name: str) -> None:
+        """Remove arm ``name`` and its statistics (for every worker sharing the
+        store), keeping every other arm's; the last arm cannot be removed."""
+        with self._lock:
+            if name not in self.arms:
+                raise ValueError(f"arm: {name!r} is not one of {list(self.arms)}")
+            if self.n_arms == 1:
+                raise ValueError(f"arm: {name!r} is the only arm; it cannot go")
+            self.store.remove_arm(self.namespace, name)
+            j = self.arms.index(name)
+            self.arms = self.arms[:j] + self.arms[j + 1 :]
+            self._A, self._A_inv, self._b, self._theta = (
+                np.delete(a, j, axis=0)
+                for a in (self._A, self._A_inv, self._b, self._theta)
+            )
+            self._counts = np.delete(self._counts, j)
+            self._versions = np.delete(self._versions, j)
+            self._probes.pop(name, None)
 
     def refresh(self) -> bool:
         """Reload from the store the arms another writer changed; True if any.
 
         Runs on its own every ``store.refresh_interval`` seconds; an arm's inverse
         is rebuilt from the store's ``A`` and ``b`` only when its version moved.
+        ``ValueError`` if another worker removed one of this policy's arms.
         """
         with self._lock:
-            if np.array_equal(self.store.versions(self.namespace), self._versions):
+            versions = self.store.versions(self.namespace, self.arms)
+            if np.array_equal(versions, self._versions):
                 self._checked_at = time.monotonic()
                 return False
-            stats = self.store.read(self.namespace)
+            stats = self.store.read(self.namespace, self.arms)
             changed = np.flatnonzero(stats.versions != self._versions)
             self._install(
-                changed, _inverse(stats.A[changed]), stats.b[changed], stats.versions
+                changed,
+                stats.A[changed],
+                stats.b[changed],
+                stats.counts[changed],
+                stats.versions[changed],
             )
             self._checked_at = time.monotonic()
             return True
 
     def statistics(self) -> tuple[FloatArray, FloatArray, NDArray[np.int64]]:
         """The sufficient statistics ``(A, b, counts)``, read at once from the store."""
-        stats = self.store.read(self.namespace)
+        stats = self.store.read(self.namespace, self.arms)
         return stats.A, stats.b, stats.counts
 
     def load_statistics(
@@ -257,10 +349,10 @@ class LinUCBPolicy:
             raise ValueError(f"counts: expected {k} non-negative integers, got {n}")
         if not np.allclose(a_mat, a_mat.transpose(0, 2, 1), rtol=0, atol=1e-8):
             raise ValueError("A: must be symmetric")
-        a_inv = _inverse(a_mat)
+        _inverse(a_mat)  # refuses a matrix that is not positive definite
         with self._lock:
-            versions = self.store.replace(self.namespace, a_mat, b_vec, n)
-            self._install(np.arange(k), a_inv, b_vec, np.array(versions))
+            versions = self.store.replace(self.namespace, self.arms, a_mat, b_vec, n)
+            self._install(np.arange(k), a_mat, b_vec, n, np.array(versions))
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Save settings and statistics to the directory ``path``, atomically
@@ -286,20 +378,55 @@ class LinUCBPolicy:
     def _install(
         self,
         arms: NDArray[np.intp],
-        a_inv: FloatArray,
+        A: FloatArray,  # noqa: N803
         b: FloatArray,
+        counts: NDArray[np.int64],
         versions: NDArray[np.int64],
     ) -> None:
-        """Set the caches of ``arms`` from their inverses and ``b`` (in place, so
-        the arrays stay contiguous for BLAS), and the versions they reflect."""
+        """Set the caches of ``arms`` from their statistics (in place, so the
+        arrays stay contiguous for BLAS), and the versions they reflect."""
+        a_inv = _inverse(A)
+        self._A[arms] = A
         self._A_inv[arms] = a_inv
         self._b[arms] = b
         self._theta[arms] = np.einsum("kij,kj->ki", a_inv, b)
-        self._versions[arms] = versions[arms]
+        self._counts[arms] = counts
+        self._versions[arms] = versions
+
+    def _learn(self, j: int, x: FloatArray, s: float) -> None:
+        """Add ``(x, s)`` to arm ``j``'s caches by rank-1 updates."""
+        a_inv = self._A_inv[j]
+        u = blas.dgemv(1.0, a_inv.T, x)
+        scale = 1.0 / (1.0 + x @ u)
+        b = self._b[j]
+        # theta' = A'^-1 (b + s x) with A'^-1 x = scale * u: O(d), no d^2 product.
+        self._theta[j] += (s - u @ b) * scale * u
+        blas.dger(-scale, u, u, a=a_inv.T, overwrite_a=True)
+        blas.dger(1.0, x, x, a=self._A[j].T, overwrite_a=True)
+        b += s * x
+
+    def _forget_and_learn(self, j: int, x: FloatArray, s: float) -> None:
+        """Discount arm ``j``'s caches toward the prior, add ``(x, s)``, and
+        rebuild its inverse."""
+        a = self._A[j]
+        a *= self.decay
+        a[np.diag_indices_from(a)] += (1.0 - self.decay) * self.ridge
+        blas.dger(1.0, x, x, a=a.T, overwrite_a=True)
+        self._b[j] *= self.decay
+        self._b[j] += s * x
+        self._A_inv[j] = _inverse(a[None])[0]
+        self._theta[j] = self._A_inv[j] @ self._b[j]
+
+    def _predict(self, ctx: FloatArray) -> tuple[FloatArray, FloatArray]:
+        """``predict`` on checked contexts, under the lock."""
+        mean = ctx @ self._theta.T
+        quad = np.stack([((ctx @ a) * ctx).sum(axis=1) for a in self._A_inv], 1)
+        return mean, np.sqrt(np.maximum(quad, 0.0))
 
     def _maybe_refresh(self) -> None:
         """Refresh once the interval has passed. If the store fails (down,
-        corrupt), warn and keep serving the cached model until the next one."""
+        corrupt, an arm removed elsewhere), warn and keep serving the cached
+        model until the next one."""
         if time.monotonic() - self._checked_at < self.store.refresh_interval:
             return
         try:
@@ -312,22 +439,47 @@ class LinUCBPolicy:
                 stacklevel=3,
             )
 
-    def _decide(self, mean: FloatArray, width: FloatArray) -> RouteDecision:
-        ucb = mean + self.alpha * width
+    def _decide(
+        self, mean: FloatArray, width: FloatArray, penalty: FloatArray
+    ) -> RouteDecision:
+        ucb = mean - penalty + self.alpha * width
+        for name, probes in self._probes.items():
+            j = self.arms.index(name)
+            if self._counts[j] < probes:
+                ucb[j] = max(ucb[j], SCORE_MAX - penalty[j])
         arm = int(np.argmax(ucb))
         return RouteDecision(
             arm=arm,
             model=self.arms[arm],
-            expected_reward=float(mean[arm]),
+            expected_reward=float(mean[arm] - penalty[arm]),
             ucb=float(ucb[arm]),
             ucbs=tuple(float(u) for u in ucb),
         )
 
-    def _check_arm(self, arm: int) -> None:
+    def _check_penalty(self, penalty: ArrayLike | None) -> FloatArray:
+        """Per-arm penalties as a finite vector (zeros if none), under the lock."""
+        if penalty is None:
+            return np.zeros(self.n_arms)
+        cost = np.asarray(penalty, dtype=np.float64)
+        if cost.shape != (self.n_arms,):
+            raise ValueError(
+                f"penalty: expected one per arm ({self.n_arms}), got shape {cost.shape}"
+            )
+        if not np.all(np.isfinite(cost)):
+            raise ValueError("penalty: contains NaN or infinity")
+        return cost
+
+    def _index(self, arm: int | str) -> int:
+        """The index of ``arm`` (an index or a name) among the current arms."""
+        if isinstance(arm, str):
+            if arm not in self.arms:
+                raise ValueError(f"arm: {arm!r} is not one of {list(self.arms)}")
+            return self.arms.index(arm)
         if isinstance(arm, bool) or not isinstance(arm, (int, np.integer)):
-            raise TypeError(f"arm: expected an integer index, got {arm!r}")
+            raise TypeError(f"arm: expected an index or a name, got {arm!r}")
         if not 0 <= arm < self.n_arms:
             raise ValueError(f"arm: {arm} is out of range for {self.n_arms} arms")
+        return int(arm)
 
     def _check_matrix(self, X: ArrayLike) -> FloatArray:  # noqa: N803
         mat = np.asarray(X, dtype=np.float64)
@@ -338,6 +490,19 @@ class LinUCBPolicy:
         if not np.all(np.isfinite(mat)):
             raise ValueError("contexts: contain NaN or infinity")
         return mat
+
+
+def check_decay(decay: float) -> float:
+    """``decay`` as a float in (0, 1], else a ``ValueError`` naming it."""
+    gamma = _check_finite("decay", decay)
+    if not 0.0 < gamma <= 1.0:
+        raise ValueError(f"decay: must be in (0, 1], got {decay!r}")
+    return gamma
+
+
+def _check_name(name: object) -> None:
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"arm: names must be non-empty strings, got {name!r}")
 
 
 def _inverse(A: FloatArray) -> FloatArray:  # noqa: N803

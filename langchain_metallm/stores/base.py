@@ -1,14 +1,20 @@
 """``PolicyStore``: where LinUCB's per-arm sufficient statistics live.
 
-A store holds, per namespace (one router) and arm, ``A = ridge * I + sum x x^T``,
-``b = sum r x``, a reward count and a version that grows with every write. Writes
-are additive increments applied atomically, so workers sharing a store never lose
-an update; each worker keeps its own inverse of ``A`` as a cache and rebuilds the
-arms whose version moved. Only these statistics are stored, never prompts.
+A store holds, per namespace (one router) and arm NAME, ``A = ridge * I + sum
+x x^T``, ``b = sum s x``, an outcome count and a version that grows with every
+write (also across removing and adding the arm back). The arms of a namespace are
+its catalogue: workers add and remove arms by name, and every other arm keeps its
+statistics. Writes are increments applied atomically, so workers sharing a store
+never lose an update; each worker keeps its own inverse of ``A`` as a cache and
+rebuilds the arms whose version moved. Only these statistics are stored, never
+prompts.
 
-Shared backends keep each arm as a snapshot plus a log of increments ``(x, r)``:
-an update appends ``d + 1`` numbers instead of rewriting a ``d x d`` matrix, and
-every ``COMPACT_AT`` entries the log is folded into the snapshot.
+Shared backends keep each arm as a snapshot plus a log of increments ``(x, s,
+decay)`` in the order the store received them: an update appends ``d + 2``
+numbers instead of rewriting a ``d x d`` matrix, and every ``COMPACT_AT`` entries
+the log is folded into the snapshot. Folding applies each entry's forgetting
+factor in log order, so decay is exact and the log order is the one sequence
+that every worker agrees on.
 """
 
 from __future__ import annotations
@@ -27,10 +33,12 @@ FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
 ArmState = tuple[FloatArray, FloatArray, int]
 """One arm's ``(A, b, count)``."""
-Change = Callable[[int, FloatArray, FloatArray, int], ArmState]
-"""Maps arm index and its current ``(A, b, count)`` to the new ones."""
+Change = Callable[[str, FloatArray, FloatArray, int], ArmState]
+"""Maps an arm's name and its current ``(A, b, count)`` to the new ones."""
 COMPACT_AT = 100
 """Logged increments per arm after which a shared store folds them into the snapshot."""
+REMOVED = -1
+"""The version ``versions`` reports for an arm that is not in the catalogue."""
 
 
 def namespace(
@@ -48,29 +56,28 @@ def namespace(
 
 @dataclass(frozen=True)
 class Layout:
-    """What a namespace was created for: arm names, context dimension, ridge."""
+    """What every arm of a namespace shares: context dimension and ridge."""
 
-    arms: tuple[str, ...]
     dim: int
     ridge: float
 
     def to_json(self) -> str:
         """Plain JSON (never pickle), as stored next to the statistics."""
-        return json.dumps(
-            {"arms": list(self.arms), "dim": self.dim, "ridge": self.ridge}
-        )
+        return json.dumps({"dim": self.dim, "ridge": self.ridge})
 
     @classmethod
     def from_json(cls, text: str | bytes, where: str) -> Layout:
-        """Parse a stored layout, refusing anything malformed."""
+        """Parse a stored layout, refusing anything malformed or of the old,
+        per-index format (whose statistics this version cannot read)."""
         try:
             raw = json.loads(text)
-            layout = cls(tuple(raw["arms"]), raw["dim"], raw["ridge"])
-            valid = (
-                all(isinstance(a, str) for a in layout.arms)
-                and isinstance(layout.dim, int)
-                and isinstance(layout.ridge, float)
-            )
+            if isinstance(raw, dict) and "arms" in raw:
+                raise ValueError(
+                    "it was written by an older version that kept arms by index; "
+                    "save the router there and load the save into a new namespace"
+                )
+            layout = cls(raw["dim"], raw["ridge"])
+            valid = isinstance(layout.dim, int) and isinstance(layout.ridge, float)
         except (ValueError, TypeError, KeyError) as exc:
             raise ValueError(f"store: corrupt layout for {where}: {exc}") from exc
         if not valid:
@@ -78,14 +85,14 @@ class Layout:
         return layout
 
     def initial(self) -> tuple[FloatArray, FloatArray]:
-        """One arm's statistics before any reward: ``(ridge * I, 0)``."""
+        """One arm's statistics before any outcome: ``(ridge * I, 0)``."""
         return self.ridge * np.eye(self.dim), np.zeros(self.dim)
 
 
 @dataclass(frozen=True)
 class Statistics:
-    """A consistent snapshot of a namespace: ``A`` (k, d, d), ``b`` (k, d),
-    ``counts`` (k,) and per-arm ``versions`` (k,)."""
+    """A consistent snapshot of some arms of a namespace: ``A`` (k, d, d), ``b``
+    (k, d), ``counts`` (k,) and per-arm ``versions`` (k,), in the order asked."""
 
     A: FloatArray
     b: FloatArray
@@ -111,51 +118,62 @@ class PolicyStore(ABC):
     def create(
         self, namespace: str, arms: Sequence[str], dim: int, ridge: float
     ) -> None:
-        """Create ``namespace`` for this layout, or check the one already there.
+        """Create ``namespace`` for this dimension and ridge, or check the one
+        already there, and add those of ``arms`` its catalogue lacks (cold).
 
-        Raises ``ValueError`` when the stored arms, dimension or ridge differ,
-        so two different routers never mix their statistics.
+        Raises ``ValueError`` when the stored dimension or ridge differ, so two
+        different routers never mix their statistics.
         """
-        wanted = Layout(tuple(arms), dim, float(ridge))
+        wanted = Layout(dim, float(ridge))
         stored = self._create(namespace, wanted)
         if stored != wanted:
             raise ValueError(
-                f"store: namespace {namespace!r} holds arms {list(stored.arms)}, "
-                f"dim {stored.dim}, ridge {stored.ridge}; this policy has arms "
-                f"{list(wanted.arms)}, dim {wanted.dim}, ridge {wanted.ridge}"
+                f"store: namespace {namespace!r} holds dim {stored.dim}, ridge "
+                f"{stored.ridge}; this policy has dim {wanted.dim}, ridge "
+                f"{wanted.ridge}"
             )
         self._layouts[namespace] = stored
+        present = set(self.arms(namespace))
+        for arm in arms:
+            if arm not in present:
+                self.add_arm(namespace, arm)
 
     def merge(
         self,
         namespace: str,
+        arms: Sequence[str],
         A: FloatArray,  # noqa: N803
         b: FloatArray,
         counts: IntArray,
     ) -> None:
         """Add increments ``A`` (k, d, d), ``b`` (k, d), ``counts`` (k,) to every
-        arm with a nonzero count, in one atomic write."""
+        arm of ``arms`` with a nonzero count, in one atomic write."""
+        index = {name: j for j, name in enumerate(arms)}
 
-        def change(j: int, a0: FloatArray, b0: FloatArray, n: int) -> ArmState:
+        def change(arm: str, a0: FloatArray, b0: FloatArray, n: int) -> ArmState:
+            j = index[arm]
             return a0 + A[j], b0 + b[j], n + int(counts[j])
 
-        arms = [int(j) for j in np.flatnonzero(counts)]
-        self._rewrite(namespace, arms, change, drop_log=False)
+        chosen = [arms[int(j)] for j in np.flatnonzero(counts)]
+        self._rewrite(namespace, chosen, change, drop_log=False)
 
     def replace(
         self,
         namespace: str,
+        arms: Sequence[str],
         A: FloatArray,  # noqa: N803
         b: FloatArray,
         counts: IntArray,
     ) -> list[int]:
-        """Overwrite every arm's statistics in one atomic write; return the
+        """Overwrite the statistics of ``arms`` in one atomic write; return the
         arms' new versions."""
+        index = {name: j for j, name in enumerate(arms)}
 
-        def change(j: int, *_: object) -> ArmState:
+        def change(arm: str, *_: object) -> ArmState:
+            j = index[arm]
             return A[j].copy(), b[j].copy(), int(counts[j])
 
-        return self._rewrite(namespace, list(range(len(counts))), change, drop_log=True)
+        return self._rewrite(namespace, list(arms), change, drop_log=True)
 
     def layout(self, namespace: str) -> Layout:
         """The layout ``namespace`` was created with in this store object."""
@@ -167,19 +185,38 @@ class PolicyStore(ABC):
             ) from None
 
     @abstractmethod
-    def add(self, namespace: str, arm: int, x: FloatArray, reward: float) -> int:
-        """``A[arm] += x x^T``, ``b[arm] += reward x``, count + 1, atomically.
+    def arms(self, namespace: str) -> tuple[str, ...]:
+        """The namespace's catalogue: every arm name, sorted."""
+
+    @abstractmethod
+    def add_arm(self, namespace: str, arm: str) -> bool:
+        """Add ``arm`` at its initial statistics unless the catalogue has it
+        (another worker may have added it first); True if this call added it."""
+
+    @abstractmethod
+    def remove_arm(self, namespace: str, arm: str) -> bool:
+        """Drop ``arm`` and its statistics for every worker, atomically; True if
+        the catalogue had it."""
+
+    @abstractmethod
+    def add(
+        self, namespace: str, arm: str, x: FloatArray, score: float, decay: float
+    ) -> int:
+        """``A <- decay (A - ridge I) + ridge I + x x^T``, ``b <- decay b + s x``,
+        count + 1, atomically; ``ValueError`` if ``arm`` is not in the catalogue.
 
         Returns the arm's new version.
         """
 
     @abstractmethod
-    def versions(self, namespace: str) -> IntArray:
-        """Every arm's version, cheaply: a policy polls this to decide to reload."""
+    def versions(self, namespace: str, arms: Sequence[str]) -> IntArray:
+        """The versions of ``arms`` (``REMOVED`` for one not in the catalogue),
+        cheaply: a policy polls this to decide to reload."""
 
     @abstractmethod
-    def read(self, namespace: str) -> Statistics:
-        """Every arm's statistics, read together."""
+    def read(self, namespace: str, arms: Sequence[str]) -> Statistics:
+        """The statistics of ``arms``, read together; ``ValueError`` naming any
+        that is not in the catalogue."""
 
     @abstractmethod
     def _create(self, namespace: str, layout: Layout) -> Layout:
@@ -187,7 +224,7 @@ class PolicyStore(ABC):
 
     @abstractmethod
     def _rewrite(
-        self, namespace: str, arms: list[int], change: Change, *, drop_log: bool
+        self, namespace: str, arms: list[str], change: Change, *, drop_log: bool
     ) -> list[int]:
         """Apply ``change`` to the snapshots of ``arms`` atomically (dropping
         their logged increments if ``drop_log``), bump and return their versions.
@@ -195,6 +232,28 @@ class PolicyStore(ABC):
         ``change`` must be additive unless ``drop_log``: increments logged
         before or during the rewrite still count on top of the new snapshot.
         """
+
+
+def gather(
+    layout: Layout, states: Sequence[ArmState], versions: Sequence[int]
+) -> Statistics:
+    """Arms' ``(A, b, count)`` and versions as one ``Statistics`` (none is fine)."""
+    k, d = len(states), layout.dim
+    return Statistics(
+        np.array([s[0] for s in states], dtype=np.float64).reshape(k, d, d),
+        np.array([s[1] for s in states], dtype=np.float64).reshape(k, d),
+        np.array([s[2] for s in states], dtype=np.int64),
+        np.array(versions, dtype=np.int64),
+    )
+
+
+def removed(namespace: str, arms: Sequence[str]) -> ValueError:
+    """The error for arms a policy uses that another worker removed."""
+    return ValueError(
+        f"store: arms {list(arms)} are not in namespace {namespace!r} (another "
+        "worker removed them): remove them here too (remove_arm / remove_model) "
+        "or add them back (add_arm / add_model)"
+    )
 
 
 def encode(array: FloatArray) -> bytes:
@@ -226,25 +285,50 @@ def decode_arm(
     return a, b, count
 
 
-def entry(x: FloatArray, reward: float) -> bytes:
-    """One logged increment: ``x`` then ``reward``, as little-endian float64."""
-    return encode(np.append(x, reward))
+def entry(x: FloatArray, score: float, decay: float) -> bytes:
+    """One logged increment: ``x``, ``score``, ``decay``, as little-endian float64."""
+    return encode(np.append(x, (score, decay)))
 
 
 def fold(
     layout: Layout, where: str, state: ArmState, entries: Sequence[object]
 ) -> ArmState:
-    """A snapshot plus its logged increments: ``A + X^T X``, ``b + X^T r``,
-    ``count + n``; a malformed entry raises ``ValueError``."""
+    """A snapshot plus its logged increments applied in order; a malformed entry
+    raises ``ValueError``.
+
+    Entry ``i`` with factor ``g_i`` maps ``A - R`` to ``g_i (A - R) + x_i x_i^T``
+    (``R = ridge I``) and ``b`` to ``g_i b + s_i x_i``, so in closed form
+    ``A - R = G (A_0 - R) + sum_i w_i x_i x_i^T`` with ``w_i`` the product of
+    the later factors and ``G`` of all. Without forgetting (every ``g = 1``)
+    this is ``A + X^T X``, ``b + X^T s`` exactly as without the factor.
+    """
     if not entries:
         return state
     d = layout.dim
-    rows = np.stack([_floats(where, "a log entry", e, d + 1) for e in entries])
-    x, r = np.asfortranarray(rows[:, :d]), rows[:, d]
-    upper = blas.dsyrk(1.0, x, trans=1)  # x^T x, upper triangle, scipy's BLAS
-    gram = np.triu(upper) + np.triu(upper, 1).T
+    rows = np.stack([_floats(where, "a log entry", e, d + 2) for e in entries])
+    x, s, g = rows[:, :d], rows[:, d], rows[:, d + 1]
+    if np.any((g <= 0) | (g > 1)):
+        raise ValueError(f"store: corrupt row for {where}: a decay outside (0, 1]")
     a, b, count = state
-    return a + gram, b + blas.dgemv(1.0, x, r, trans=1), count + len(entries)
+    if np.all(g == 1.0):
+        return (
+            _gram(a, x),
+            b + blas.dgemv(1.0, np.asfortranarray(x), s, trans=1),
+            (count + len(entries)),
+        )
+    later = np.append(np.cumprod(g[::-1])[::-1][1:], 1.0)
+    kept = float(np.prod(g))
+    prior = layout.ridge * np.eye(d)
+    a = _gram(kept * (a - prior) + prior, x * np.sqrt(later)[:, None])
+    b = kept * b + blas.dgemv(1.0, np.asfortranarray(x), later * s, trans=1)
+    return a, b, count + len(entries)
+
+
+def _gram(a: FloatArray, x: FloatArray) -> FloatArray:
+    """``a + x^T x`` with the product by scipy's BLAS ``dsyrk`` (upper triangle)."""
+    upper = blas.dsyrk(1.0, np.asfortranarray(x), trans=1)
+    result: FloatArray = a + (np.triu(upper) + np.triu(upper, 1).T)
+    return result
 
 
 def _floats(where: str, name: str, blob: object, size: int) -> FloatArray:

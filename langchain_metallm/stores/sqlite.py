@@ -1,10 +1,12 @@
 """``SQLiteStore``: statistics in one SQLite file, shared by processes on a machine.
 
-WAL mode lets readers run while one writer holds the lock. Each arm is a snapshot
-row plus logged increments; an update appends its ``(x, r)`` and bumps the arm's
-version in one ``BEGIN IMMEDIATE`` transaction, so none is lost, and every
-``COMPACT_AT`` entries the same transaction folds the log into the snapshot.
-An arm with no row, or a row with no ``A`` and ``b``, is in its initial state.
+WAL mode lets readers run while one writer holds the lock. Each arm is a row keyed
+by its name (``present`` while it is in the catalogue) plus logged increments; an
+update appends its ``(x, s, decay)`` and bumps the arm's version in one ``BEGIN
+IMMEDIATE`` transaction, so none is lost and the log's order is the order of
+updates, and every ``COMPACT_AT`` entries the same transaction folds the log into
+the snapshot. A row with no ``A`` and ``b`` is in its initial state. A removed
+arm's row stays (absent, without statistics) so its version keeps growing.
 """
 
 from __future__ import annotations
@@ -12,13 +14,14 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import numpy as np
 
 from langchain_metallm.stores.base import (
     COMPACT_AT,
+    REMOVED,
     ArmState,
     Change,
     FloatArray,
@@ -30,6 +33,8 @@ from langchain_metallm.stores.base import (
     encode,
     entry,
     fold,
+    gather,
+    removed,
 )
 
 _SCHEMA = """
@@ -37,22 +42,23 @@ CREATE TABLE IF NOT EXISTS metallm_layouts (
     namespace TEXT PRIMARY KEY,
     layout TEXT NOT NULL
 );
-CREATE TABLE IF NOT EXISTS metallm_arms (
+CREATE TABLE IF NOT EXISTS metallm_arm_stats (
     namespace TEXT NOT NULL,
-    arm INTEGER NOT NULL,
+    arm TEXT NOT NULL,
+    present INTEGER NOT NULL,
     a BLOB,
     b BLOB,
     count INTEGER NOT NULL,
     version INTEGER NOT NULL,
     PRIMARY KEY (namespace, arm)
 );
-CREATE TABLE IF NOT EXISTS metallm_log (
+CREATE TABLE IF NOT EXISTS metallm_arm_log (
     id INTEGER PRIMARY KEY,
     namespace TEXT NOT NULL,
-    arm INTEGER NOT NULL,
+    arm TEXT NOT NULL,
     entry BLOB NOT NULL
 );
-CREATE INDEX IF NOT EXISTS metallm_log_arm ON metallm_log (namespace, arm, id);
+CREATE INDEX IF NOT EXISTS metallm_arm_log_arm ON metallm_arm_log (namespace, arm, id);
 """
 
 
@@ -79,76 +85,117 @@ class SQLiteStore(PolicyStore):
         with self._transaction():
             pass
 
-    def add(self, namespace: str, arm: int, x: FloatArray, reward: float) -> int:
-        layout = self.layout(namespace)
+    def arms(self, namespace: str) -> tuple[str, ...]:
+        self.layout(namespace)
+        with self._transaction() as db:
+            rows = db.execute(
+                "SELECT arm FROM metallm_arm_stats WHERE namespace = ? AND present "
+                "ORDER BY arm",
+                (namespace,),
+            ).fetchall()
+        return tuple(arm for (arm,) in rows)
+
+    def add_arm(self, namespace: str, arm: str) -> bool:
+        self.layout(namespace)
         with self._transaction(write=True) as db:
-            db.execute(
-                "INSERT INTO metallm_log (namespace, arm, entry) VALUES (?, ?, ?)",
-                (namespace, arm, entry(x, reward)),
-            )
-            (version,) = db.execute(
-                "INSERT INTO metallm_arms VALUES (?, ?, NULL, NULL, 0, 1) "
-                "ON CONFLICT (namespace, arm) DO UPDATE SET version = version + 1 "
-                "RETURNING version",
+            row = db.execute(
+                "SELECT present FROM metallm_arm_stats WHERE namespace = ? AND arm = ?",
                 (namespace, arm),
             ).fetchone()
+            if row is not None and row[0]:
+                return False
+            db.execute(
+                "INSERT INTO metallm_arm_stats VALUES (?, ?, 1, NULL, NULL, 0, 1) "
+                "ON CONFLICT (namespace, arm) DO UPDATE SET present = 1, "
+                "a = NULL, b = NULL, count = 0, version = version + 1",
+                (namespace, arm),
+            )
+        return True
+
+    def remove_arm(self, namespace: str, arm: str) -> bool:
+        self.layout(namespace)
+        with self._transaction(write=True) as db:
+            gone = db.execute(
+                "UPDATE metallm_arm_stats SET present = 0, a = NULL, b = NULL, "
+                "count = 0, version = version + 1 "
+                "WHERE namespace = ? AND arm = ? AND present",
+                (namespace, arm),
+            ).rowcount
+            db.execute(
+                "DELETE FROM metallm_arm_log WHERE namespace = ? AND arm = ?",
+                (namespace, arm),
+            )
+        return bool(gone)
+
+    def add(
+        self, namespace: str, arm: str, x: FloatArray, score: float, decay: float
+    ) -> int:
+        layout = self.layout(namespace)
+        with self._transaction(write=True) as db:
+            row = db.execute(
+                "UPDATE metallm_arm_stats SET version = version + 1 "
+                "WHERE namespace = ? AND arm = ? AND present RETURNING version",
+                (namespace, arm),
+            ).fetchone()
+            if row is None:
+                raise removed(namespace, [arm])
+            db.execute(
+                "INSERT INTO metallm_arm_log (namespace, arm, entry) VALUES (?, ?, ?)",
+                (namespace, arm, entry(x, score, decay)),
+            )
             (logged,) = db.execute(
-                "SELECT count(*) FROM metallm_log WHERE namespace = ? AND arm = ?",
+                "SELECT count(*) FROM metallm_arm_log WHERE namespace = ? AND arm = ?",
                 (namespace, arm),
             ).fetchone()
             if logged >= COMPACT_AT:
                 self._compact(db, namespace, layout, arm)
-        return int(version)
+        return int(row[0])
 
-    def versions(self, namespace: str) -> IntArray:
-        layout = self.layout(namespace)
+    def versions(self, namespace: str, arms: Sequence[str]) -> IntArray:
+        self.layout(namespace)
         with self._transaction() as db:
             rows = db.execute(
-                "SELECT arm, version FROM metallm_arms WHERE namespace = ?",
+                "SELECT arm, version FROM metallm_arm_stats "
+                "WHERE namespace = ? AND present",
                 (namespace,),
             ).fetchall()
-        versions = np.zeros(len(layout.arms), dtype=np.int64)
-        for arm, version in rows:
-            versions[self._arm(namespace, layout, arm, version)] = version
-        return versions
+        found = {arm: self._version(namespace, arm, v) for arm, v in rows}
+        return np.array([found.get(a, REMOVED) for a in arms], dtype=np.int64)
 
-    def read(self, namespace: str) -> Statistics:
+    def read(self, namespace: str, arms: Sequence[str]) -> Statistics:
         layout = self.layout(namespace)
-        k = len(layout.arms)
-        a0, b0 = layout.initial()
-        stats = Statistics(
-            np.repeat(a0[None], k, axis=0),
-            np.repeat(b0[None], k, axis=0),
-            np.zeros(k, dtype=np.int64),
-            np.zeros(k, dtype=np.int64),
-        )
         with self._transaction() as db:
             rows = db.execute(
-                "SELECT arm, a, b, count, version FROM metallm_arms "
-                "WHERE namespace = ?",
+                "SELECT arm, a, b, count, version FROM metallm_arm_stats "
+                "WHERE namespace = ? AND present",
                 (namespace,),
             ).fetchall()
             log = db.execute(
-                "SELECT arm, entry FROM metallm_log WHERE namespace = ? ORDER BY id",
+                "SELECT arm, entry FROM metallm_arm_log WHERE namespace = ? "
+                "ORDER BY id",
                 (namespace,),
             ).fetchall()
         entries: dict[object, list[bytes]] = {}
         for arm, logged in log:
             entries.setdefault(arm, []).append(logged)
-        for arm, a, b, count, version in rows:
-            j = self._arm(namespace, layout, arm, version)
-            where = f"namespace {namespace!r} arm {layout.arms[j]!r}"
-            state = decode_arm(layout, where, a, b, count)
-            stats.A[j], stats.b[j], stats.counts[j] = fold(
-                layout, where, state, entries.pop(j, [])
-            )
-            stats.versions[j] = version
-        if entries:
+        found = {row[0]: row[1:] for row in rows}
+        strays = sorted(str(arm) for arm in set(entries) - set(found))
+        if strays:
             raise ValueError(
                 f"store: corrupt log in namespace {namespace!r}: entries for arms "
-                f"{sorted(map(repr, entries))} that have no row"
+                f"{strays} that have no row"
             )
-        return stats
+        missing = [a for a in arms if a not in found]
+        if missing:
+            raise removed(namespace, missing)
+        states, versions = [], []
+        for arm in arms:
+            a, b, count, version = found[arm]
+            where = f"namespace {namespace!r} arm {arm!r}"
+            state = decode_arm(layout, where, a, b, count)
+            states.append(fold(layout, where, state, entries.get(arm, [])))
+            versions.append(self._version(namespace, arm, version))
+        return gather(layout, states, versions)
 
     def _create(self, namespace: str, layout: Layout) -> Layout:
         with self._transaction(write=True) as db:
@@ -164,73 +211,70 @@ class SQLiteStore(PolicyStore):
         return Layout.from_json(row[0], f"namespace {namespace!r}")
 
     def _rewrite(
-        self, namespace: str, arms: list[int], change: Change, *, drop_log: bool
+        self, namespace: str, arms: list[str], change: Change, *, drop_log: bool
     ) -> list[int]:
         layout = self.layout(namespace)
         versions = []
         with self._transaction(write=True) as db:
-            for j in arms:
-                state, version = self._snapshot(db, namespace, layout, j)
-                a, b, n = change(j, *state)
+            for arm in arms:
+                state, version = self._snapshot(db, namespace, layout, arm)
+                a, b, n = change(arm, *state)
                 db.execute(
-                    "INSERT OR REPLACE INTO metallm_arms VALUES (?, ?, ?, ?, ?, ?)",
-                    (namespace, j, encode(a), encode(b), n, version + 1),
+                    "UPDATE metallm_arm_stats SET a = ?, b = ?, count = ?, "
+                    "version = ? WHERE namespace = ? AND arm = ?",
+                    (encode(a), encode(b), n, version + 1, namespace, arm),
                 )
                 if drop_log:
                     db.execute(
-                        "DELETE FROM metallm_log WHERE namespace = ? AND arm = ?",
-                        (namespace, j),
+                        "DELETE FROM metallm_arm_log WHERE namespace = ? AND arm = ?",
+                        (namespace, arm),
                     )
                 versions.append(version + 1)
         return versions
 
     def _compact(
-        self, db: sqlite3.Connection, namespace: str, layout: Layout, arm: int
+        self, db: sqlite3.Connection, namespace: str, layout: Layout, arm: str
     ) -> None:
         """Fold ``arm``'s logged increments into its snapshot (inside a write)."""
         state, _ = self._snapshot(db, namespace, layout, arm)
         logged = db.execute(
-            "SELECT entry FROM metallm_log WHERE namespace = ? AND arm = ? ORDER BY id",
+            "SELECT entry FROM metallm_arm_log WHERE namespace = ? AND arm = ? "
+            "ORDER BY id",
             (namespace, arm),
         ).fetchall()
-        where = f"namespace {namespace!r} arm {layout.arms[arm]!r}"
+        where = f"namespace {namespace!r} arm {arm!r}"
         a, b, n = fold(layout, where, state, [e for (e,) in logged])
         db.execute(
-            "UPDATE metallm_arms SET a = ?, b = ?, count = ? "
+            "UPDATE metallm_arm_stats SET a = ?, b = ?, count = ? "
             "WHERE namespace = ? AND arm = ?",
             (encode(a), encode(b), n, namespace, arm),
         )
         db.execute(
-            "DELETE FROM metallm_log WHERE namespace = ? AND arm = ?", (namespace, arm)
+            "DELETE FROM metallm_arm_log WHERE namespace = ? AND arm = ?",
+            (namespace, arm),
         )
 
     def _snapshot(
-        self, db: sqlite3.Connection, namespace: str, layout: Layout, arm: int
+        self, db: sqlite3.Connection, namespace: str, layout: Layout, arm: str
     ) -> tuple[ArmState, int]:
         """``arm``'s snapshot ``(A, b, count)`` (logged increments excluded) and
-        its version."""
+        its version; ``ValueError`` if it is not in the catalogue."""
         row = db.execute(
-            "SELECT a, b, count, version FROM metallm_arms "
-            "WHERE namespace = ? AND arm = ?",
+            "SELECT a, b, count, version FROM metallm_arm_stats "
+            "WHERE namespace = ? AND arm = ? AND present",
             (namespace, arm),
         ).fetchone()
         if row is None:
-            a, b = layout.initial()
-            return (a, b, 0), 0
-        self._arm(namespace, layout, arm, row[3])
-        where = f"namespace {namespace!r} arm {layout.arms[arm]!r}"
-        return decode_arm(layout, where, *row[:3]), row[3]
+            raise removed(namespace, [arm])
+        where = f"namespace {namespace!r} arm {arm!r}"
+        version = self._version(namespace, arm, row[3])
+        return decode_arm(layout, where, *row[:3]), version
 
     @staticmethod
-    def _arm(namespace: str, layout: Layout, arm: object, version: object) -> int:
-        """Check a row's arm index and version, refusing corrupt ones."""
-        if (
-            isinstance(arm, int)
-            and 0 <= arm < len(layout.arms)
-            and isinstance(version, int)
-            and version >= 0
-        ):
-            return arm
+    def _version(namespace: str, arm: object, version: object) -> int:
+        """Check a row's version, refusing a corrupt one."""
+        if isinstance(version, int) and not isinstance(version, bool) and version >= 0:
+            return version
         raise ValueError(
             f"store: corrupt row in namespace {namespace!r}: arm {arm!r}, "
             f"version {version!r}"

@@ -172,17 +172,17 @@ def test_redis_store_refuses_other_layouts_and_corrupt_rows(redis_url: str) -> N
     rng = np.random.default_rng(0)
     policy.fit(rng.normal(size=(9, DIM)), rng.uniform(size=(9, len(ARMS))))
     policy.update(2, np.ones(DIM), 1.0)  # a snapshot and a logged increment
-    with pytest.raises(ValueError, match="holds arms"):
+    with pytest.raises(ValueError, match="holds dim"):
         LinUCBPolicy(ARMS, DIM + 1, store=RedisStore(redis_url), namespace="r")
     other = LinUCBPolicy(ARMS, DIM + 1, store=RedisStore(redis_url), namespace="s")
     assert other.counts.sum() == 0  # namespaces never mix
     client = Redis.from_url(redis_url)
     before = policy.statistics()
     for key, field, value, reason in [
-        ("metallm:r:arm:2", "a", b"\x00" * 3, "A has 3 bytes"),
-        ("metallm:r:arm:2", "b", np.full(DIM, np.inf).tobytes(), "NaN or infinity"),
-        ("metallm:r:arm:2", "count", b"-4", "not a non-negative integer"),
-        ("metallm:r:log:2", None, b"\x00", "a log entry has 1 bytes"),
+        ("metallm:r:arm:large", "a", b"\x00" * 3, "A has 3 bytes"),
+        ("metallm:r:arm:large", "b", np.full(DIM, np.inf).tobytes(), "NaN or infinity"),
+        ("metallm:r:arm:large", "count", b"-4", "not a non-negative integer"),
+        ("metallm:r:log:large", None, b"\x00", "a log entry has 1 bytes"),
     ]:
         if field is None:
             good = client.lindex(key, 0)

@@ -90,7 +90,7 @@ def test_fit_equals_sequential_updates_and_skips_nan() -> None:
         (lambda p: p.update(0, [np.nan, 0, 0, 0], 1.0), "NaN"),
         (lambda p: p.update(0, np.ones(4), float("inf")), "finite"),
         (lambda p: p.select(np.ones(5)), "dimension 4"),
-        (lambda p: p.fit(np.ones((2, 4)), np.ones((3, 3))), "rewards"),
+        (lambda p: p.fit(np.ones((2, 4)), np.ones((3, 3))), "scores"),
         (
             lambda p: p.load_statistics(np.ones((3, 4, 4)), np.zeros((3, 4)), [0] * 3),
             "positive definite|invertible",
