@@ -119,3 +119,197 @@ def test_bad_input_leaves_state_unchanged(call, error: str) -> None:  # type: ig
 def test_constructor_validation(kwargs: dict, field: str) -> None:  # type: ignore[type-arg]
     with pytest.raises(ValueError, match=field):
         LinUCBPolicy(**kwargs)
+
+
+def _steps(n: int, dim: int, seed: int = 0) -> list[tuple[int, np.ndarray, float]]:
+    rng = np.random.default_rng(seed)
+    return [
+        (int(rng.integers(len(ARMS))), rng.normal(size=dim), float(rng.uniform()))
+        for _ in range(n)
+    ]
+
+
+def test_penalty_is_subtracted_at_decision_time_only() -> None:
+    rng = np.random.default_rng(4)
+    policy = LinUCBPolicy(ARMS, 6, alpha=0.3)
+    for arm, x, s in _steps(80, 6):
+        policy.update(arm, x, s)
+    before = [a.tobytes() for a in policy.statistics()]
+    penalty = np.array([0.0, 0.2, 0.9])
+    for x in rng.normal(size=(20, 6)):
+        mean, width = policy.predict(x[None])
+        expected = mean[0] - penalty + 0.3 * width[0]
+        decision = policy.select(x, penalty)
+        np.testing.assert_allclose(decision.ucbs, expected, atol=1e-12)
+        assert decision.arm == int(np.argmax(expected))
+        assert decision.ranking() == list(np.argsort(-expected))
+        assert decision.expected_reward == pytest.approx(
+            mean[0, decision.arm] - penalty[decision.arm]
+        )
+        many = policy.select_many(x[None], penalty)[0]
+        np.testing.assert_allclose(many.ucbs, decision.ucbs, atol=1e-12)
+    assert [a.tobytes() for a in policy.statistics()] == before  # nothing learned
+
+
+@pytest.mark.parametrize(
+    ("penalty", "error"),
+    [([0.0, 1.0], r"one per arm \(3\)"), ([0.0, np.nan, 0.0], "NaN")],
+)
+def test_a_bad_penalty_is_refused(penalty: list[float], error: str) -> None:
+    policy = LinUCBPolicy(ARMS, 4)
+    with pytest.raises(ValueError, match=error):
+        policy.select(np.ones(4), penalty)
+    with pytest.raises(ValueError, match=error):
+        policy.select_many(np.ones((2, 4)), penalty)
+
+
+@pytest.mark.parametrize("decay", [0.9, 0.5])
+def test_decay_discounts_toward_the_prior_on_each_update(decay: float) -> None:
+    dim, ridge = 5, 0.7
+    policy = LinUCBPolicy(ARMS, dim, ridge=ridge, decay=decay, alpha=0.4)
+    A = np.stack([ridge * np.eye(dim)] * 3)
+    b = np.zeros((3, dim))
+    for arm, x, s in _steps(120, dim):
+        policy.update(arm, x, s)
+        A[arm] = decay * (A[arm] - ridge * np.eye(dim)) + ridge * np.eye(dim)
+        A[arm] += np.outer(x, x)
+        b[arm] = decay * b[arm] + s * x
+    for mine, theirs in zip(policy.statistics(), (A, b), strict=False):
+        np.testing.assert_allclose(mine, theirs, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(policy.A, A, rtol=1e-10, atol=1e-10)
+    theta = np.linalg.solve(A, b[..., None])[..., 0]
+    np.testing.assert_allclose(policy.theta, theta, rtol=1e-8, atol=1e-10)
+    x = np.linspace(-1, 1, dim)
+    np.testing.assert_allclose(policy.select(x).ucbs, _ucb(A, b, x, 0.4), atol=1e-9)
+
+
+def test_decay_one_is_bit_identical_to_learning_without_forgetting() -> None:
+    """The update path before decay existed: in-place BLAS rank-1 updates of
+    ``A`` and ``b`` in the store, Sherman-Morrison for the cached inverse."""
+    from scipy.linalg import blas
+
+    dim = 6
+    policy = LinUCBPolicy(ARMS, dim, decay=1.0)
+    A = np.stack([np.eye(dim)] * 3)
+    b = np.zeros((3, dim))
+    a_inv = np.stack([np.eye(dim)] * 3)
+    theta = np.zeros((3, dim))
+    for arm, x, s in _steps(200, dim):
+        policy.update(arm, x, s)
+        blas.dger(1.0, x, x, a=A[arm].T, overwrite_a=True)
+        u = blas.dgemv(1.0, a_inv[arm].T, x)
+        scale = 1.0 / (1.0 + x @ u)
+        theta[arm] += (s - u @ b[arm]) * scale * u
+        blas.dger(-scale, u, u, a=a_inv[arm].T, overwrite_a=True)
+        b[arm] += s * x
+    stored_a, stored_b, _ = policy.statistics()
+    assert stored_a.tobytes() == A.tobytes() and stored_b.tobytes() == b.tobytes()
+    assert policy.theta.tobytes() == theta.tobytes()
+
+
+@pytest.mark.parametrize("decay", [0.0, -0.5, 1.01, float("nan"), "0.9"])
+def test_decay_outside_the_unit_interval_is_refused(decay: object) -> None:
+    with pytest.raises((ValueError, TypeError), match="decay"):
+        LinUCBPolicy(ARMS, 3, decay=decay)  # type: ignore[arg-type]
+
+
+def test_arms_are_added_and_removed_keeping_the_others_statistics() -> None:
+    policy = LinUCBPolicy(ARMS, 4)
+    for arm, x, s in _steps(60, 4):
+        policy.update(arm, x, s)
+    A, b, counts = (a.copy() for a in policy.statistics())
+    theta = policy.theta
+    policy.add_arm("d")
+    assert policy.arms == ("a", "b", "c", "d")
+    new_a, new_b, new_counts = policy.statistics()
+    assert new_a[:3].tobytes() == A.tobytes() and new_b[:3].tobytes() == b.tobytes()
+    np.testing.assert_array_equal(new_a[3], np.eye(4))
+    assert new_counts.tolist() == [*counts.tolist(), 0]
+    assert policy.theta[:3].tobytes() == theta.tobytes()
+    policy.update("d", np.ones(4), 1.0)  # by name
+    policy.remove_arm("b")
+    assert policy.arms == ("a", "c", "d")
+    left_a, left_b, _ = policy.statistics()
+    assert left_a[:2].tobytes() == A[[0, 2]].tobytes()
+    assert left_b[:2].tobytes() == b[[0, 2]].tobytes()
+    assert policy.counts.tolist() == [counts[0], counts[2], 1]
+    x = np.linspace(-1, 1, 4)
+    assert len(policy.select(x, [0.0, 0.1, 0.2]).ucbs) == 3
+
+
+@pytest.mark.parametrize(
+    ("call", "error"),
+    [
+        (lambda p: p.add_arm("b"), "'b' is already one of"),
+        (lambda p: p.add_arm(""), "non-empty strings"),
+        (lambda p: p.add_arm("d", probes=-1), "probes"),
+        (lambda p: p.remove_arm("z"), "'z' is not one of"),
+        (lambda p: p.update("z", np.ones(4), 1.0), "'z' is not one of"),
+    ],
+)
+def test_bad_catalogue_changes_leave_state_unchanged(call, error: str) -> None:  # type: ignore[no-untyped-def]
+    policy = LinUCBPolicy(ARMS, 4)
+    policy.update(1, np.arange(4.0), 0.5)
+    before = [a.tobytes() for a in policy.statistics()] + [policy.theta.tobytes()]
+    with pytest.raises(ValueError, match=error):
+        call(policy)
+    after = [a.tobytes() for a in policy.statistics()] + [policy.theta.tobytes()]
+    assert before == after and policy.arms == tuple(ARMS)
+    assert policy.store.arms(policy.namespace) == tuple(ARMS)
+
+
+def test_the_last_arm_cannot_be_removed() -> None:
+    policy = LinUCBPolicy(["only"], 3)
+    with pytest.raises(ValueError, match="'only' is the only arm"):
+        policy.remove_arm("only")
+    assert policy.arms == ("only",)
+
+
+def test_a_new_arm_is_probed_where_it_could_win_then_judged_by_its_data() -> None:
+    rng = np.random.default_rng(2)
+    dim = 4
+    policy = LinUCBPolicy(["cheap", "good"], dim, alpha=0.1)
+    xs = np.hstack([rng.normal(0, 0.1, size=(400, dim - 1)), np.ones((400, 1))])
+    policy.fit(xs, np.tile([0.3, 0.8], (400, 1)))
+    policy.add_arm("new", probes=5)
+    x = xs[0]
+    # priced so that even a perfect score could not beat "good": never probed
+    assert policy.select(x, [0.0, 0.0, 0.5]).model == "good"
+    for _ in range(5):  # priced fairly: probed until it has 5 outcomes ...
+        decision = policy.select(x, [0.0, 0.1, 0.1])
+        assert decision.model == "new"
+        policy.update(decision.arm, x, 0.0)  # ... and it is bad
+    chosen = [policy.select(x, [0.0, 0.1, 0.1]).model for x in xs[:50]]
+    assert "new" not in chosen
+
+
+def test_a_new_arm_that_is_better_is_adopted() -> None:
+    rng = np.random.default_rng(3)
+    dim = 4
+    policy = LinUCBPolicy(["cheap", "good"], dim, alpha=0.1)
+    xs = np.hstack([rng.normal(0, 0.1, size=(600, dim - 1)), np.ones((600, 1))])
+    policy.fit(xs[:400], np.tile([0.3, 0.6], (400, 1)))
+    policy.add_arm("new", probes=10)
+    chosen = []
+    for x in xs[400:]:
+        decision = policy.select(x)
+        chosen.append(decision.model)
+        policy.update(
+            decision.arm, x, {"cheap": 0.3, "good": 0.6, "new": 0.9}[decision.model]
+        )
+    assert chosen[-100:].count("new") >= 95
+
+
+def test_cached_attributes_do_no_store_io() -> None:
+    policy = LinUCBPolicy(ARMS, 3)
+    policy.update(0, np.ones(3), 1.0)
+
+    def down(*args: object) -> None:
+        raise AssertionError("store I/O on attribute access")
+
+    policy.store.read = down  # type: ignore[method-assign]
+    policy.store.versions = down  # type: ignore[method-assign]
+    assert policy.counts.tolist() == [1, 0, 0]
+    np.testing.assert_allclose(policy.A[0], np.eye(3) + 1.0)
+    np.testing.assert_allclose(policy.b[0], np.ones(3))
+    assert policy.theta.shape == (3, 3)

@@ -1,0 +1,123 @@
+"""Budget pacing: the cost weight that keeps spend on a target, set online.
+
+A router with a ``budget`` (target mean normalised cost per routed call) decides
+with ``value_j = predicted score_j - p * c_j`` and lets a ``BudgetPacer`` move
+``p`` by online primal-dual (dual subgradient) steps: after each routed call of
+normalised cost ``c``, ``p <- max(0, p + step * (c - budget))``. ``p`` is the
+price of the budget constraint: it rises while calls spend above the budget and
+falls back while they spend below. Summing the steps gives ``sum_t (c_t -
+budget) <= p_T / step`` whenever ``p`` was never clipped at zero, so the
+realised mean cost over ``T`` calls overshoots the budget by at most ``p_T /
+(step * T)``; where the budget does not bind (``p`` stays at zero) calls spend
+less. Starting ``p`` from ``weight_for_budget`` on predicted scores of recorded
+queries (the decision-time trade-off, no relearning) avoids the early overspend
+that a budget at the cheapest child's cost could never win back.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Iterable
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+
+def check_budget(budget: float, costs: Iterable[float]) -> float:
+    """``budget`` as a float in [cheapest normalised cost, 1], else a
+    ``ValueError`` that names the feasible range."""
+    if isinstance(budget, bool) or not isinstance(budget, (int, float)):
+        raise TypeError(f"budget: expected a number, got {type(budget).__name__}")
+    cheapest = min(costs)
+    if not math.isfinite(budget) or not cheapest <= budget <= 1.0:
+        raise ValueError(
+            f"budget: must be between the cheapest child's normalised cost "
+            f"({cheapest:.4g}) and 1 (the priciest child's), got {budget!r}"
+        )
+    return float(budget)
+
+
+class BudgetPacer:
+    """Sets the cost weight ``p`` online so the mean normalised cost per call
+    tracks ``budget`` (see the module docstring); thread-safe."""
+
+    def __init__(
+        self,
+        budget: float,
+        costs: Iterable[float],
+        *,
+        step: float = 0.05,
+        weight: float = 0.0,
+    ) -> None:
+        if not math.isfinite(step) or step <= 0:
+            raise ValueError(f"step: must be > 0, got {step!r}")
+        if not math.isfinite(weight) or weight < 0:
+            raise ValueError(f"weight: must be finite and >= 0, got {weight!r}")
+        self.budget = check_budget(budget, costs)
+        self.step = float(step)
+        self._weight = float(weight)
+        self._spent = 0.0
+        self._calls = 0
+        self._lock = threading.Lock()
+
+    @property
+    def weight(self) -> float:
+        """The cost weight ``p`` to decide the next call with."""
+        return self._weight
+
+    @property
+    def mean_cost(self) -> float:
+        """Realised mean normalised cost per call so far (0 before any call)."""
+        with self._lock:
+            return self._spent / self._calls if self._calls else 0.0
+
+    def observe(self, cost: float) -> float:
+        """Account one routed call of normalised ``cost``; return the new weight."""
+        if not math.isfinite(cost) or cost < 0:
+            raise ValueError(f"cost: must be finite and >= 0, got {cost!r}")
+        with self._lock:
+            self._spent += cost
+            self._calls += 1
+            self._weight = max(0.0, self._weight + self.step * (cost - self.budget))
+            return self._weight
+
+    def retarget(self, budget: float, costs: Iterable[float]) -> None:
+        """Track a new ``budget`` (checked against ``costs``) from the next
+        call on; the weight carries over, the running mean restarts."""
+        checked = check_budget(budget, costs)
+        with self._lock:
+            self.budget = checked
+            self._spent, self._calls = 0.0, 0
+
+
+def weight_for_budget(scores: ArrayLike, costs: ArrayLike, budget: float) -> float:
+    """The smallest cost weight ``p`` whose decisions ``argmax_j scores_ij - p *
+    costs_j`` spend at most ``budget`` per row on average (0 if ``p = 0`` does).
+
+    ``scores`` (rows, arms) are predicted scores, e.g. a policy's ``predict`` on
+    recorded queries; the mean spend only falls as ``p`` grows, so bisection
+    finds ``p`` to 1e-6.
+    """
+    s = np.asarray(scores, dtype=np.float64)
+    c = np.asarray(costs, dtype=np.float64)
+    if s.ndim != 2 or s.shape[0] < 1 or c.shape != (s.shape[1],):
+        raise ValueError(
+            f"scores: expected shape (rows, {c.size}) for {c.size} costs, got {s.shape}"
+        )
+    if not (np.all(np.isfinite(s)) and np.all(np.isfinite(c))):
+        raise ValueError("scores and costs: must be finite")
+    check_budget(budget, c.tolist())
+
+    def spend(p: float) -> float:
+        return float(c[np.argmax(s - p * c, axis=1)].mean())
+
+    if spend(0.0) <= budget:
+        return 0.0
+    low, high = 0.0, 1.0
+    while spend(high) > budget:
+        low, high = high, 2.0 * high
+    while high - low > 1e-6:
+        middle = (low + high) / 2
+        low, high = (low, middle) if spend(middle) <= budget else (middle, high)
+    return high

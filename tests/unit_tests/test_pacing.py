@@ -1,0 +1,105 @@
+"""Budget pacing: the cost weight follows spend so the mean cost tracks the budget."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from langchain_metallm.pacing import BudgetPacer, check_budget, weight_for_budget
+
+COSTS = [0.1, 0.4, 1.0]
+
+
+def _route(weight: float, quality: np.ndarray) -> int:
+    """The arm a router with cost weight ``weight`` picks for these qualities."""
+    return int(np.argmax(quality - weight * np.array(COSTS)))
+
+
+@pytest.mark.parametrize(
+    ("budget", "start"), [(0.15, 1.0), (0.25, 0.0), (0.5, 0.0), (0.8, 0.0), (0.1, 2.0)]
+)
+def test_realised_mean_cost_tracks_the_budget(budget: float, start: float) -> None:
+    """From a weight of 0, or near the cheapest cost (where few calls can spend
+    less to make up for an early overspend) from a calibrated one."""
+    rng = np.random.default_rng(0)
+    pacer = BudgetPacer(budget, COSTS, weight=start)
+    spent = []
+    for _ in range(5_000):
+        quality = np.array([0.5, 0.7, 0.9]) + rng.normal(0, 0.1, size=3)
+        cost = COSTS[_route(pacer.weight, quality)]
+        pacer.observe(cost)
+        spent.append(cost)
+    assert pacer.mean_cost == pytest.approx(np.mean(spent))
+    assert abs(np.mean(spent) - budget) <= 0.02 * budget
+
+
+def test_an_unbinding_budget_leaves_the_weight_at_zero() -> None:
+    pacer = BudgetPacer(1.0, COSTS)
+    for _ in range(100):
+        pacer.observe(0.4)
+    assert pacer.weight == 0.0
+    assert pacer.mean_cost == pytest.approx(0.4)
+
+
+def test_overspend_raises_the_weight_and_underspend_lowers_it() -> None:
+    pacer = BudgetPacer(0.3, COSTS, step=0.1)
+    assert pacer.observe(1.0) == pytest.approx(0.07)
+    assert pacer.observe(0.1) == pytest.approx(0.05)
+
+
+def test_retarget_keeps_the_weight_and_restarts_the_mean() -> None:
+    pacer = BudgetPacer(0.3, COSTS)
+    pacer.observe(1.0)
+    weight = pacer.weight
+    pacer.retarget(0.5, COSTS)
+    assert (pacer.budget, pacer.weight, pacer.mean_cost) == (0.5, weight, 0.0)
+
+
+@pytest.mark.parametrize(
+    ("budget", "error"),
+    [
+        (0.05, r"between the cheapest child's normalised cost \(0.1\) and 1"),
+        (1.2, "and 1"),
+        (float("nan"), "got nan"),
+        ("0.3", "expected a number"),
+        (True, "expected a number"),
+    ],
+)
+def test_a_budget_outside_the_feasible_range_is_refused(
+    budget: object, error: str
+) -> None:
+    with pytest.raises((ValueError, TypeError), match=error):
+        check_budget(budget, COSTS)  # type: ignore[arg-type]
+    pacer = BudgetPacer(0.3, COSTS)
+    with pytest.raises((ValueError, TypeError), match=error):
+        pacer.retarget(budget, COSTS)  # type: ignore[arg-type]
+    assert pacer.budget == 0.3
+
+
+def test_bad_settings_and_costs_are_refused() -> None:
+    with pytest.raises(ValueError, match="step"):
+        BudgetPacer(0.3, COSTS, step=0)
+    with pytest.raises(ValueError, match="weight"):
+        BudgetPacer(0.3, COSTS, weight=-1)
+    pacer = BudgetPacer(0.3, COSTS)
+    with pytest.raises(ValueError, match="cost"):
+        pacer.observe(float("inf"))
+    assert (pacer.weight, pacer.mean_cost) == (0.0, 0.0)
+
+
+def test_weight_for_budget_is_the_smallest_weight_that_spends_the_budget() -> None:
+    rng = np.random.default_rng(1)
+    scores = rng.uniform(size=(500, 3)) + np.array([0.0, 0.1, 0.3])
+    costs = np.array(COSTS)
+
+    def spend(p: float) -> float:
+        return float(costs[np.argmax(scores - p * costs, axis=1)].mean())
+
+    for budget in (0.1, 0.3, 0.6):
+        p = weight_for_budget(scores, costs, budget)
+        assert spend(p) <= budget < spend(p - 1e-5)
+    assert weight_for_budget(scores, costs, 1.0) == 0.0
+    with pytest.raises(ValueError, match="budget"):
+        weight_for_budget(scores, costs, 0.05)
+    with pytest.raises(ValueError, match=r"expected shape \(rows, 3\)"):
+        weight_for_budget(scores[:, :2], costs, 0.3)
