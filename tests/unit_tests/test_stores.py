@@ -264,3 +264,102 @@ def test_a_failing_store_keeps_the_cached_model_serving(tmp_path: Path) -> None:
         assert policy.select(x) == before  # and the failed update changed nothing
     with pytest.raises(sqlite3.OperationalError):
         policy.refresh()  # an explicit refresh reports the failure
+
+
+def test_decay_through_a_shared_store_equals_one_sequential_policy(
+    make_store: StoreFactory,
+) -> None:
+    """Updates alternate between two workers and pass a log compaction; the
+    store folds each update's forgetting factor in log order, exactly."""
+    first = LinUCBPolicy(ARMS, DIM, decay=0.8, store=make_store(), namespace="r")
+    second = LinUCBPolicy(ARMS, DIM, decay=0.8, store=make_store(), namespace="r")
+    steps = [(0 if i % 3 else arm, x, r) for i, (arm, x, r) in enumerate(_steps(250))]
+    reference = LinUCBPolicy(ARMS, DIM, decay=0.8)
+    for i, (arm, x, r) in enumerate(steps):
+        (first if i % 2 else second).update(arm, x, r)
+        reference.update(arm, x, r)
+    for policy in (first, second):
+        policy.refresh()
+        for mine, theirs in zip(
+            policy.statistics(), reference.statistics(), strict=True
+        ):
+            np.testing.assert_allclose(mine, theirs, rtol=1e-9, atol=1e-9)
+        np.testing.assert_allclose(policy.theta, reference.theta, atol=1e-9)
+
+
+def test_threads_forgetting_their_own_arms_equal_a_sequential_run(
+    tmp_path: Path,
+) -> None:
+    import threading
+
+    path = tmp_path / "policy.db"
+    LinUCBPolicy(ARMS, DIM, store=SQLiteStore(path), namespace="r")
+    start = threading.Barrier(len(ARMS))
+
+    def work(arm: int) -> None:
+        policy = LinUCBPolicy(
+            ARMS, DIM, decay=0.9, store=SQLiteStore(path), namespace="r"
+        )
+        start.wait()
+        for _, x, r in _steps(150, seed=arm):
+            policy.update(arm, x, r)
+
+    threads = [threading.Thread(target=work, args=(j,)) for j in range(len(ARMS))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    reference = LinUCBPolicy(ARMS, DIM, decay=0.9)
+    for arm in range(len(ARMS)):
+        for _, x, r in _steps(150, seed=arm):
+            reference.update(arm, x, r)
+    shared = LinUCBPolicy(ARMS, DIM, store=SQLiteStore(path), namespace="r")
+    for mine, theirs in zip(shared.statistics(), reference.statistics(), strict=True):
+        np.testing.assert_allclose(mine, theirs, rtol=1e-9, atol=1e-9)
+
+
+def test_workers_see_a_changing_catalogue(make_store: StoreFactory) -> None:
+    first = LinUCBPolicy(ARMS, DIM, store=make_store(), namespace="r")
+    second = LinUCBPolicy(ARMS, DIM, store=make_store(), namespace="r")
+    for arm, x, r in _steps(40):
+        first.update(arm, x, r)
+    first.add_arm("d")
+    first.update("d", np.ones(DIM), 1.0)
+    assert second.store.arms("r") == ("a", "b", "c", "d")
+    assert second.refresh() and second.arms == tuple(ARMS)  # it keeps its arms
+    joined = LinUCBPolicy(["a", "d"], DIM, store=make_store(), namespace="r")
+    assert joined.counts[1] == 1  # a worker naming "d" shares its statistics
+    first.remove_arm("c")
+    x = np.linspace(-1, 1, DIM)
+    with pytest.raises(ValueError, match=r"arms \['c'\] are not in namespace 'r'"):
+        second.refresh()
+    second.store.refresh_interval = 0
+    with pytest.warns(RuntimeWarning, match="another worker removed them"):
+        assert second.select(x).model in ARMS  # keeps serving from its cache
+    with (
+        pytest.raises(ValueError, match="another worker removed"),
+        pytest.warns(RuntimeWarning),
+    ):
+        second.update("c", x, 1.0)
+    second.remove_arm("c")  # follows: the store already dropped it
+    second.refresh()
+    assert second.arms == ("a", "b")
+    for mine, theirs in zip(
+        second.statistics(), (a[:2] for a in first.statistics()), strict=False
+    ):
+        np.testing.assert_array_equal(mine, theirs)
+
+
+def test_an_arm_added_back_starts_cold_with_a_new_version(
+    make_store: StoreFactory,
+) -> None:
+    first = LinUCBPolicy(ARMS, DIM, store=make_store(), namespace="r")
+    second = LinUCBPolicy(ARMS, DIM, store=make_store(), namespace="r")
+    first.update("c", np.ones(DIM), 1.0)
+    second.refresh()
+    assert second.counts.tolist() == [0, 0, 1]
+    first.remove_arm("c")
+    first.add_arm("c")
+    assert second.refresh()  # a new version, though the count went back to 0
+    assert second.counts.tolist() == [0, 0, 0]
+    np.testing.assert_array_equal(second.A[2], np.eye(DIM))
