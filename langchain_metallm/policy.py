@@ -241,43 +241,63 @@ class LinUCBPolicy:
             if np.any(np.isinf(s)):
                 raise ValueError("scores: contain infinity")
             observed = ~np.isnan(s)
-            A = np.zeros((self.n_arms, self.dim, self.dim))  # noqa: N806
-            b = np.zeros((self.n_arms, self.dim))
-            for j in range(self.n_arms):
+            counts = observed.sum(axis=0)
+            seen = np.flatnonzero(counts)
+            A = np.zeros((len(seen), self.dim, self.dim))  # noqa: N806
+            b = np.zeros((len(seen), self.dim))
+            for i, j in enumerate(seen):
                 rows = ctx[observed[:, j]]
-                A[j] = rows.T @ rows
-                b[j] = rows.T @ s[observed[:, j], j]
-            self.store.merge(self.namespace, self.arms, A, b, observed.sum(axis=0))
+                A[i] = rows.T @ rows
+                b[i] = rows.T @ s[observed[:, j], j]
+            arms = [self.arms[j] for j in seen]
+            self.store.merge(self.namespace, arms, A, b, counts[seen])
             self.refresh()
 
-    def add_arm(self, name: str, *, probes: int = 0) -> None:
+    def add_arm(
+        self,
+        name: str,
+        *,
+        probes: int = 0,
+        like: str | None = None,
+        prior_outcomes: int = 20,
+    ) -> None:
         """Add arm ``name`` on the live policy, keeping every other arm's
         statistics; it joins the store's statistics if another worker added it.
 
-        Until it has learned from ``probes`` outcomes the new arm is valued at
-        the highest score possible (``SCORE_MAX``) less its penalty: it is tried
-        wherever it could beat the best arm at its price, then judged by its
-        data like any other, so it is adopted where it is better and not tried
-        forever where it is worse.
+        With ``like`` (an existing arm, e.g. the best one) the new arm starts as
+        that arm seen ``prior_outcomes`` times, an optimistic prior: it is tried
+        where ``like`` would be chosen (its smaller data makes its bound wider)
+        and its own outcomes soon outweigh the prior. Until it has learned from
+        ``probes`` outcomes it is valued at the highest score possible
+        (``SCORE_MAX``) less its penalty: tried wherever it could beat the best
+        arm at its price. Then it is judged by its data like any other arm, so it
+        is adopted where it is better and not tried forever where it is worse.
         """
         _check_name(name)
-        if isinstance(probes, bool) or not isinstance(probes, int) or probes < 0:
-            raise ValueError(f"probes: must be an integer >= 0, got {probes!r}")
+        for field, value in (("probes", probes), ("prior_outcomes", prior_outcomes)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{field}: must be an integer >= 0, got {value!r}")
         with self._lock:
             if name in self.arms:
                 raise ValueError(f"arm: {name!r} is already one of {list(self.arms)}")
-            self.store.add_arm(self.namespace, name)
+            source = None if like is None else self._index(like)
+            if self.store.add_arm(self.namespace, name) and source is not None:
+                self._prime(name, source, prior_outcomes)
             stats = self.store.read(self.namespace, [name])
-            a_inv = _inverse(stats.A)
             self.arms = (*self.arms, name)
-            self._A = np.concatenate([self._A, stats.A])
-            self._A_inv = np.concatenate([self._A_inv, a_inv])
-            self._b = np.concatenate([self._b, stats.b])
-            self._theta = np.concatenate(
-                [self._theta, np.einsum("kij,kj->ki", a_inv, stats.b)]
-            )
+            self._A = np.concatenate([self._A, np.zeros_like(stats.A)])
+            self._A_inv = np.concatenate([self._A_inv, np.zeros_like(stats.A)])
+            self._b = np.concatenate([self._b, np.zeros_like(stats.b)])
+            self._theta = np.concatenate([self._theta, np.zeros_like(stats.b)])
             self._counts = np.concatenate([self._counts, stats.counts])
             self._versions = np.concatenate([self._versions, stats.versions])
+            self._install(
+                np.array([self.n_arms - 1]),
+                stats.A,
+                stats.b,
+                stats.counts,
+                stats.versions,
+            )
             if probes:
                 self._probes[name] = probes
 
@@ -392,6 +412,22 @@ class LinUCBPolicy:
         self._theta[arms] = np.einsum("kij,kj->ki", a_inv, b)
         self._counts[arms] = counts
         self._versions[arms] = versions
+
+    def _prime(self, name: str, source: int, outcomes: int) -> None:
+        """Give the new arm ``name`` the statistics of arm ``source`` scaled to
+        ``outcomes`` pseudo-outcomes (no real count)."""
+        count = int(self._counts[source])
+        if count == 0 or outcomes == 0:
+            return
+        weight = outcomes / count
+        gram = weight * (self._A[source] - self.ridge * np.eye(self.dim))
+        self.store.merge(
+            self.namespace,
+            [name],
+            gram[None],
+            weight * self._b[source][None],
+            np.zeros(1, dtype=np.int64),
+        )
 
     def _learn(self, j: int, x: FloatArray, s: float) -> None:
         """Add ``(x, s)`` to arm ``j``'s caches by rank-1 updates."""

@@ -146,16 +146,15 @@ class PolicyStore(ABC):
         b: FloatArray,
         counts: IntArray,
     ) -> None:
-        """Add increments ``A`` (k, d, d), ``b`` (k, d), ``counts`` (k,) to every
-        arm of ``arms`` with a nonzero count, in one atomic write."""
+        """Add increments ``A`` (k, d, d), ``b`` (k, d), ``counts`` (k,) to the
+        ``k`` arms of ``arms``, in one atomic write."""
         index = {name: j for j, name in enumerate(arms)}
 
         def change(arm: str, a0: FloatArray, b0: FloatArray, n: int) -> ArmState:
             j = index[arm]
             return a0 + A[j], b0 + b[j], n + int(counts[j])
 
-        chosen = [arms[int(j)] for j in np.flatnonzero(counts)]
-        self._rewrite(namespace, chosen, change, drop_log=False)
+        self._rewrite(namespace, list(arms), change, drop_log=False)
 
     def replace(
         self,

@@ -313,3 +313,22 @@ def test_cached_attributes_do_no_store_io() -> None:
     np.testing.assert_allclose(policy.A[0], np.eye(3) + 1.0)
     np.testing.assert_allclose(policy.b[0], np.ones(3))
     assert policy.theta.shape == (3, 3)
+
+
+def test_a_new_arm_like_another_starts_as_that_arm_seen_a_few_times() -> None:
+    rng = np.random.default_rng(5)
+    policy = LinUCBPolicy(["a", "b"], 3)
+    xs = np.hstack([rng.normal(size=(40, 2)), np.ones((40, 1))])
+    policy.fit(xs, np.tile([0.2, 0.9], (40, 1)))
+    policy.add_arm("c", like="b", prior_outcomes=10)
+    A, b, counts = policy.statistics()
+    np.testing.assert_allclose(A[2], np.eye(3) + (A[1] - np.eye(3)) / 4)
+    np.testing.assert_allclose(b[2], b[1] / 4)
+    assert counts.tolist() == [40, 40, 0]  # pseudo-outcomes are no real count
+    x = xs[0]
+    mean, width = policy.predict(x[None])
+    assert mean[0, 2] == pytest.approx(mean[0, 1], abs=0.1)
+    assert width[0, 2] > width[0, 1]  # less data: a wider bound
+    with pytest.raises(ValueError, match="'z' is not one of"):
+        policy.add_arm("d", like="z")
+    assert policy.arms == ("a", "b", "c")

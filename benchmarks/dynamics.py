@@ -1,0 +1,585 @@
+"""Budgets, drift and a changing catalogue (issue 15): recorded outcomes replayed
+as a stream through the numpy core the router runs (``LinUCBPolicy`` on the
+router's task features, cost as a decision-time penalty, ``BudgetPacer``).
+
+Each seed splits a data set 50/50 at random by id: the training half fits the
+task classifier and warm-starts the policy (``fit`` on recorded scores); the
+test half, shuffled, is the stream. Four scenarios, several seeds, mean and worst:
+
+1. budget sweep (llmrouter9, mmlu2): realised mean cost against each budget, the
+   worst overshoot over any 200-call window, accuracy against the best fixed cost
+   weight that spends the same (fixed weights replayed on the same stream, so
+   that baseline is tuned in hindsight);
+2. a new best model: fit without nemotron-51b, add it after 200 calls (forced
+   probes); calls until its share is within 10 points of a router that had it
+   all along;
+3. a silent regression: from call 300 the most used child scores 0 (and is
+   repaired at call 1300); calls until its share falls below 10%, and until it
+   wins half its share back, with ``decay`` and without;
+4. a price cut: at call 300 the priciest child's cost drops 10x, under a budget;
+   its share, accuracy and spend before and after.
+
+Run from the project root (needs the MiniLM vectors in ``/work/embcache``):
+``PYTHONPATH=$PWD python benchmarks/dynamics.py --seeds 3``. Prints the numbers,
+writes ``results/dynamics.json`` and plots ``results/dynamics_*.png``, copied to
+``docs/`` for the README.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+
+from langchain_metallm.bench.cli import resolve_data_dir
+from langchain_metallm.bench.data import Outcomes, load_outcomes
+from langchain_metallm.bench.plots import save_figure, short_name
+from langchain_metallm.bench.splits import random_split
+from langchain_metallm.features import TaskClassifier, query_features
+from langchain_metallm.pacing import BudgetPacer, weight_for_budget
+from langchain_metallm.policy import LinUCBPolicy
+
+FloatArray = NDArray[np.float64]
+WINDOW = 200
+"""Calls per window for overshoot and running accuracy/cost."""
+SHARE_WINDOW = 50
+"""Calls per window for a child's share of the traffic."""
+NEW_MODEL = "llama-3.1-nemotron-51b-instruct"
+PROBES = 30
+DECAY = 0.99
+WEIGHTS = (0.0, 0.03, 0.07, 0.12, 0.2, 0.3, 0.5, 0.8, 1.5)
+"""Fixed cost weights replayed for the baseline curve of scenario 1."""
+BUDGET_STEPS = (0.0, 0.1, 0.25, 0.45, 0.7, 1.0)
+"""Budgets as fractions of the way from the cheapest child's cost to 1."""
+
+
+@dataclass(frozen=True)
+class Stream:
+    """One seed's warm-start part and shuffled stream of a data set."""
+
+    models: tuple[str, ...]
+    cost: FloatArray
+    train_x: FloatArray
+    train_scores: FloatArray
+    x: FloatArray
+    scores: FloatArray
+    fitted: dict[tuple[str, ...], tuple[FloatArray, ...]] = field(
+        default_factory=dict, compare=False
+    )
+
+
+@dataclass
+class World:
+    """What the stream's children cost and score now; scenarios change it."""
+
+    cost: dict[str, float]
+    broken: set[str] = field(default_factory=set)
+
+
+@dataclass(frozen=True)
+class Trace:
+    """Per call: chosen child, its score and cost, and the cost weight used."""
+
+    models: tuple[str, ...]
+    chosen: NDArray[np.int64]
+    score: FloatArray
+    cost: FloatArray
+    weight: FloatArray
+
+    def share(self, model: str) -> FloatArray:
+        """Fraction of the last ``SHARE_WINDOW`` calls routed to ``model``."""
+        return _moving(self.chosen == self.models.index(model), SHARE_WINDOW)
+
+
+Event = Callable[[LinUCBPolicy, World], None]
+
+
+def load_stream(data: Outcomes, vectors: FloatArray, seed: int) -> Stream:
+    """Split ``data`` 50/50 by id with ``seed``, fit the task features on the
+    training half and shuffle the test half into a stream."""
+    split = random_split(data, test_fraction=0.5, seed=seed)
+    tasks = TaskClassifier.fit(
+        vectors[split.train], [data.tasks[i] for i in split.train]
+    )
+    x = query_features(vectors, data.prompts, tasks)
+    order = np.random.default_rng(seed).permutation(split.test)
+    return Stream(
+        data.models,
+        data.cost,
+        x[split.train],
+        data.scores[split.train],
+        x[order],
+        data.scores[order],
+    )
+
+
+def warm_policy(stream: Stream, models: tuple[str, ...], decay: float) -> LinUCBPolicy:
+    """A policy over ``models`` fitted on the stream's training part (``fit``
+    runs once per set of models; later policies load its statistics)."""
+    policy = LinUCBPolicy(models, stream.x.shape[1], decay=decay)
+    if models in stream.fitted:
+        policy.load_statistics(*stream.fitted[models])
+        return policy
+    columns = [stream.models.index(m) for m in models]
+    policy.fit(stream.train_x, stream.train_scores[:, columns])
+    stream.fitted[models] = policy.statistics()
+    return policy
+
+
+def calibrated_pacer(
+    policy: LinUCBPolicy, stream: Stream, budget: float
+) -> BudgetPacer:
+    """A pacer for ``budget`` starting from the weight that spends it on the
+    training part under the fitted policy's predicted scores."""
+    predicted = stream.train_x @ policy.theta.T
+    start = weight_for_budget(predicted, stream.cost, budget)
+    return BudgetPacer(budget, stream.cost, weight=start)
+
+
+def replay(
+    policy: LinUCBPolicy,
+    stream: Stream,
+    *,
+    weight: float = 0.0,
+    pacer: BudgetPacer | None = None,
+    events: dict[int, Event] | None = None,
+    calls: int | None = None,
+) -> Trace:
+    """Route the stream call by call, learn from each chosen child's score, and
+    let ``pacer`` (if any) set the cost weight; ``events`` fire before a call."""
+    world = World(dict(zip(stream.models, stream.cost.tolist(), strict=True)))
+    n = min(len(stream.x), calls or len(stream.x))
+    chosen = np.zeros(n, dtype=np.int64)
+    score, cost, weights = np.zeros(n), np.zeros(n), np.zeros(n)
+    column = {m: j for j, m in enumerate(stream.models)}
+    for t in range(n):
+        if events and t in events:
+            events[t](policy, world)
+        p = pacer.weight if pacer is not None else weight
+        decision = policy.select(stream.x[t], [p * world.cost[m] for m in policy.arms])
+        name = decision.model
+        s = 0.0 if name in world.broken else float(stream.scores[t, column[name]])
+        policy.update(decision.arm, stream.x[t], s)
+        if pacer is not None:
+            pacer.observe(world.cost[name])
+        chosen[t], score[t], cost[t], weights[t] = column[name], s, world.cost[name], p
+    return Trace(stream.models, chosen, score, cost, weights)
+
+
+def _moving(values: NDArray[np.generic], window: int) -> FloatArray:
+    """Mean of the last ``window`` values at each call (fewer at the start)."""
+    sums = np.cumsum(np.asarray(values, dtype=np.float64))
+    lagged = np.concatenate([np.zeros(window), sums[:-window]])[: len(sums)]
+    counts = np.minimum(np.arange(1, len(sums) + 1), window)
+    result: FloatArray = (sums - lagged) / counts
+    return result
+
+
+def worst_window_overshoot(cost: FloatArray, budget: float) -> float:
+    """Largest (window mean cost - budget) over full windows of ``WINDOW`` calls."""
+    full = _moving(cost, WINDOW)[WINDOW - 1 :]
+    return float(full.max() - budget)
+
+
+def frontier_accuracy(points: list[tuple[float, float]], spend: float) -> float:
+    """Accuracy of the best fixed weight spending ``spend``: the upper envelope
+    of (cost, accuracy) points, linearly interpolated."""
+    xs, ys = zip(*sorted(points), strict=True)
+    envelope = np.maximum.accumulate(np.array(ys))
+    return float(np.interp(spend, np.array(xs), envelope))
+
+
+def first_call(mask: NDArray[np.bool_], start: int) -> int | None:
+    """Calls after ``start`` until ``mask`` first holds (None if never)."""
+    hits = np.flatnonzero(mask[start:])
+    return int(hits[0]) if len(hits) else None
+
+
+def budget_sweep(stream: Stream, calls: int | None) -> dict[str, object]:
+    """Scenario 1 on one seed: budgets against fixed weights on one stream."""
+    fixed = []
+    for w in WEIGHTS:
+        trace = replay(
+            warm_policy(stream, stream.models, 1.0), stream, weight=w, calls=calls
+        )
+        fixed.append((float(trace.cost.mean()), float(trace.score.mean())))
+    cheapest = float(stream.cost.min())
+    rows = []
+    traces = {}
+    for step in BUDGET_STEPS:
+        budget = cheapest + step * (1.0 - cheapest)
+        policy = warm_policy(stream, stream.models, 1.0)
+        pacer = calibrated_pacer(policy, stream, budget)
+        trace = replay(policy, stream, pacer=pacer, calls=calls)
+        spend = float(trace.cost.mean())
+        rows.append(
+            {
+                "budget": budget,
+                "cost": spend,
+                "error": (spend - budget) / budget,
+                "overshoot": worst_window_overshoot(trace.cost, budget),
+                "accuracy": float(trace.score.mean()),
+                "fixed_accuracy": frontier_accuracy(fixed, spend),
+            }
+        )
+        traces[budget] = trace
+    return {"rows": rows, "fixed": fixed, "traces": traces}
+
+
+def new_model(stream: Stream, calls: int | None, weight: float) -> dict[str, object]:
+    """Scenario 2 on one seed: add ``NEW_MODEL`` after 200 calls."""
+    without = tuple(m for m in stream.models if m != NEW_MODEL)
+    reference = replay(
+        warm_policy(stream, stream.models, 1.0), stream, weight=weight, calls=calls
+    )
+
+    def add(policy: LinUCBPolicy, world: World) -> None:
+        policy.add_arm(NEW_MODEL, probes=PROBES, like=best_arm(policy))
+
+    added = replay(
+        warm_policy(stream, without, 1.0),
+        stream,
+        weight=weight,
+        events={200: add},
+        calls=calls,
+    )
+    gap = np.abs(added.share(NEW_MODEL) - reference.share(NEW_MODEL))
+    after = np.arange(len(gap)) >= 200 + SHARE_WINDOW  # windows wholly after the add
+    return {
+        "calls_to_adopt": first_call((gap <= 0.10) & after, 200),
+        "share_reference": float(reference.share(NEW_MODEL)[-1000:].mean()),
+        "share_added": float(added.share(NEW_MODEL)[-1000:].mean()),
+        "accuracy_reference": float(reference.score[200:].mean()),
+        "accuracy_added": float(added.score[200:].mean()),
+        "traces": {"reference": reference, "added": added},
+    }
+
+
+def best_arm(policy: LinUCBPolicy) -> str:
+    """The arm with the highest mean learned score (contexts end with the bias
+    1, so ``b[:, -1]`` sums each arm's scores)."""
+    return policy.arms[int(np.argmax(policy.b[:, -1] / np.maximum(policy.counts, 1)))]
+
+
+def regression(stream: Stream, calls: int | None, weight: float) -> dict[str, object]:
+    """Scenario 3 on one seed: the most used child scores 0 from call 300 to
+    1300, with and without ``decay``."""
+    probe = replay(
+        warm_policy(stream, stream.models, 1.0), stream, weight=weight, calls=300
+    )
+    victim = stream.models[int(np.bincount(probe.chosen).argmax())]
+
+    def break_it(policy: LinUCBPolicy, world: World) -> None:
+        world.broken.add(victim)
+
+    def repair(policy: LinUCBPolicy, world: World) -> None:
+        world.broken.discard(victim)
+
+    result: dict[str, object] = {"victim": victim}
+    before = float(probe.share(victim)[-1])
+    for label, decay in (("decay", DECAY), ("no_decay", 1.0)):
+        trace = replay(
+            warm_policy(stream, stream.models, decay),
+            stream,
+            weight=weight,
+            events={300: break_it, 1300: repair},
+            calls=calls,
+        )
+        share = trace.share(victim)
+        result[label] = {
+            "calls_to_drop": first_call(share < 0.10, 300),
+            "calls_to_recover": first_call(share >= before / 2, 1300 + SHARE_WINDOW),
+            "accuracy_broken": float(trace.score[300:1300].mean()),
+            "trace": trace,
+        }
+    result["share_before"] = before
+    return result
+
+
+def price_cut(stream: Stream, calls: int | None, budget: float) -> dict[str, object]:
+    """Scenario 4 on one seed: under ``budget``, the priciest child (the best
+    of the ties on the training part) costs 10x less from call 300."""
+    top = np.flatnonzero(stream.cost == stream.cost.max())
+    cut = stream.models[int(top[np.argmax(stream.train_scores[:, top].mean(axis=0))])]
+
+    def discount(policy: LinUCBPolicy, world: World) -> None:
+        world.cost[cut] /= 10.0
+
+    policy = warm_policy(stream, stream.models, 1.0)
+    trace = replay(
+        policy,
+        stream,
+        pacer=calibrated_pacer(policy, stream, budget),
+        events={300: discount},
+        calls=calls,
+    )
+    share = trace.chosen == stream.models.index(cut)
+    return {
+        "model": cut,
+        "share_before": float(share[:300].mean()),
+        "share_after": float(share[300:].mean()),
+        "accuracy_before": float(trace.score[:300].mean()),
+        "accuracy_after": float(trace.score[300:].mean()),
+        "cost_after": float(trace.cost[300:].mean()),
+        "trace": trace,
+    }
+
+
+def plot_trace(
+    trace: Trace,
+    path: Path,
+    title: str,
+    *,
+    budget: float | None = None,
+    marks: tuple[int, ...] = (),
+) -> Path:
+    """Share per child, running accuracy and running cost against the budget."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(3, 1, figsize=(8, 8), sharex=True)
+    calls = np.arange(1, len(trace.chosen) + 1)
+    for model in trace.models:
+        share = trace.share(model)
+        if share.max() >= 0.05:
+            axes[0].plot(calls, share, linewidth=1, label=short_name(model))
+    axes[0].set_ylabel(f"share ({SHARE_WINDOW}-call window)")
+    axes[0].legend(fontsize=7, ncol=3, loc="upper right")
+    axes[1].plot(calls, _moving(trace.score, WINDOW), color="black", linewidth=1)
+    axes[1].set_ylabel(f"accuracy ({WINDOW}-call window)")
+    axes[2].plot(calls, _moving(trace.cost, WINDOW), linewidth=1, label="window")
+    axes[2].plot(calls, np.cumsum(trace.cost) / calls, linewidth=1, label="cumulative")
+    if budget is not None:
+        axes[2].axhline(
+            budget, color="red", linestyle="--", linewidth=1, label="budget"
+        )
+    axes[2].set_ylabel("mean normalised cost")
+    axes[2].set_xlabel("call")
+    axes[2].legend(fontsize=7, loc="upper right")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        for mark in marks:
+            ax.axvline(mark, color="grey", linestyle=":", linewidth=1)
+    axes[0].set_title(title, fontsize=9)
+    return save_figure(fig, path, 110)
+
+
+def plot_sweep(results: dict[str, list[dict[str, object]]], path: Path) -> Path:
+    """Realised cost against budget, and accuracy against spend, per data set."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
+    for name, seeds in results.items():
+        rows = [s["rows"] for s in seeds]
+        budgets = [r["budget"] for r in rows[0]]
+        costs = np.array([[r["cost"] for r in seed] for seed in rows])
+        accs = np.array([[r["accuracy"] for r in seed] for seed in rows])
+        axes[0].plot(budgets, costs.mean(axis=0), marker="o", label=name)
+        fixed = np.array([s["fixed"] for s in seeds]).mean(axis=0)
+        line = axes[1].plot(
+            costs.mean(axis=0), accs.mean(axis=0), marker="o", label=f"{name} budget"
+        )
+        axes[1].plot(
+            fixed[:, 0],
+            fixed[:, 1],
+            linestyle="--",
+            color=line[0].get_color(),
+            label=f"{name} fixed weight",
+        )
+    axes[0].plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
+    axes[0].set_xlabel("budget (mean normalised cost per call)")
+    axes[0].set_ylabel("realised mean cost")
+    axes[1].set_xlabel("realised mean cost")
+    axes[1].set_ylabel("accuracy")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    return save_figure(fig, path, 110)
+
+
+def _mean_worst(values: list[float | None], worst: Callable[..., float]) -> str:
+    """``mean (worst w)`` of the known values, and how many never happened."""
+    known = [v for v in values if v is not None]
+    missing = len(values) - len(known)
+    if not known:
+        return "never"
+    text = f"{statistics.fmean(known):.3g} (worst {worst(known):.3g})"
+    return text + (f", {missing} never" if missing else "")
+
+
+def _plain(result: dict[str, object]) -> dict[str, object]:
+    """``result`` without its traces (for JSON)."""
+    return {
+        k: _plain(v) if isinstance(v, dict) else v  # type: ignore[arg-type]
+        for k, v in result.items()
+        if k not in ("trace", "traces")
+    }
+
+
+def report_sweep(streams: dict[str, list[Stream]], out: Path, calls: int) -> object:
+    """Scenario 1 on every data set and seed: print, plot, return rows."""
+    sweeps = {
+        n: [budget_sweep(s, calls) for s in seeds] for n, seeds in streams.items()
+    }
+    print("\n1. Budget sweep: mean over seeds; error and worst 200-call window")
+    print("   overshoot are the worst seed's; fixed@spend: best fixed weight's")
+    print("   accuracy at the same spend (tuned in hindsight on the stream)")
+    for name, seeds in sweeps.items():
+        print(
+            f"  {name}\n    budget  spent  error   window  accuracy  fixed  worst diff"
+        )
+        for i, row in enumerate(seeds[0]["rows"]):
+            per = [seed["rows"][i] for seed in seeds]
+            acc = [r["accuracy"] for r in per]
+            fixed = [r["fixed_accuracy"] for r in per]
+            worst = min(a - f for a, f in zip(acc, fixed, strict=True))
+            spent = statistics.fmean(r["cost"] for r in per)
+            print(
+                f"    {row['budget']:.3f}   {spent:.3f}"
+                f"  {max((r['error'] for r in per), key=abs):+.1%}"
+                f"  {max(r['overshoot'] for r in per):+.3f}"
+                f"   {statistics.fmean(acc):.3f}   {statistics.fmean(fixed):.3f}"
+                f"  {worst:+.3f}"
+            )
+    plot_sweep(sweeps, out / "dynamics_budget_sweep.png")
+    first = sweeps[next(iter(sweeps))][0]["traces"]
+    budget = sorted(first)[2]
+    plot_trace(
+        first[budget],
+        out / "dynamics_budget.png",
+        f"{next(iter(sweeps))}, budget {budget:.2f} (seed 0)",
+        budget=budget,
+    )
+    return {n: [s["rows"] for s in seeds] for n, seeds in sweeps.items()}
+
+
+def report_new_model(streams: list[Stream], out: Path, calls: int) -> object:
+    """Scenario 2 on every seed of llmrouter9."""
+    runs = [new_model(s, calls, 0.0) for s in streams]
+    print(f"\n2. {NEW_MODEL} added after 200 calls ({PROBES} probes, cost weight 0)")
+    print(
+        "  calls until its share is within 10 points of a router that had it: "
+        f"{_mean_worst([r['calls_to_adopt'] for r in runs], max)}"
+    )
+    for key in ("share_reference", "share_added", "accuracy_reference"):
+        print(f"  {key}: {_mean_worst([r[key] for r in runs], min)}")
+    print(f"  accuracy_added: {_mean_worst([r['accuracy_added'] for r in runs], min)}")
+    plot_trace(
+        runs[0]["traces"]["added"],
+        out / "dynamics_new_model.png",
+        f"llmrouter9: {short_name(NEW_MODEL)} added at call 200 (seed 0)",
+        marks=(200,),
+    )
+    return [_plain(r) for r in runs]
+
+
+def report_regression(streams: list[Stream], out: Path, calls: int) -> object:
+    """Scenario 3 on every seed of llmrouter9."""
+    runs = [regression(s, calls, 0.0) for s in streams]
+    print(
+        "\n3. Most used child scores 0 from call 300, repaired at 1300 (cost weight 0)"
+    )
+    print(f"  victims: {[r['victim'] for r in runs]}")
+    for label in ("decay", "no_decay"):
+        per = [r[label] for r in runs]
+        print(f"  {label} ({DECAY if label == 'decay' else 1.0}):")
+        for key in ("calls_to_drop", "calls_to_recover", "accuracy_broken"):
+            worst = min if key == "accuracy_broken" else max
+            print(f"    {key}: {_mean_worst([p[key] for p in per], worst)}")
+    plot_trace(
+        runs[0]["decay"]["trace"],
+        out / "dynamics_regression.png",
+        f"llmrouter9: {short_name(str(runs[0]['victim']))} scores 0 "
+        f"from call 300 to 1300, decay {DECAY} (seed 0)",
+        marks=(300, 1300),
+    )
+    return [_plain(r) for r in runs]
+
+
+def report_price_cut(streams: list[Stream], out: Path, calls: int) -> object:
+    """Scenario 4 on every seed of llmrouter9."""
+    budget = 0.3
+    runs = [price_cut(s, calls, budget) for s in streams]
+    print(f"\n4. Priciest child 10x cheaper from call 300 (budget {budget})")
+    print(f"  models: {[r['model'] for r in runs]}")
+    for key in ("share", "accuracy"):
+        for when in ("before", "after"):
+            values = [r[f"{key}_{when}"] for r in runs]
+            print(f"  {key} {when}: {_mean_worst(values, min)}")
+    print(f"  cost after: {_mean_worst([r['cost_after'] for r in runs], max)}")
+    plot_trace(
+        runs[0]["trace"],
+        out / "dynamics_price_cut.png",
+        f"llmrouter9: {short_name(str(runs[0]['model']))} 10x cheaper "
+        f"from call 300, budget {budget} (seed 0)",
+        budget=budget,
+        marks=(300,),
+    )
+    return [_plain(r) for r in runs]
+
+
+SCENARIOS = ("budget", "new_model", "regression", "price_cut")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--data", default=None, help="folder of the data sets")
+    parser.add_argument("--embeddings", default="/work/embcache")
+    parser.add_argument("--calls", type=int, default=2000, help="stream length cap")
+    parser.add_argument("--out", default="results")
+    parser.add_argument(
+        "--scenarios", default=",".join(SCENARIOS), help="comma-separated subset"
+    )
+    args = parser.parse_args()
+    chosen = args.scenarios.split(",")
+    out, docs = Path(args.out), Path("docs")
+    out.mkdir(parents=True, exist_ok=True)
+    names = ("llmrouter9", "mmlu2") if "budget" in chosen else ("llmrouter9",)
+    streams: dict[str, list[Stream]] = {}
+    for name in names:
+        folder = Path(args.data) / name if args.data else resolve_data_dir(name)
+        data = load_outcomes(folder)
+        vectors = load_vectors(Path(args.embeddings) / f"{name}.npz", data)
+        streams[name] = [load_stream(data, vectors, seed) for seed in range(args.seeds)]
+    reports = {
+        "budget": lambda: report_sweep(streams, out, args.calls),
+        "new_model": lambda: report_new_model(streams["llmrouter9"], out, args.calls),
+        "regression": lambda: report_regression(streams["llmrouter9"], out, args.calls),
+        "price_cut": lambda: report_price_cut(streams["llmrouter9"], out, args.calls),
+    }
+    for scenario in chosen:
+        result = reports[scenario]()
+        (out / f"dynamics_{scenario}.json").write_text(json.dumps(result, indent=1))
+    for png in out.glob("dynamics_*.png"):
+        shutil.copy(png, docs / png.name)
+    print(f"\nwrote {out}/dynamics_*.json and plots (copied to {docs}/)")
+
+
+def load_vectors(path: Path, data: Outcomes) -> FloatArray:
+    """Precomputed embeddings aligned with ``data``'s rows (never embeds)."""
+    if not path.is_file():
+        raise SystemExit(f"{path}: missing; precompute the embeddings first")
+    with np.load(path) as saved:
+        ids, vectors = saved["ids"], saved["vectors"]
+    if len(ids) != len(data) or any(
+        str(a) != b for a, b in zip(ids, data.ids, strict=True)
+    ):
+        raise SystemExit(f"{path}: ids do not match the rows of {data.name}")
+    return np.asarray(vectors, dtype=np.float64)
+
+
+if __name__ == "__main__":
+    main()
