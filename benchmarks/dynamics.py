@@ -53,8 +53,10 @@ SHARE_WINDOW = 50
 """Calls per window for a child's share of the traffic."""
 NEW_MODEL = "llama-3.1-nemotron-51b-instruct"
 PROBES = 30
+HOLD = 200
+"""Calls a share must stay past a threshold to count as reached "for good"."""
 DECAY = 0.99
-WEIGHTS = (0.0, 0.03, 0.07, 0.12, 0.2, 0.3, 0.5, 0.8, 1.5)
+WEIGHTS = (0.0, 0.03, 0.07, 0.12, 0.2, 0.3, 0.5, 1.0)
 """Fixed cost weights replayed for the baseline curve of scenario 1."""
 BUDGET_STEPS = (0.0, 0.1, 0.25, 0.45, 0.7, 1.0)
 """Budgets as fractions of the way from the cheapest child's cost to 1."""
@@ -196,9 +198,13 @@ def frontier_accuracy(points: list[tuple[float, float]], spend: float) -> float:
     return float(np.interp(spend, np.array(xs), envelope))
 
 
-def first_call(mask: NDArray[np.bool_], start: int) -> int | None:
-    """Calls after ``start`` until ``mask`` first holds (None if never)."""
-    hits = np.flatnonzero(mask[start:])
+def first_call(mask: NDArray[np.bool_], start: int, hold: int = 1) -> int | None:
+    """Calls after ``start`` until ``mask`` holds for ``hold`` calls in a row
+    (or to the end of the stream); None if never."""
+    held = np.convolve(mask[start:].astype(np.int64), np.ones(hold, dtype=np.int64))
+    runs = held[hold - 1 :]  # runs[t] counts mask over [t, t + hold)
+    left = np.minimum(hold, len(mask) - start - np.arange(len(runs)))
+    hits = np.flatnonzero(runs == left)
     return int(hits[0]) if len(hits) else None
 
 
@@ -254,6 +260,7 @@ def new_model(stream: Stream, calls: int | None, weight: float) -> dict[str, obj
     after = np.arange(len(gap)) >= 200 + SHARE_WINDOW  # windows wholly after the add
     return {
         "calls_to_adopt": first_call((gap <= 0.10) & after, 200),
+        "calls_to_adopt_for_good": first_call((gap <= 0.10) & after, 200, HOLD),
         "share_reference": float(reference.share(NEW_MODEL)[-1000:].mean()),
         "share_added": float(added.share(NEW_MODEL)[-1000:].mean()),
         "accuracy_reference": float(reference.score[200:].mean()),
@@ -294,7 +301,7 @@ def regression(stream: Stream, calls: int | None, weight: float) -> dict[str, ob
         )
         share = trace.share(victim)
         result[label] = {
-            "calls_to_drop": first_call(share < 0.10, 300),
+            "calls_to_drop": first_call(share < 0.10, 300, HOLD),
             "calls_to_recover": first_call(share >= before / 2, 1300 + SHARE_WINDOW),
             "accuracy_broken": float(trace.score[300:1300].mean()),
             "trace": trace,
@@ -469,9 +476,11 @@ def report_new_model(streams: list[Stream], out: Path, calls: int) -> object:
     """Scenario 2 on every seed of llmrouter9."""
     runs = [new_model(s, calls, 0.0) for s in streams]
     print(f"\n2. {NEW_MODEL} added after 200 calls ({PROBES} probes, cost weight 0)")
+    first = _mean_worst([r["calls_to_adopt"] for r in runs], max)
+    good = _mean_worst([r["calls_to_adopt_for_good"] for r in runs], max)
     print(
         "  calls until its share is within 10 points of a router that had it: "
-        f"{_mean_worst([r['calls_to_adopt'] for r in runs], max)}"
+        f"{first}; and stays so for {HOLD} calls: {good}"
     )
     for key in ("share_reference", "share_added", "accuracy_reference"):
         print(f"  {key}: {_mean_worst([r[key] for r in runs], min)}")

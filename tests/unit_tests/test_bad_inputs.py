@@ -166,23 +166,23 @@ POLICY_CASES: list[
 ] = [
     ("NaN context", lambda p: p.update(0, [math.nan] * 3, 1.0), ValueError, "context"),
     ("wrong context size", lambda p: p.select([1.0, 2.0]), ValueError, "dimension 3"),
-    ("NaN reward", lambda p: p.update(0, [1, 2, 3], math.nan), ValueError, "reward"),
+    ("NaN score", lambda p: p.update(0, [1, 2, 3], math.nan), ValueError, "score"),
     (
-        "infinite reward",
+        "infinite score",
         lambda p: p.update(0, [1, 2, 3], -math.inf),
         ValueError,
-        "reward",
+        "score",
     ),
     (
-        "reward of a wrong type",
+        "score of a wrong type",
         lambda p: p.update(0, [1, 2, 3], "1"),  # type: ignore[arg-type]
         TypeError,
-        "reward: expected a number",
+        "score: expected a number",
     ),
     ("arm of a wrong type", lambda p: p.update(True, [1, 2, 3], 1), TypeError, "arm"),
     ("arm out of range", lambda p: p.update(5, [1, 2, 3], 1.0), ValueError, "range"),
     (
-        "infinite fit reward",
+        "infinite fit score",
         lambda p: p.fit(np.ones((2, 3)), [[math.inf, 0], [0, 0]]),
         ValueError,
         "infinity",
