@@ -206,5 +206,38 @@ def test_redis_store_refuses_other_layouts_and_corrupt_rows(redis_url: str) -> N
         np.testing.assert_array_equal(mine, old)
 
 
+def test_redis_store_forgets_exactly_and_follows_a_changing_catalogue(
+    redis_url: str,
+) -> None:
+    first = LinUCBPolicy(
+        ARMS, DIM, decay=0.8, store=RedisStore(redis_url, refresh_interval=0)
+    )
+    second = LinUCBPolicy(
+        ARMS, DIM, decay=0.8, store=RedisStore(redis_url, refresh_interval=0)
+    )
+    reference = LinUCBPolicy(ARMS, DIM, decay=0.8)
+    for i, (arm, x, r) in enumerate(_steps(7, 250)):  # passes a log compaction
+        (first if i % 2 else second).update(arm % 2, x, r)
+        reference.update(arm % 2, x, r)
+    for mine, theirs in zip(first.statistics(), reference.statistics(), strict=True):
+        np.testing.assert_allclose(mine, theirs, rtol=1e-9, atol=1e-9)
+    first.add_arm("extra")
+    first.update("extra", np.ones(DIM), 1.0)
+    assert second.store.arms("default") == tuple(sorted([*ARMS, "extra"]))
+    joined = LinUCBPolicy(["extra"], DIM, store=RedisStore(redis_url))
+    assert joined.counts.tolist() == [1]
+    first.remove_arm("huge")
+    with (
+        pytest.raises(ValueError, match=r"arms \['huge'\] are not in namespace"),
+        pytest.warns(RuntimeWarning, match="serving the cached model"),
+    ):
+        second.update("huge", np.ones(DIM), 1.0)
+    with pytest.raises(ValueError, match="another worker removed"):
+        second.refresh()
+    second.remove_arm("huge")
+    second.refresh()
+    assert second.arms == tuple(ARMS[:3])
+
+
 if __name__ == "__main__" and sys.argv[1:2] == ["worker"]:
     _work(sys.argv[2], sys.argv[3], int(sys.argv[4]))

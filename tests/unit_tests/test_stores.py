@@ -148,7 +148,8 @@ CORRUPTIONS = {
     "A is not symmetric": "UPDATE metallm_arm_stats SET a = ?",
     "count -1 is not": "UPDATE metallm_arm_stats SET count = -1",
     "count 'many' is not": "UPDATE metallm_arm_stats SET count = 'many'",
-    "arm 'c', version 'x'": "UPDATE metallm_arm_stats SET version = 'x' WHERE arm = 'c'",
+    "arm 'c', version 'x'": "UPDATE metallm_arm_stats SET version = 'x' "
+    "WHERE arm = 'c'",
     "a log entry has 1 bytes": "UPDATE metallm_arm_log SET entry = x'00'",
     "a decay outside": "UPDATE metallm_arm_log SET entry = ?",
     "arms \\['z'\\] that have no row": "UPDATE metallm_arm_log SET arm = 'z'",
