@@ -1,15 +1,13 @@
 """A LangChain chat model that routes each call to the cheapest good child."""
 
-from langchain_metallm.batch_planning import PlannedBatchResult
+from langchain_metallm.calibration import CostWeightCalibration
 from langchain_metallm.chat_models import MetaLLMRouterChatModel
 from langchain_metallm.embeddings import LocalEmbeddings
-from langchain_metallm.feedback import (
-    FEEDBACK_EVENT,
-    FeedbackError,
-    MetaLLMFeedbackHandler,
-)
-from langchain_metallm.learning import CostWeightCalibration
-from langchain_metallm.planning import ParetoFront, PlannedAssignment
+from langchain_metallm.engine import RouterEngine
+from langchain_metallm.feedback import FEEDBACK_EVENT, MetaLLMFeedbackHandler
+from langchain_metallm.pareto import ParetoFront, PlannedAssignment
+from langchain_metallm.pending import FeedbackError
+from langchain_metallm.planned_batch import PlannedBatchResult
 from langchain_metallm.policy import LinUCBPolicy, RouteDecision
 from langchain_metallm.stores import MemoryStore, PolicyStore, RedisStore, SQLiteStore
 
@@ -28,5 +26,6 @@ __all__ = [
     "PolicyStore",
     "RedisStore",
     "RouteDecision",
+    "RouterEngine",
     "SQLiteStore",
 ]

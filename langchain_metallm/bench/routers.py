@@ -201,7 +201,7 @@ class OnlineLinUCB:
         contexts = problem.test_features
         if not self.warm:
             emb = problem.test_embeddings
-            contexts = query_features(emb, [""] * len(emb))
+            contexts = query_features(emb)
         return [self._route(problem, contexts, p) for p in cost_weights]
 
     def _route(

@@ -155,7 +155,7 @@ def build_problem(
     tasks = None
     if task_features and len(set(train_tasks)) >= 2:
         tasks = TaskClassifier.fit(vectors[train], train_tasks)
-    features = query_features(vectors, data.prompts, tasks)
+    features = query_features(vectors, tasks)
     return Problem(
         models=data.models,
         cost=data.cost,

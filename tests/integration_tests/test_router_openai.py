@@ -22,6 +22,7 @@ from langchain_metallm import (
     MetaLLMFeedbackHandler,
     MetaLLMRouterChatModel,
 )
+from langchain_metallm.costs import dollars
 from langchain_metallm.testing import (
     ReplayServer,
     Rule,
@@ -29,7 +30,6 @@ from langchain_metallm.testing import (
     default_gsm8k_path,
 )
 from langchain_metallm.testing.recorded import count_tokens
-from langchain_metallm.usage_cost import dollars
 
 from .embedders import HashingEmbeddings
 

@@ -107,12 +107,12 @@ def test_the_classifier_predicts_the_task_of_unseen_queries() -> None:
 def test_task_contexts_are_scaled_embedding_one_hot_task_and_bias() -> None:
     vectors = np.array([[1.0, 0.0], [0.0, 1.0], [0.9, 0.1]])
     classifier = TaskClassifier.fit(vectors[:2], ["a", "b"])
-    contexts = query_features(vectors, ["x", "y", "z"], classifier)
+    contexts = query_features(vectors, classifier)
     assert contexts.shape == (3, 5) and embedding_dim(5, classifier) == 2
     np.testing.assert_allclose(contexts[:, :2], EMBEDDING_SCALE * vectors)
     np.testing.assert_array_equal(contexts[:, 2:4], [[1, 0], [0, 1], [1, 0]])
     np.testing.assert_array_equal(contexts[:, 4], 1.0)
-    plain = query_features(vectors, ["x", "y", "z"])
+    plain = query_features(vectors)
     np.testing.assert_array_equal(plain, np.hstack([vectors, np.ones((3, 1))]))
 
 
