@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from typing import Any
 from uuid import UUID
 
@@ -13,7 +12,6 @@ from langchain_core.callbacks import (
     AsyncCallbackManagerForLLMRun,
     CallbackManagerForLLMRun,
 )
-from langchain_core.embeddings import Embeddings
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
@@ -28,24 +26,11 @@ from langchain_metallm import (
 from langchain_metallm.pareto import policy_scores
 from langchain_metallm.planned_batch import abatch_planned, pareto_front
 
+from .fakes import KeywordEmbeddings
+
 MODELS = ("cheap", "mid", "pricey")
 COSTS = np.array([0.1, 0.4, 1.0])  # normalised: the priciest costs 1
 COST_WEIGHT = 0.2
-
-
-class TopicEmbeddings(Embeddings):
-    """3 dims: a math flag, a poem flag and hash noise, so topics separate."""
-
-    def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        return [self._vector(t) for t in texts]
-
-    def embed_query(self, text: str) -> list[float]:
-        return self._vector(text)
-
-    @staticmethod
-    def _vector(text: str) -> list[float]:
-        noise = hashlib.sha256(text.encode()).digest()[0] / 255 - 0.5
-        return [float("math" in text), float("poem" in text), 0.1 * noise]
 
 
 class Tracker:
@@ -127,7 +112,7 @@ def make_router(
         costs=dict(zip(MODELS, COSTS * 3.0, strict=True)),  # any unit
         cost_weight=COST_WEIGHT,
         alpha=0.5,
-        embeddings=TopicEmbeddings(),
+        embeddings=KeywordEmbeddings(noise_dims=1, noise_scale=0.1),
         **settings,
     )
     if trained:
