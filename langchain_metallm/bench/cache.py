@@ -1,8 +1,9 @@
 """On-disk embedding cache keyed by embedder label and sha256 of the text.
 
 Data sets are embedded once and reused across benchmark runs: each batch of new
-vectors is written as one ``.npz`` shard under ``<cache_dir>/<embedder label>/`` (``identity.embedder_label``: the
-model's name, so two models of one class never share vectors).
+vectors is written as one ``.npz`` shard under ``<cache_dir>/<embedder label>/``
+(``identity.embedder_label``: the model's name, so two models of one class never
+share vectors).
 """
 
 from __future__ import annotations
