@@ -268,7 +268,7 @@ def test_fit_with_tasks_embeds_each_prompt_once_beyond_the_cache_size() -> None:
     assert embedder.embedded == 100
 
 
-async def test_batch_planning_plans_on_the_task_features() -> None:
+async def test_planned_batches_plan_on_the_task_features() -> None:
     router = fitted(with_tasks=True)
     texts, tasks = prompts(60, seed=13)
     front = router.pareto_front(texts)

@@ -7,7 +7,7 @@ building, one ``for_budget`` and one ``for_accuracy`` over several runs. It
 also times the step before, the router's predicted scores
 (``pareto.policy_scores``: ``LinUCBPolicy.predict`` on 385-dim contexts
 of a policy fitted on 4,000 rows), which planning from a router adds.
-Run: ``.venv/bin/python benchmarks/planning.py``.
+Run: ``.venv/bin/python benchmarks/pareto_speed.py``.
 """
 
 from __future__ import annotations

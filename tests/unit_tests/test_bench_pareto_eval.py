@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from langchain_metallm.bench.planned import evaluate_planning, plot_planning
+from langchain_metallm.bench.pareto_eval import evaluate_planning, plot_planning
 from langchain_metallm.bench.runner import Prepared, prepare
 
 from .fakes import TaskWordEmbeddings
