@@ -8,7 +8,6 @@ engine's; see ``engine`` for the data path of one call and of one reward.
 
 from __future__ import annotations
 
-import math
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from typing import Any, Literal, cast
 from uuid import UUID, uuid4
@@ -30,9 +29,9 @@ from pydantic import ConfigDict, Field, PrivateAttr, model_validator
 
 from langchain_metallm import planned_batch, stream_run
 from langchain_metallm.calibration import CostWeightCalibration
-from langchain_metallm.costs import check_costs, check_prices, check_reference
+from langchain_metallm.costs import check_prices
 from langchain_metallm.embeddings import LocalEmbeddings
-from langchain_metallm.engine import RouterEngine
+from langchain_metallm.engine import RouterEngine, check_settings
 from langchain_metallm.fallback import (
     Attempt,
     acall_in_order,
@@ -121,7 +120,7 @@ class MetaLLMRouterChatModel(BaseChatModel):
     cost_mode: Literal["fixed", "usage"] = "fixed"
     """``"fixed"``: an answer's cost is its child's ``costs`` entry over the largest
     (MetaLLM). ``"usage"``: its tokens times ``prices`` over the priciest child's
-    price for ``reference_tokens`` (see ``usage_cost``); the reward uses it."""
+    price for ``reference_tokens`` (see ``costs``); the reward uses it."""
     prices: dict[str, tuple[float, float]] | None = None
     """``cost_mode="usage"`` only: (input, output) dollars per million tokens."""
     reference_tokens: tuple[int, int] = (1_000, 1_000)
@@ -163,24 +162,9 @@ class MetaLLMRouterChatModel(BaseChatModel):
             raise ValueError(
                 f"models: at least 2 children needed, got {len(self.models)}"
             )
-        check_costs(self.costs, self.models)
-        for field in ("cost_weight", "alpha"):
-            value = getattr(self, field)
-            if not math.isfinite(value) or value < 0:
-                raise ValueError(f"{field}: must be finite and >= 0, got {value}")
-        if not math.isfinite(self.ridge) or self.ridge <= 0:
-            raise ValueError(f"ridge: must be > 0, got {self.ridge}")
-        if self.embedding_cache_size < 0:
-            raise ValueError(
-                f"embedding_cache_size: must be >= 0, got {self.embedding_cache_size}"
-            )
-        if self.cost_mode == "usage":
-            if self.prices is None:
-                raise ValueError('prices: required with cost_mode="usage"')
+        check_settings(self)
+        if self.prices is not None:  # a single price stands for (input, output)
             self.prices = check_prices(self.prices, self.models)
-            check_reference(self.prices, self.reference_tokens)
-        elif self.prices is not None:
-            raise ValueError('prices: only used with cost_mode="usage"')
         self._engine = RouterEngine(
             self,
             name=self.name or self._llm_type,

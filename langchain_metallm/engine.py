@@ -24,6 +24,9 @@ from numpy.typing import NDArray
 from langchain_metallm.calibration import CostWeightCalibration, calibrate, check_budget
 from langchain_metallm.costs import (
     Usage,
+    check_costs,
+    check_prices,
+    check_reference,
     cost_vector,
     normalized_costs,
     reward,
@@ -443,6 +446,30 @@ class RouterEngine:
                 "planning"
             )
         return policy
+
+
+def check_settings(settings: EngineSettings) -> None:
+    """Refuse costs, learning settings or prices the engine cannot work with."""
+    check_costs(settings.costs, settings.model_names)
+    for field in ("cost_weight", "alpha"):
+        value = getattr(settings, field)
+        if not math.isfinite(value) or value < 0:
+            raise ValueError(f"{field}: must be finite and >= 0, got {value}")
+    if not math.isfinite(settings.ridge) or settings.ridge <= 0:
+        raise ValueError(f"ridge: must be > 0, got {settings.ridge}")
+    if settings.embedding_cache_size < 0:
+        raise ValueError(
+            f"embedding_cache_size: must be >= 0, got {settings.embedding_cache_size}"
+        )
+    if settings.cost_mode == "usage":
+        if settings.prices is None:
+            raise ValueError('prices: required with cost_mode="usage"')
+        check_reference(
+            check_prices(settings.prices, settings.model_names),
+            settings.reference_tokens,
+        )
+    elif settings.prices is not None:
+        raise ValueError('prices: only used with cost_mode="usage"')
 
 
 def check_score(score: float) -> float:
