@@ -128,19 +128,23 @@ class RouterEngine:
 
     def vectors(self, texts: Sequence[str]) -> FloatArray:
         """Embeddings of ``texts`` (n, dim); uncached ones are embedded in one call."""
-        found, missing = self._lookup(texts)
+        keys = [_key(t) for t in texts]
+        found, missing = self._lookup(keys, texts)
         if missing:
-            raw = self.settings.embeddings.embed_documents(missing)
+            raw = self.settings.embeddings.embed_documents(list(missing.values()))
             found.update(self._remember(missing, raw))
-        return np.stack([found[_key(t)] for t in texts])
+        return np.stack([found[k] for k in keys])
 
     async def avectors(self, texts: Sequence[str]) -> FloatArray:
         """Async twin of ``vectors``."""
-        found, missing = self._lookup(texts)
+        keys = [_key(t) for t in texts]
+        found, missing = self._lookup(keys, texts)
         if missing:
-            raw = await self.settings.embeddings.aembed_documents(missing)
+            raw = await self.settings.embeddings.aembed_documents(
+                list(missing.values())
+            )
             found.update(self._remember(missing, raw))
-        return np.stack([found[_key(t)] for t in texts])
+        return np.stack([found[k] for k in keys])
 
     def contexts_of(self, vectors: FloatArray) -> FloatArray:
         """Policy contexts from embeddings (with task features once learned)."""
@@ -337,26 +341,22 @@ class RouterEngine:
 
     # Internals -------------------------------------------------------------------
 
-    def _lookup(self, texts: Sequence[str]) -> tuple[dict[str, FloatArray], list[str]]:
-        """Cached embeddings among ``texts`` (by key), and the distinct texts not
-        cached."""
+    def _lookup(
+        self, keys: list[str], texts: Sequence[str]
+    ) -> tuple[dict[str, FloatArray], dict[str, str]]:
+        """Cached embeddings among ``texts`` by key, and the distinct uncached
+        texts by key."""
         with self._lock:
-            found = {}
-            for text in texts:
-                key = _key(text)
-                if key in self._vectors:
-                    found[key] = self._vectors[key]
-        missing = [t for t in dict.fromkeys(texts) if _key(t) not in found]
+            found = {k: self._vectors[k] for k in keys if k in self._vectors}
+        missing = {k: t for k, t in zip(keys, texts, strict=True) if k not in found}
         return found, missing
 
     def _remember(
-        self, texts: list[str], raw: list[list[float]]
+        self, missing: dict[str, str], raw: list[list[float]]
     ) -> dict[str, FloatArray]:
         """Validate fresh embeddings and cache them (oldest dropped)."""
-        fresh = {
-            _key(t): v
-            for t, v in zip(texts, self._checked_vectors(raw, texts), strict=True)
-        }
+        vectors = self._checked_vectors(raw, list(missing.values()))
+        fresh = dict(zip(missing, vectors, strict=True))
         with self._lock:
             self._vectors.update(fresh)
             while len(self._vectors) > self.settings.embedding_cache_size:
