@@ -31,7 +31,7 @@ from langchain_metallm import planned_batch, stream_run
 from langchain_metallm.calibration import CostWeightCalibration
 from langchain_metallm.costs import check_prices
 from langchain_metallm.embeddings import LocalEmbeddings
-from langchain_metallm.engine import RouterEngine, check_settings
+from langchain_metallm.engine import FloatArray, RouterEngine, check_settings
 from langchain_metallm.fallback import (
     Attempt,
     acall_in_order,
@@ -43,7 +43,11 @@ from langchain_metallm.features import TaskClassifier
 from langchain_metallm.outcomes import Scores
 from langchain_metallm.pareto import ParetoFront
 from langchain_metallm.persistence import StrPath, load_router, router_settings
-from langchain_metallm.planned_batch import PLAN_ARGUMENT, PlannedBatchResult
+from langchain_metallm.planned_batch import (
+    PLAN_ARGUMENT,
+    PlannedBatchResult,
+    PlannedChoice,
+)
 from langchain_metallm.policy import LinUCBPolicy, RouteDecision
 from langchain_metallm.stores.base import PolicyStore
 
@@ -585,7 +589,7 @@ class MetaLLMRouterChatModel(BaseChatModel):
         return text
 
     def _candidates(
-        self, context: Any, plan: Mapping[str, Any] | None
+        self, context: FloatArray, plan: PlannedChoice | None
     ) -> Iterator[RouteDecision]:
         """Arms to call in order: the chosen (or planned) one, then the rest by UCB."""
         decision = self._engine.decide(
@@ -615,11 +619,11 @@ class MetaLLMRouterChatModel(BaseChatModel):
     def _metadata(
         self,
         decision: RouteDecision,
-        context: Any,
+        context: FloatArray,
         run_id: str,
         attempts: list[Attempt],
         usage: UsageMetadata | None,
-        plan: Mapping[str, Any] | None,
+        plan: PlannedChoice | None,
     ) -> dict[str, Any]:
         """Register the answered call with the engine; its ``metallm`` metadata."""
         metadata = self._engine.register(run_id, decision, context, usage)
@@ -632,10 +636,10 @@ class MetaLLMRouterChatModel(BaseChatModel):
         self,
         message: BaseMessage,
         decision: RouteDecision,
-        context: Any,
+        context: FloatArray,
         run_id: str,
         attempts: list[Attempt],
-        plan: Mapping[str, Any] | None,
+        plan: PlannedChoice | None,
     ) -> ChatResult:
         usage = message.usage_metadata if isinstance(message, AIMessage) else None
         metadata = self._metadata(decision, context, run_id, attempts, usage, plan)
@@ -650,11 +654,11 @@ class MetaLLMRouterChatModel(BaseChatModel):
         self,
         last: BaseMessage | None,
         decision: RouteDecision,
-        context: Any,
+        context: FloatArray,
         run_id: str,
         attempts: list[Attempt],
         usage: UsageMetadata | None,
-        plan: Mapping[str, Any] | None,
+        plan: PlannedChoice | None,
     ) -> ChatGenerationChunk:
         """The child's last chunk, carrying the routing metadata, marked last."""
         metadata = self._metadata(decision, context, run_id, attempts, usage, plan)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypedDict
 
 from langchain_core.language_models import LanguageModelInput
 from langchain_core.messages import AIMessage, BaseMessage
@@ -23,8 +23,15 @@ from langchain_metallm.engine import RouterEngine
 from langchain_metallm.pareto import ParetoFront, PlannedAssignment
 
 PLAN_ARGUMENT = "metallm_plan"
-"""Call argument that makes the router answer with a planned arm:
-``{"arm": int, "predicted_score": float}``."""
+"""Call argument (a ``PlannedChoice``) that makes the router answer with a
+planned arm instead of choosing one."""
+
+
+class PlannedChoice(TypedDict):
+    """The arm a plan chose for one prompt and the score it predicted there."""
+
+    arm: int
+    predicted_score: float
 
 
 class PlanningRouter(Protocol):
@@ -117,7 +124,7 @@ async def abatch_planned(
 
     async def run(i: int) -> AIMessage:
         arm = int(plan.arms[i])
-        choice = {"arm": arm, "predicted_score": float(scores[i, arm])}
+        choice = PlannedChoice(arm=arm, predicted_score=float(scores[i, arm]))
         async with limit:
             return await router.ainvoke(
                 prompts[i], config, **{PLAN_ARGUMENT: choice}, **kwargs
