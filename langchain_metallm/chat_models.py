@@ -1,24 +1,17 @@
-"""``MetaLLMRouterChatModel``: a chat model that routes each call to one child.
+"""``MetaLLMRouterChatModel``: the LangChain adapter over ``RouterEngine``.
 
-Data flows one way: messages -> query text -> embedding -> context -> LinUCB
-decision -> child call -> response metadata. Rewards flow back through
-``record_feedback`` (or ``MetaLLMFeedbackHandler``): run id -> pending decision
--> policy update.
+It holds what LangChain needs: the settings as fields, the chat model hooks,
+callbacks, child calls with fallback, and response metadata. Routing and learning
+(embedding cache, contexts, policy, pending decisions, costs, rewards) are the
+engine's; see ``engine`` for the data path of one call and of one reward.
 """
 
 from __future__ import annotations
 
-import math
-import threading
-import warnings
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
-from contextvars import ContextVar
-from dataclasses import dataclass
 from typing import Any, Literal, cast
 from uuid import UUID, uuid4
 
-import numpy as np
 from langchain_core.callbacks import (
     AsyncCallbackManager,
     AsyncCallbackManagerForLLMRun,
@@ -28,68 +21,37 @@ from langchain_core.callbacks import (
 from langchain_core.embeddings import Embeddings
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
-from langchain_core.messages.ai import UsageMetadata
+from langchain_core.messages.ai import UsageMetadata, add_usage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
-from langchain_core.runnables import Runnable, RunnableConfig, ensure_config
+from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.tools import BaseTool
-from numpy.typing import NDArray
 from pydantic import ConfigDict, Field, PrivateAttr, model_validator
 
-from langchain_metallm import batch_planning
-from langchain_metallm.batch_planning import PlannedBatchResult
+from langchain_metallm import planned_batch, stream_run
+from langchain_metallm.calibration import CostWeightCalibration
+from langchain_metallm.costs import check_prices
 from langchain_metallm.embeddings import LocalEmbeddings
+from langchain_metallm.engine import FloatArray, RouterEngine, check_settings
 from langchain_metallm.fallback import (
     Attempt,
     acall_in_order,
     astream_in_order,
     call_in_order,
-    ranked_decisions,
     stream_in_order,
 )
-from langchain_metallm.features import (
-    TaskClassifier,
-    check_task_labels,
-    embedding_dim,
-    query_features,
-    task_of,
+from langchain_metallm.features import TaskClassifier
+from langchain_metallm.outcomes import Scores
+from langchain_metallm.pareto import ParetoFront
+from langchain_metallm.persistence import StrPath, load_router, router_settings
+from langchain_metallm.planned_batch import (
+    PLAN_ARGUMENT,
+    PlannedBatchResult,
+    PlannedChoice,
 )
-from langchain_metallm.feedback import PendingDecision, PendingDecisions
-from langchain_metallm.learning import (
-    CostWeightCalibration,
-    Scores,
-    calibrate,
-    check_budget,
-    check_prompts,
-    cost_vector,
-    reward_matrix,
-    score_matrix,
-    shift_cost_weight,
-)
-from langchain_metallm.persistence import (
-    StrPath,
-    load_router,
-    router_settings,
-    save_router,
-)
-from langchain_metallm.planning import ParetoFront
 from langchain_metallm.policy import LinUCBPolicy, RouteDecision
-from langchain_metallm.stores.base import PolicyStore, namespace
-from langchain_metallm.usage_cost import UsageTally, check_prices, normalised_cost
+from langchain_metallm.stores.base import PolicyStore
 
 _TOOL_KEYS = ("tools", "tool_choice", "tool_binding")
-Context = NDArray[np.float64]
-
-
-@dataclass(frozen=True)
-class _RunLink:
-    """The router run a streamed call belongs to, and the child's callbacks."""
-
-    run_id: str
-    child_config: RunnableConfig
-
-
-# langchain-core calls ``_stream`` without its run manager; this carries it there.
-_STREAM_RUN: ContextVar[_RunLink | None] = ContextVar("metallm_stream", default=None)
 
 
 def last_human_text(messages: Sequence[BaseMessage]) -> str:
@@ -162,20 +124,14 @@ class MetaLLMRouterChatModel(BaseChatModel):
     cost_mode: Literal["fixed", "usage"] = "fixed"
     """``"fixed"``: an answer's cost is its child's ``costs`` entry over the largest
     (MetaLLM). ``"usage"``: its tokens times ``prices`` over the priciest child's
-    price for ``reference_tokens`` (see ``usage_cost``); the reward uses it."""
+    price for ``reference_tokens`` (see ``costs``); the reward uses it."""
     prices: dict[str, tuple[float, float]] | None = None
     """``cost_mode="usage"`` only: (input, output) dollars per million tokens."""
     reference_tokens: tuple[int, int] = (1_000, 1_000)
     """``cost_mode="usage"``: (input, output) tokens of a call that costs 1 on the
     priciest child."""
 
-    _policy: LinUCBPolicy | None = PrivateAttr(default=None)
-    _tasks: TaskClassifier | None = PrivateAttr(default=None)
-    _pending: PendingDecisions = PrivateAttr()
-    _vectors: OrderedDict[str, NDArray[np.float64]] = PrivateAttr(
-        default_factory=OrderedDict
-    )
-    _lock: threading.RLock = PrivateAttr(default_factory=threading.RLock)
+    _engine: RouterEngine = PrivateAttr()
 
     @model_validator(mode="before")
     @classmethod
@@ -210,32 +166,15 @@ class MetaLLMRouterChatModel(BaseChatModel):
             raise ValueError(
                 f"models: at least 2 children needed, got {len(self.models)}"
             )
-        if set(self.costs) != set(self.models):
-            missing = sorted(set(self.models) - set(self.costs))
-            extra = sorted(set(self.costs) - set(self.models))
-            raise ValueError(f"costs: missing for {missing}, unknown names {extra}")
-        for name, cost in self.costs.items():
-            if not math.isfinite(cost) or cost < 0:
-                raise ValueError(f"costs: {name!r} must be finite and >= 0, got {cost}")
-        if max(self.costs.values()) == 0:
-            raise ValueError("costs: at least one cost must be > 0")
-        for field in ("cost_weight", "alpha"):
-            value = getattr(self, field)
-            if not math.isfinite(value) or value < 0:
-                raise ValueError(f"{field}: must be finite and >= 0, got {value}")
-        if not math.isfinite(self.ridge) or self.ridge <= 0:
-            raise ValueError(f"ridge: must be > 0, got {self.ridge}")
-        if self.embedding_cache_size < 0:
-            raise ValueError(
-                f"embedding_cache_size: must be >= 0, got {self.embedding_cache_size}"
-            )
-        if self.cost_mode == "usage":
-            if self.prices is None:
-                raise ValueError('prices: required with cost_mode="usage"')
-            check_prices(self.prices, self.models, self.reference_tokens)
-        elif self.prices is not None:
-            raise ValueError('prices: only used with cost_mode="usage"')
-        self._pending = PendingDecisions(self.max_pending, self.pending_ttl)
+        check_settings(self)
+        if self.prices is not None:  # a single price stands for (input, output)
+            self.prices = check_prices(self.prices, self.models)
+        self._engine = RouterEngine(
+            self,
+            name=self.name or self._llm_type,
+            max_pending=self.max_pending,
+            pending_ttl=self.pending_ttl,
+        )
         return self
 
     @property
@@ -270,25 +209,29 @@ class MetaLLMRouterChatModel(BaseChatModel):
     @property
     def normalized_costs(self) -> dict[str, float]:
         """Each child's cost divided by the largest, so the priciest costs 1."""
-        top = max(self.costs.values())
-        return {name: self.costs[name] / top for name in self.models}
+        return self._engine.normalized_costs
+
+    @property
+    def engine(self) -> RouterEngine:
+        """The routing and learning engine behind this chat model."""
+        return self._engine
 
     @property
     def policy(self) -> LinUCBPolicy | None:
         """The LinUCB policy, created on the first embedded query."""
-        return self._policy
+        return self._engine.policy
 
     @property
     def task_classifier(self) -> TaskClassifier | None:
         """The task classifier learned by ``fit(..., tasks=...)``, if any."""
-        return self._tasks
+        return self._engine.task_classifier
 
-    # Routing -----------------------------------------------------------------
+    # Routing and feedback -------------------------------------------------------
 
     def route(self, input: LanguageModelInput) -> RouteDecision:
         """Which child would answer ``input``, without calling it or learning."""
-        context = self._contexts([self._input_query(input)])
-        return self._policy_for(context).select(context[0])
+        context = self._engine.contexts([self.query_of(input)])[0]
+        return self._engine.decide(context)
 
     def record_feedback(
         self,
@@ -304,50 +247,36 @@ class MetaLLMRouterChatModel(BaseChatModel):
         already-rewarded runs raise ``FeedbackError`` (with ``strict=False`` they
         are ignored with a warning and NaN is returned).
         """
-        checked = _check_score(score)
-        run_id = _run_id_of(run)
-        try:
-            decision = self._pending.take(run_id)
-        except ValueError as error:
-            if self.strict_feedback if strict is None else strict:
-                raise
-            warnings.warn(str(error), stacklevel=2)
-            return math.nan
-        cost = decision.cost
-        if cost is None:
-            cost = self.normalized_costs[decision.model]
-        reward = checked - self.cost_weight * cost
-        try:
-            self._require_policy().update(decision.arm, decision.context, reward)
-        except Exception:
-            self._pending.restore(run_id, decision)
-            raise
-        return reward
+        return self._engine.record_feedback(_run_id_of(run), score, strict=strict)
 
     def is_pending(self, run_id: UUID | str) -> bool:
         """Whether a routed call with this run id still awaits feedback."""
-        return str(run_id) in self._pending
+        return str(run_id) in self._engine.pending
 
     def stats(self) -> dict[str, int]:
         """Feedback counters: ``pending`` decisions, feedback ``applied`` and
         ``refused``, decisions ``expired`` (``pending_ttl``) or ``evicted``."""
-        return self._pending.stats()
+        return self._engine.pending.stats()
 
-    # Learning and persistence ---------------------------------------------------
+    def query_of(self, input: LanguageModelInput) -> str:
+        """The text a call on ``input`` is routed by (``query_from_messages``)."""
+        return self._query(self._convert_input(input).to_messages())
+
+    # Learning, planning and persistence -----------------------------------------
 
     def pareto_front(
         self, prompts: Sequence[LanguageModelInput], *, robust: bool = False
     ) -> ParetoFront:
         """OptLLM-style Pareto-optimal assignments of ``prompts`` to children:
-        total normalised cost vs predicted accuracy (see ``batch_planning``)."""
-        return batch_planning.pareto_front(self, prompts, robust=robust)
+        total normalised cost vs predicted accuracy (see ``planned_batch``)."""
+        return planned_batch.pareto_front(self, prompts, robust=robust)
 
     async def abatch_planned(
         self, prompts: Sequence[LanguageModelInput], **kwargs: Any
     ) -> PlannedBatchResult:
         """Plan ``prompts`` for a ``budget`` or ``min_accuracy``, then run each
-        through its planned child (see ``batch_planning.abatch_planned``)."""
-        return await batch_planning.abatch_planned(self, prompts, **kwargs)
+        through its planned child (see ``planned_batch.abatch_planned``)."""
+        return await planned_batch.abatch_planned(self, prompts, **kwargs)
 
     def fit(
         self,
@@ -368,16 +297,7 @@ class MetaLLMRouterChatModel(BaseChatModel):
         well as the embedding, which makes its per-model estimates far less noisy
         (see ``features``). Later fits and feedback use that classifier.
         """
-        texts = check_prompts(prompts)
-        matrix = score_matrix(scores, self.model_names, len(texts))
-        labels = None if tasks is None else check_task_labels(tasks, len(texts))
-        vectors = self._vectors_for(texts)
-        if labels is not None:
-            self._learn_tasks(vectors, labels)
-        contexts = self._featurize(vectors, texts)
-        cost = cost_vector(self.model_names, self.normalized_costs)
-        rewards = reward_matrix(matrix, cost, self.cost_weight)
-        self._policy_for(contexts).fit(contexts, rewards)
+        self._engine.fit(prompts, scores, tasks)
 
     def calibrate_cost_weight(
         self,
@@ -390,19 +310,10 @@ class MetaLLMRouterChatModel(BaseChatModel):
         """Set ``cost_weight`` to the candidate whose greedy routing of validation
         ``prompts`` is most accurate at mean normalised cost <= ``budget``.
 
-        Every score must be observed; see ``learning.calibrate`` for the rule.
+        Every score must be observed; see ``calibration.calibrate`` for the rule.
         """
-        checked = check_budget(budget, self.normalized_costs)
-        texts = check_prompts(prompts)
-        matrix = score_matrix(scores, self.model_names, len(texts), complete=True)
-        result = calibrate(
-            self._policy,
-            self._contexts(texts),
-            matrix,
-            self.normalized_costs,
-            fitted_weight=self.cost_weight,
-            budget=checked,
-            cost_weights=cost_weights,
+        result = self._engine.calibrate_cost_weight(
+            prompts, scores, budget=budget, cost_weights=cost_weights
         )
         self.set_cost_weight(result.cost_weight)
         return result
@@ -410,30 +321,13 @@ class MetaLLMRouterChatModel(BaseChatModel):
     def set_cost_weight(self, cost_weight: float) -> None:
         """Change ``cost_weight`` and move what was learned to it exactly, as if
         every past reward had used the new weight (``cost_mode="fixed"`` only)."""
-        if not math.isfinite(cost_weight) or cost_weight < 0:
-            raise ValueError(f"cost_weight: must be finite and >= 0, got {cost_weight}")
-        if self.cost_mode != "fixed" and self._policy is not None:
-            raise ValueError(
-                "cost_weight: cannot be moved exactly with cost_mode='usage' (each "
-                "reward's cost is not recorded); refit with the new weight instead"
-            )
-        if self._policy is not None:
-            shift_cost_weight(
-                self._policy, self.normalized_costs, self.cost_weight, cost_weight
-            )
+        self._engine.move_cost_weight(cost_weight)
         self.cost_weight = float(cost_weight)
 
     def save(self, path: StrPath) -> None:
         """Save what was learned to the directory ``path``, atomically (format in
         ``persistence``). Decisions still awaiting feedback are not saved."""
-        save_router(
-            path,
-            self._policy,
-            costs=self.costs,
-            cost_weight=self.cost_weight,
-            embeddings=self.embeddings,
-            tasks=self._tasks,
-        )
+        self._engine.save(path)
 
     @classmethod
     def load(
@@ -454,9 +348,7 @@ class MetaLLMRouterChatModel(BaseChatModel):
         embedder = LocalEmbeddings() if embeddings is None else embeddings
         state = load_router(path, embedder)
         router = cls(**router_settings(state, models, embedder, kwargs))
-        router._tasks = state.tasks
-        policy = router._policy_for(np.empty((0, state.policy.dim)))
-        policy.load_statistics(*state.policy.statistics())
+        router._engine.restore(state)
         return router
 
     # LangChain chat model ------------------------------------------------------
@@ -481,8 +373,9 @@ class MetaLLMRouterChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        decision, context = self._decide(messages)
-        config = _child_config(run_manager)
+        plan = kwargs.pop(PLAN_ARGUMENT, None)
+        context = self._engine.contexts([self._query(messages)])[0]
+        config = stream_run.child_config(run_manager)
 
         def call(choice: RouteDecision) -> BaseMessage:
             child, call_kwargs = self._child(choice, kwargs)
@@ -491,9 +384,11 @@ class MetaLLMRouterChatModel(BaseChatModel):
             )
 
         decision, message, attempts = call_in_order(
-            self._candidates(decision, context), call, fallback=self.fallback
+            self._candidates(context, plan), call, fallback=self.fallback
         )
-        return self._finish(message, decision, context, _run_id(run_manager), attempts)
+        return self._answer(
+            message, decision, context, _run_id(run_manager), attempts, plan
+        )
 
     async def _agenerate(
         self,
@@ -502,8 +397,9 @@ class MetaLLMRouterChatModel(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        decision, context = await self._adecide(messages)
-        config = _child_config(run_manager)
+        plan = kwargs.pop(PLAN_ARGUMENT, None)
+        context = (await self._engine.acontexts([self._query(messages)]))[0]
+        config = stream_run.child_config(run_manager)
 
         async def call(choice: RouteDecision) -> BaseMessage:
             child, call_kwargs = self._child(choice, kwargs)
@@ -512,9 +408,11 @@ class MetaLLMRouterChatModel(BaseChatModel):
             )
 
         decision, message, attempts = await acall_in_order(
-            self._candidates(decision, context), call, fallback=self.fallback
+            self._candidates(context, plan), call, fallback=self.fallback
         )
-        return self._finish(message, decision, context, _run_id(run_manager), attempts)
+        return self._answer(
+            message, decision, context, _run_id(run_manager), attempts, plan
+        )
 
     def _stream(
         self,
@@ -523,29 +421,31 @@ class MetaLLMRouterChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        link = _take_link(
-            _link(run_manager, _child_config(run_manager)) if run_manager else None
-        )
-        decision, context = self._decide(messages)
-        config = link.child_config
+        link = stream_run.take(run_manager)
+        plan = kwargs.pop(PLAN_ARGUMENT, None)
+        context = self._engine.contexts([self._query(messages)])[0]
 
         def start(choice: RouteDecision) -> Iterator[BaseMessage]:
             child, call_kwargs = self._child(choice, kwargs)
             return child.stream(
-                messages, config=config, stop=stop or self.stop, **call_kwargs
+                messages,
+                config=link.child_config,
+                stop=stop or self.stop,
+                **call_kwargs,
             )
 
         decision, stream, attempts = stream_in_order(
-            self._candidates(decision, context), start, fallback=self.fallback
+            self._candidates(context, plan), start, fallback=self.fallback
         )
         last: BaseMessage | None = None
-        usage = UsageTally()
+        usage: UsageMetadata | None = None
         for chunk in stream:
             if last is not None:
                 yield ChatGenerationChunk(message=cast(AIMessageChunk, last))
-            last = chunk
-            usage.add(chunk)
-        yield self._final_chunk(last, decision, context, link.run_id, attempts, usage)
+            last, usage = chunk, _add_usage(usage, chunk)
+        yield self._last_chunk(
+            last, decision, context, link.run_id, attempts, usage, plan
+        )
 
     async def _astream(
         self,
@@ -554,29 +454,31 @@ class MetaLLMRouterChatModel(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
-        link = _take_link(
-            _link(run_manager, _child_config(run_manager)) if run_manager else None
-        )
-        decision, context = await self._adecide(messages)
-        config = link.child_config
+        link = stream_run.take(run_manager)
+        plan = kwargs.pop(PLAN_ARGUMENT, None)
+        context = (await self._engine.acontexts([self._query(messages)]))[0]
 
         def start(choice: RouteDecision) -> AsyncIterator[BaseMessage]:
             child, call_kwargs = self._child(choice, kwargs)
             return child.astream(
-                messages, config=config, stop=stop or self.stop, **call_kwargs
+                messages,
+                config=link.child_config,
+                stop=stop or self.stop,
+                **call_kwargs,
             )
 
         decision, stream, attempts = await astream_in_order(
-            self._candidates(decision, context), start, fallback=self.fallback
+            self._candidates(context, plan), start, fallback=self.fallback
         )
         last: BaseMessage | None = None
-        usage = UsageTally()
+        usage: UsageMetadata | None = None
         async for chunk in stream:
             if last is not None:
                 yield ChatGenerationChunk(message=cast(AIMessageChunk, last))
-            last = chunk
-            usage.add(chunk)
-        yield self._final_chunk(last, decision, context, link.run_id, attempts, usage)
+            last, usage = chunk, _add_usage(usage, chunk)
+        yield self._last_chunk(
+            last, decision, context, link.run_id, attempts, usage, plan
+        )
 
     def stream(
         self,
@@ -587,11 +489,13 @@ class MetaLLMRouterChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> Iterator[AIMessageChunk]:
         """Stream the chosen child's answer; the last chunk carries the decision."""
-        config = _hand_over_stream_run(config, CallbackManager)
-        try:
-            yield from super().stream(input, config, stop=stop, **kwargs)
-        finally:
-            _STREAM_RUN.set(None)
+        config, link = stream_run.stream_config(config, CallbackManager)
+        chunks = super().stream(input, config, stop=stop, **kwargs)
+        with stream_run.handing_over(link):  # until _stream has taken it
+            first = next(chunks, None)
+        if first is not None:
+            yield first
+            yield from chunks
 
     async def astream(
         self,
@@ -602,12 +506,14 @@ class MetaLLMRouterChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> AsyncIterator[AIMessageChunk]:
         """Async twin of ``stream``."""
-        config = _hand_over_stream_run(config, AsyncCallbackManager)
-        try:
-            async for chunk in super().astream(input, config, stop=stop, **kwargs):
+        config, link = stream_run.stream_config(config, AsyncCallbackManager)
+        chunks = super().astream(input, config, stop=stop, **kwargs)
+        with stream_run.handing_over(link):  # until _astream has taken it
+            first = await anext(chunks, None)
+        if first is not None:
+            yield first
+            async for chunk in chunks:
                 yield chunk
-        finally:
-            _STREAM_RUN.set(None)
 
     def _generate_with_cache(
         self,
@@ -617,12 +523,8 @@ class MetaLLMRouterChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         # When langchain-core streams under invoke, ``_stream`` gets no run manager.
-        if run_manager is not None:
-            _STREAM_RUN.set(_link(run_manager, _child_config(run_manager)))
-        try:
+        with stream_run.handing_over(stream_run.link_of(run_manager)):
             return super()._generate_with_cache(messages, stop, run_manager, **kwargs)
-        finally:
-            _STREAM_RUN.set(None)
 
     async def _agenerate_with_cache(
         self,
@@ -631,14 +533,10 @@ class MetaLLMRouterChatModel(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        if run_manager is not None:
-            _STREAM_RUN.set(_link(run_manager, _child_config(run_manager)))
-        try:
+        with stream_run.handing_over(stream_run.link_of(run_manager)):
             return await super()._agenerate_with_cache(
                 messages, stop, run_manager, **kwargs
             )
-        finally:
-            _STREAM_RUN.set(None)
 
     def batch(
         self,
@@ -651,7 +549,7 @@ class MetaLLMRouterChatModel(BaseChatModel):
         """Embed every query in one embeddings call, then route each."""
         outputs: list[AIMessage] = []
         for start, stop in self._chunks(len(inputs)):
-            self._vectors_for([self._input_query(i) for i in inputs[start:stop]])
+            self._engine.vectors([self.query_of(i) for i in inputs[start:stop]])
             outputs += super().batch(
                 inputs[start:stop],
                 config[start:stop] if isinstance(config, list) else config,
@@ -671,7 +569,7 @@ class MetaLLMRouterChatModel(BaseChatModel):
         """Embed every query in one embeddings call, then route each."""
         outputs: list[AIMessage] = []
         for start, stop in self._chunks(len(inputs)):
-            await self._avectors_for([self._input_query(i) for i in inputs[start:stop]])
+            await self._engine.avectors([self.query_of(i) for i in inputs[start:stop]])
             outputs += await super().abatch(
                 inputs[start:stop],
                 config[start:stop] if isinstance(config, list) else config,
@@ -690,136 +588,14 @@ class MetaLLMRouterChatModel(BaseChatModel):
             )
         return text
 
-    def _input_query(self, input: LanguageModelInput) -> str:
-        return self._query(self._convert_input(input).to_messages())
-
-    def _decide(self, messages: Sequence[BaseMessage]) -> tuple[RouteDecision, Context]:
-        text = self._query(messages)
-        return self._select(self._featurize(self._vectors_for([text]), [text]))
-
-    async def _adecide(
-        self, messages: Sequence[BaseMessage]
-    ) -> tuple[RouteDecision, Context]:
-        text = self._query(messages)
-        return self._select(self._featurize(await self._avectors_for([text]), [text]))
-
-    def _select(self, contexts: Context) -> tuple[RouteDecision, Context]:
-        return self._policy_for(contexts).select(contexts[0]), contexts[0]
-
-    def _contexts(self, texts: Sequence[str]) -> Context:
-        """Policy contexts for ``texts``, embedding those not cached yet."""
-        return self._featurize(self._vectors_for(texts), texts)
-
-    def _featurize(self, vectors: Context, texts: Sequence[str]) -> Context:
-        """Policy contexts from embeddings (with task features once learned)."""
-        return query_features(vectors, texts, self._tasks)
-
-    def _learn_tasks(self, vectors: Context, labels: list[str]) -> None:
-        """Learn the task classifier from labelled prompts; only before anything
-        is learned, since it changes what the policy's statistics mean."""
-        if self._policy is not None and self._policy.counts.sum() > 0:
-            raise ValueError(
-                "tasks: this router has already learned from rewards; a task "
-                "classifier can only be learned by the first fit (fit without "
-                "tasks to add data, or start a new router)"
-            )
-        if len(self._pending):
-            raise ValueError(
-                f"tasks: {len(self._pending)} routed calls still await feedback on "
-                "the current features; give their feedback first, or fit with tasks "
-                "before routing"
-            )
-        classifier = TaskClassifier.fit(vectors, labels)
-        with self._lock:
-            self._tasks = classifier
-            self._policy = None  # created again with the task features' dimension
-
-    def _vectors_for(self, texts: Sequence[str]) -> Context:
-        """Embeddings of ``texts`` (n, dim); uncached ones are embedded in one call."""
-        found, missing = self._lookup(texts)
-        if missing:
-            raw = self.embeddings.embed_documents(missing)
-            found.update(self._store(missing, raw))
-        return np.stack([found[t] for t in texts])
-
-    async def _avectors_for(self, texts: Sequence[str]) -> Context:
-        """Async twin of ``_vectors_for``."""
-        found, missing = self._lookup(texts)
-        if missing:
-            raw = await self.embeddings.aembed_documents(missing)
-            found.update(self._store(missing, raw))
-        return np.stack([found[t] for t in texts])
-
-    def _lookup(
-        self, texts: Sequence[str]
-    ) -> tuple[dict[str, NDArray[np.float64]], list[str]]:
-        """Cached embeddings among ``texts``, and the distinct texts not cached."""
-        with self._lock:
-            found = {t: self._vectors[t] for t in texts if t in self._vectors}
-        return found, [t for t in dict.fromkeys(texts) if t not in found]
-
-    def _store(
-        self, texts: list[str], raw: list[list[float]]
-    ) -> dict[str, NDArray[np.float64]]:
-        """Validate fresh embeddings and cache them (oldest dropped)."""
-        fresh = dict(zip(texts, self._checked_vectors(raw, texts), strict=True))
-        with self._lock:
-            self._vectors.update(fresh)
-            while len(self._vectors) > self.embedding_cache_size:
-                self._vectors.popitem(last=False)
-        return fresh
-
-    def _checked_vectors(
-        self, raw: list[list[float]], texts: Sequence[str]
-    ) -> list[NDArray[np.float64]]:
-        """Embeddings as arrays, refusing a wrong count, dimension or NaN."""
-        if len(raw) != len(texts):
-            raise ValueError(
-                f"embeddings: returned {len(raw)} vectors for {len(texts)} texts"
-            )
-        vectors = [np.asarray(v, dtype=np.float64) for v in raw]
-        policy, tasks = self._policy, self._tasks
-        if policy is not None:
-            expected: tuple[int, ...] = (embedding_dim(policy.dim, tasks),)
-        elif tasks is not None:
-            expected = (tasks.embedding_dim,)
-        else:
-            expected = vectors[0].shape
-        for vector in vectors:
-            if vector.ndim != 1 or vector.shape != expected:
-                raise ValueError(
-                    f"embeddings: returned a vector of shape {vector.shape}, "
-                    f"but this router routes on dimension {expected[0]}"
-                )
-            if not np.all(np.isfinite(vector)):
-                raise ValueError("embeddings: returned NaN or infinity")
-        return vectors
-
-    def _policy_for(self, contexts: Context) -> LinUCBPolicy:
-        """The policy, created on first use with the contexts' dimension."""
-        with self._lock:
-            if self._policy is None:
-                self._policy = LinUCBPolicy(
-                    self.model_names,
-                    contexts.shape[1],
-                    alpha=self.alpha,
-                    ridge=self.ridge,
-                    store=self.store,
-                    namespace=namespace(
-                        self.name or self._llm_type,
-                        self.embeddings,
-                        self.model_names,
-                        tasks=None
-                        if self._tasks is None
-                        else self._tasks.fingerprint(),
-                    ),
-                )
-            return self._policy
-
-    def _require_policy(self) -> LinUCBPolicy:
-        if self._policy is None:
-            raise ValueError("router: no decision has been made yet")
-        return self._policy
+    def _candidates(
+        self, context: FloatArray, plan: PlannedChoice | None
+    ) -> Iterator[RouteDecision]:
+        """Arms to call in order: the chosen (or planned) one, then the rest by UCB."""
+        decision = self._engine.decide(
+            context, arm=None if plan is None else plan["arm"]
+        )
+        return self._engine.candidates(decision, context)
 
     def _child(
         self, decision: RouteDecision, kwargs: dict[str, Any]
@@ -840,65 +616,33 @@ class MetaLLMRouterChatModel(BaseChatModel):
             )
         return child, call_kwargs
 
-    def _candidates(
-        self, decision: RouteDecision, context: Context
-    ) -> Iterator[RouteDecision]:
-        """Arms to call in order: the chosen one, then the rest by UCB."""
-        return ranked_decisions(self._require_policy(), decision, context)
-
-    def _answer_cost(self, model: str, usage: UsageMetadata | None) -> float:
-        """Normalised cost of one answer: its child's, or from its token usage."""
-        if self.cost_mode == "usage" and self.prices is not None:
-            if usage is not None:
-                return normalised_cost(usage, model, self.prices, self.reference_tokens)
-            warnings.warn(
-                f"cost_mode='usage': {model!r} reported no token usage (streaming "
-                "ChatOpenAI needs stream_usage=True); its fixed cost is used",
-                stacklevel=4,
-            )
-        return self.normalized_costs[model]
-
     def _metadata(
-        self, decision: RouteDecision, run_id: str, cost: float
-    ) -> dict[str, Any]:
-        return {
-            "model": decision.model,
-            "arm": decision.arm,
-            "expected_reward": decision.expected_reward,
-            "ucb": decision.ucb,
-            "cost": cost,
-            "run_id": run_id,
-        }
-
-    def _register(
         self,
         decision: RouteDecision,
-        context: Context,
+        context: FloatArray,
         run_id: str,
         attempts: list[Attempt],
         usage: UsageMetadata | None,
+        plan: PlannedChoice | None,
     ) -> dict[str, Any]:
-        """Remember the decision for feedback; return its response metadata."""
-        cost = self._answer_cost(decision.model, usage)
-        self._pending.add(
-            run_id, PendingDecision(decision.arm, decision.model, context, cost)
-        )
-        return {
-            **self._metadata(decision, run_id, cost),
-            "task": task_of(context, self._tasks),
-            "attempts": attempts,
-        }
+        """Register the answered call with the engine; its ``metallm`` metadata."""
+        metadata = self._engine.register(run_id, decision, context, usage)
+        metadata["attempts"] = attempts
+        if plan is not None:
+            metadata.update(planned=True, predicted_score=plan["predicted_score"])
+        return metadata
 
-    def _finish(
+    def _answer(
         self,
         message: BaseMessage,
         decision: RouteDecision,
-        context: Context,
+        context: FloatArray,
         run_id: str,
         attempts: list[Attempt],
+        plan: PlannedChoice | None,
     ) -> ChatResult:
         usage = message.usage_metadata if isinstance(message, AIMessage) else None
-        metadata = self._register(decision, context, run_id, attempts, usage)
+        metadata = self._metadata(decision, context, run_id, attempts, usage, plan)
         routed = message.model_copy(
             update={
                 "response_metadata": {**message.response_metadata, "metallm": metadata}
@@ -906,17 +650,18 @@ class MetaLLMRouterChatModel(BaseChatModel):
         )
         return ChatResult(generations=[ChatGeneration(message=routed)])
 
-    def _final_chunk(
+    def _last_chunk(
         self,
         last: BaseMessage | None,
         decision: RouteDecision,
-        context: Context,
+        context: FloatArray,
         run_id: str,
         attempts: list[Attempt],
-        usage: UsageTally,
+        usage: UsageMetadata | None,
+        plan: PlannedChoice | None,
     ) -> ChatGenerationChunk:
         """The child's last chunk, carrying the routing metadata, marked last."""
-        metadata = self._register(decision, context, run_id, attempts, usage.usage)
+        metadata = self._metadata(decision, context, run_id, attempts, usage, plan)
         chunk = last if isinstance(last, AIMessageChunk) else AIMessageChunk(content="")
         final = chunk.model_copy(
             update={
@@ -941,74 +686,18 @@ def _child_name(model: BaseChatModel, index: int) -> str:
     return f"model_{index}"
 
 
-def _child_config(
-    run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun | None,
-) -> RunnableConfig:
-    """Callbacks that make the child's run a child of the router's run."""
-    if run_manager is None:
-        return {}
-    manager_class = (
-        AsyncCallbackManager
-        if isinstance(run_manager, AsyncCallbackManagerForLLMRun)
-        else CallbackManager
-    )
-    manager = manager_class(
-        handlers=run_manager.inheritable_handlers,
-        inheritable_handlers=run_manager.inheritable_handlers,
-        parent_run_id=run_manager.run_id,
-        tags=run_manager.inheritable_tags,
-        inheritable_tags=run_manager.inheritable_tags,
-        metadata=run_manager.inheritable_metadata,
-        inheritable_metadata=run_manager.inheritable_metadata,
-    )
-    return {"callbacks": manager}
-
-
-def _hand_over_stream_run(
-    config: RunnableConfig | None,
-    manager_class: type[CallbackManager] | type[AsyncCallbackManager],
-) -> RunnableConfig:
-    """Fix the run id of a ``stream`` call and hand it, with the child's callbacks,
-    to ``_stream`` (which langchain-core calls without a run manager)."""
-    config = ensure_config(config)
-    run_id = config.get("run_id") or uuid4()
-    manager = manager_class.configure(
-        config.get("callbacks"),
-        inheritable_tags=config.get("tags"),
-        inheritable_metadata=config.get("metadata"),
-    )
-    manager.parent_run_id = run_id
-    _STREAM_RUN.set(_RunLink(str(run_id), {"callbacks": manager}))
-    return {**config, "run_id": run_id}
-
-
-def _link(
-    run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun,
-    child_config: RunnableConfig,
-) -> _RunLink:
-    return _RunLink(str(run_manager.run_id), child_config)
-
-
-def _take_link(link: _RunLink | None) -> _RunLink:
-    """The run a streamed call belongs to: given, handed over, or a fresh id."""
-    handed = _STREAM_RUN.get()
-    _STREAM_RUN.set(None)
-    return link or handed or _RunLink(str(uuid4()), {})
+def _add_usage(
+    total: UsageMetadata | None, message: BaseMessage
+) -> UsageMetadata | None:
+    """``total`` plus ``message``'s token usage, if it reports any."""
+    usage = getattr(message, "usage_metadata", None)
+    return add_usage(total, usage) if usage else total
 
 
 def _run_id(
     run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun | None,
 ) -> str:
     return str(run_manager.run_id if run_manager else uuid4())
-
-
-def _check_score(score: float) -> float:
-    if isinstance(score, bool) or not isinstance(score, (int, float, np.number)):
-        raise TypeError(f"score: expected a number in [0, 1], got {score!r}")
-    value = float(score)
-    if not 0.0 <= value <= 1.0:  # also refuses NaN
-        raise ValueError(f"score: must be in [0, 1], got {score!r}")
-    return value
 
 
 def _run_id_of(run: UUID | str | AIMessage) -> str:
