@@ -1,6 +1,7 @@
 """Calibrating the cost weight: the ``p`` whose greedy routing is most accurate
-within a budget on validation data, judged exactly from the learned statistics
-(see ``costs.shift_cost_weight``) without relearning.
+within a budget on validation data. The policy learns scores and ``p`` only
+weighs costs at decision time, so each candidate is judged from the learned
+statistics as they are, without relearning.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from langchain_metallm.costs import context_sums, cost_vector
+from langchain_metallm.costs import cost_vector
 from langchain_metallm.policy import LinUCBPolicy
 
 FloatArray = NDArray[np.float64]
@@ -39,22 +40,6 @@ class CostWeightCalibration:
     curve: tuple[CalibrationPoint, ...]
 
 
-def check_budget(budget: float, costs: Mapping[str, float]) -> float:
-    """``budget`` as a float no lower than the cheapest normalised cost."""
-    if isinstance(budget, bool) or not isinstance(budget, (int, float, np.number)):
-        raise TypeError(f"budget: expected a number, got {type(budget).__name__}")
-    value = float(budget)
-    if not math.isfinite(value):
-        raise ValueError(f"budget: must be finite, got {budget!r}")
-    cheapest = min(costs.values())
-    if value < cheapest:
-        raise ValueError(
-            f"budget: {value} is below the cheapest model's normalised cost "
-            f"{cheapest:.4g}; no routing can cost less"
-        )
-    return value
-
-
 def default_cost_weights(costs: Mapping[str, float]) -> tuple[float, ...]:
     """0 to 1 in steps of 0.025, then geometric up to where every cost gap outweighs
     a score difference of 2 (larger weights cannot change a choice further)."""
@@ -71,16 +56,15 @@ def calibrate(
     scores: FloatArray,
     costs: Mapping[str, float],
     *,
-    fitted_weight: float,
     budget: float,
     cost_weights: Sequence[float] | None = None,
 ) -> CostWeightCalibration:
     """The cost weight whose greedy choices (alpha 0) on the validation ``contexts``
     reach the highest accuracy against ``scores`` at mean cost <= ``budget``.
 
-    Each candidate ``p`` is judged by what ``policy`` would choose after
-    ``costs.shift_cost_weight(policy, costs, fitted_weight, p)``, computed exactly.
-    Ties go to the lower cost, then to the smaller weight.
+    Each candidate ``p`` is judged by what ``policy`` would choose at decision
+    time, ``argmax_j x^T theta_j - p * c_j``. Ties go to the lower cost, then to
+    the smaller weight.
     """
     if policy is None or int(policy.counts.sum()) == 0:
         raise ValueError("router: nothing learned yet; call fit(...) first")
@@ -88,11 +72,11 @@ def calibrate(
         default_cost_weights(costs) if cost_weights is None else cost_weights
     )
     cost = cost_vector(policy.arms, costs)
-    base, slope = _score_and_cost_terms(policy, cost, fitted_weight, contexts)
+    predicted = contexts @ policy.theta.T
     rows = np.arange(len(scores))
     curve = []
     for p in candidates:
-        chosen = np.argmax(base - p * slope, axis=1)
+        chosen = np.argmax(predicted - p * cost[None, :], axis=1)
         accuracy = float(scores[rows, chosen].mean())
         curve.append(CalibrationPoint(p, accuracy, float(cost[chosen].mean())))
     within = [point for point in curve if point.cost <= budget + 1e-12]
@@ -107,23 +91,6 @@ def calibrate(
     return CostWeightCalibration(
         best.cost_weight, best.accuracy, best.cost, budget, tuple(curve)
     )
-
-
-def _score_and_cost_terms(
-    policy: LinUCBPolicy, cost: FloatArray, fitted_weight: float, contexts: FloatArray
-) -> tuple[FloatArray, FloatArray]:
-    """Per row and arm, ``m`` and ``s`` with ``mean reward at weight p = m - p * s``.
-
-    With ``u_j = A_j^-1 sum x``: ``theta_j(p) = theta_j(p_fit) + (p_fit - p) c_j u_j``.
-    """
-    if contexts.ndim != 2 or not np.all(contexts[:, -1] == 1.0):
-        raise ValueError("contexts: the last feature must be the constant bias 1")
-    A, b, counts = policy.statistics()  # noqa: N806
-    sums = context_sums(policy.ridge, A, counts)
-    u = np.linalg.solve(A, sums[..., None])[..., 0]
-    theta = np.linalg.solve(A, b[..., None])[..., 0]
-    score_theta = theta + fitted_weight * cost[:, None] * u
-    return contexts @ score_theta.T, (contexts @ u.T) * cost[None, :]
 
 
 def _check_weights(weights: Sequence[float]) -> tuple[float, ...]:

@@ -8,6 +8,8 @@ engine's; see ``engine`` for the data path of one call and of one reward.
 
 from __future__ import annotations
 
+import math
+import warnings
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from typing import Any, Literal, cast
 from uuid import UUID, uuid4
@@ -29,7 +31,7 @@ from pydantic import ConfigDict, Field, PrivateAttr, model_validator
 
 from langchain_metallm import planned_batch, stream_run
 from langchain_metallm.calibration import CostWeightCalibration
-from langchain_metallm.costs import check_prices
+from langchain_metallm.costs import check_costs, check_prices, normalized_costs
 from langchain_metallm.embeddings import LocalEmbeddings
 from langchain_metallm.engine import FloatArray, RouterEngine, check_settings
 from langchain_metallm.fallback import (
@@ -41,6 +43,7 @@ from langchain_metallm.fallback import (
 )
 from langchain_metallm.features import TaskClassifier
 from langchain_metallm.outcomes import Scores
+from langchain_metallm.pacing import check_budget
 from langchain_metallm.pareto import ParetoFront
 from langchain_metallm.persistence import StrPath, load_router, router_settings
 from langchain_metallm.planned_batch import (
@@ -67,9 +70,11 @@ def last_human_text(messages: Sequence[BaseMessage]) -> str:
 class MetaLLMRouterChatModel(BaseChatModel):
     """Routes each call to one child chat model with a LinUCB contextual bandit.
 
-    The reward of a call is ``score - cost_weight * normalised_cost``, so with a
-    positive ``cost_weight`` the router learns to send each query to the cheapest
-    child that still answers it well (MetaLLM, arXiv 2407.10834).
+    The router learns each child's expected score per query and decides by
+    ``predicted score - p * normalised_cost`` (MetaLLM, arXiv 2407.10834), so with
+    a positive cost weight ``p`` it sends each query to the cheapest child that
+    still answers it well. ``p`` is ``cost_weight``, or set online by a pacer so
+    that spend tracks ``budget``; changing either needs no relearning.
 
     Example:
         ```python
@@ -91,7 +96,16 @@ class MetaLLMRouterChatModel(BaseChatModel):
     costs: dict[str, float]
     """Cost of each child in any unit (a list follows ``models``' order)."""
     cost_weight: float = 0.0
-    """``p`` in ``reward = score - p * normalised_cost``."""
+    """``p`` in ``value = predicted score - p * normalised_cost`` (the starting
+    weight when ``budget`` is set)."""
+    budget: float | None = None
+    """Target mean normalised cost per routed call, in [cheapest child's cost, 1]
+    (0.3: on average 30% of the priciest child). When set, the cost weight is
+    paced online (``pacing.BudgetPacer``) so realised mean cost tracks it."""
+    decay: float = 1.0
+    """Forgetting factor in (0, 1] applied to a child's statistics at each of its
+    updates (1: never forget); below 1 a child whose quality drifts is re-judged
+    within about ``1 / (1 - decay)`` of its calls."""
     alpha: float = 0.1
     """Width of the exploration bonus."""
     ridge: float = 1.0
@@ -242,8 +256,8 @@ class MetaLLMRouterChatModel(BaseChatModel):
     ) -> float:
         """Reward the decision behind ``run`` (a run id or the routed AIMessage).
 
-        ``score`` in [0, 1] is the answer's quality; the reward learned is
-        ``score - cost_weight * normalised_cost`` and is returned. Unknown or
+        ``score`` in [0, 1] is the answer's quality; it is what the router learns
+        (cost is weighed only when deciding) and is returned. Unknown or
         already-rewarded runs raise ``FeedbackError`` (with ``strict=False`` they
         are ignored with a warning and NaN is returned).
         """
@@ -319,10 +333,66 @@ class MetaLLMRouterChatModel(BaseChatModel):
         return result
 
     def set_cost_weight(self, cost_weight: float) -> None:
-        """Change ``cost_weight`` and move what was learned to it exactly, as if
-        every past reward had used the new weight (``cost_mode="fixed"`` only)."""
-        self._engine.move_cost_weight(cost_weight)
+        """Decide with ``cost_weight`` from the next call on (nothing relearned)."""
+        if isinstance(cost_weight, bool) or not isinstance(cost_weight, (int, float)):
+            raise TypeError(f"cost_weight: expected a number, got {cost_weight!r}")
+        if not math.isfinite(cost_weight) or cost_weight < 0:
+            raise ValueError(f"cost_weight: must be finite and >= 0, got {cost_weight}")
         self.cost_weight = float(cost_weight)
+
+    def set_budget(self, budget: float | None) -> None:
+        """Pace spend to ``budget`` from the next call on (None: fixed weight)."""
+        self._engine.set_budget(budget)
+        self.budget = None if budget is None else float(budget)
+
+    def set_costs(self, costs: Mapping[str, float]) -> None:
+        """New costs for some children, in effect from the next call (nothing
+        relearned); unknown names or a budget they make infeasible are refused."""
+        unknown = sorted(set(costs) - set(self.models))
+        if unknown:
+            raise ValueError(
+                f"costs: unknown children {unknown}; have {list(self.models)}"
+            )
+        updated = {**self.costs, **{name: float(c) for name, c in costs.items()}}
+        check_costs(updated, self.model_names)
+        self._check_budget_with(updated)
+        self.costs = updated
+
+    def add_model(self, name: str, model: BaseChatModel, cost: float) -> None:
+        """Add child ``name`` on the live router, keeping every other child's
+        statistics; it is explored on purpose (an optimistic prior and a few
+        forced probes where it could win, see ``RouterEngine.add_arm``)."""
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"name: expected a non-empty string, got {name!r}")
+        if name in self.models:
+            raise ValueError(f"name: {name!r} is already a child")
+        if not isinstance(model, BaseChatModel):
+            raise TypeError(f"model: expected a chat model, got {type(model).__name__}")
+        costs = {**self.costs, name: cost}
+        check_costs(costs, [*self.model_names, name])
+        self._check_budget_with(costs)
+        self._engine.add_arm(name)
+        self.costs = costs
+        self.models = {**self.models, name: model}
+
+    def remove_model(self, name: str) -> None:
+        """Remove child ``name`` and its statistics, keeping every other child's;
+        a router keeps at least 2 children. Feedback still pending for its calls
+        is refused."""
+        if name not in self.models:
+            raise ValueError(f"name: {name!r} is not a child; have {list(self.models)}")
+        if len(self.models) <= 2:
+            raise ValueError("models: a router needs at least 2 children")
+        costs = {k: v for k, v in self.costs.items() if k != name}
+        self._check_budget_with(costs)
+        self._engine.remove_arm(name)
+        self.models = {k: v for k, v in self.models.items() if k != name}
+        self.costs = costs
+
+    def _check_budget_with(self, costs: Mapping[str, float]) -> None:
+        """Refuse costs under which the current budget could not be met."""
+        if self.budget is not None:
+            check_budget(self.budget, normalized_costs(costs, list(costs)).values())
 
     def save(self, path: StrPath) -> None:
         """Save what was learned to the directory ``path``, atomically (format in
@@ -340,15 +410,25 @@ class MetaLLMRouterChatModel(BaseChatModel):
     ) -> MetaLLMRouterChatModel:
         """A router that resumes learning where ``save(path)`` stopped.
 
-        ``models`` must carry the saved names; ``embeddings`` (default: the packaged
-        MiniLM) must be the embedder the save was learned on. Costs, cost weight,
-        alpha and ridge come from the save; ``kwargs`` set the other fields (with
-        a shared ``store``, the save replaces the statistics stored there).
+        ``models`` may differ from the saved children: saved ones it lacks are
+        dropped, new ones are added cold and explored (give their cost in
+        ``costs``); a warning says what was done. ``embeddings`` (default: the
+        packaged MiniLM) must be the embedder the save was learned on. Alpha and
+        ridge come from the save, costs and cost weight too unless given;
+        ``kwargs`` set the other fields (with a shared ``store``, the save
+        replaces the statistics stored there).
         """
         embedder = LocalEmbeddings() if embeddings is None else embeddings
         state = load_router(path, embedder)
-        router = cls(**router_settings(state, models, embedder, kwargs))
-        router._engine.restore(state)
+        settings, added, removed = router_settings(state, models, embedder, kwargs)
+        router = cls(**settings)
+        router._engine.restore(state, added)
+        if added or removed:
+            warnings.warn(
+                f"load: {path}: added children {added} (cold, explored), dropped "
+                f"saved children {removed}",
+                stacklevel=2,
+            )
         return router
 
     # LangChain chat model ------------------------------------------------------

@@ -1,6 +1,6 @@
-"""Costs and rewards: normalised costs, token prices, ``reward = score - p * cost``.
+"""Costs: normalised costs, token prices, and the decision-time trade-off.
 
-Every cost the router learns from is normalised so the priciest child costs 1:
+Every cost the router decides with is normalised so the priciest child costs 1:
 
 - ``cost_mode="fixed"`` (MetaLLM): a child's ``costs`` entry over the largest one.
 - ``cost_mode="usage"``: an answer's dollars, ``(input_tokens * in_m +
@@ -9,9 +9,12 @@ Every cost the router learns from is normalised so the priciest child costs 1:
   of ``reference_tokens = (input, output)`` tokens (so a reference-sized answer of
   the priciest child costs 1, as its fixed cost does).
 
-The policy learns ``reward = score - p * cost``; ``score_from_reward`` inverts it
-and ``shift_cost_weight`` moves learned statistics to another ``p`` exactly.
-Plain Python and numpy: no LangChain here.
+The policy learns each child's SCORE; cost enters only when deciding, as the
+penalty ``p * cost`` (``penalty``), so a new cost weight, budget or price needs no
+relearning. Saves before format 3 learned rewards ``score - p * cost``;
+``scores_from_rewards`` converts their statistics exactly. ``reward_matrix`` is
+that reward, for the benchmark's reward-learning baselines. Plain Python and
+numpy: no LangChain here.
 """
 
 from __future__ import annotations
@@ -21,9 +24,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from numpy.typing import ArrayLike, NDArray
-
-from langchain_metallm.policy import LinUCBPolicy
+from numpy.typing import NDArray
 
 FloatArray = NDArray[np.float64]
 Prices = dict[str, tuple[float, float]]
@@ -62,9 +63,11 @@ def cost_vector(arms: Sequence[str], costs: Mapping[str, float]) -> FloatArray:
     return np.array([costs[name] for name in arms], dtype=np.float64)
 
 
-def reward(score: float, cost: float, cost_weight: float) -> float:
-    """What the policy learns from one answer: ``score - p * cost``."""
-    return score - cost_weight * cost
+def penalty(
+    arms: Sequence[str], costs: Mapping[str, float], weight: float
+) -> FloatArray:
+    """What each arm's value loses at decision time: ``weight * cost``, in arm order."""
+    return weight * cost_vector(arms, costs)
 
 
 def reward_matrix(
@@ -74,28 +77,20 @@ def reward_matrix(
     return scores - cost_weight * cost[None, :]
 
 
-def score_from_reward(
-    rewards: ArrayLike, cost: FloatArray, cost_weight: float
+def scores_from_rewards(
+    ridge: float,
+    A: FloatArray,  # noqa: N803
+    b: FloatArray,
+    counts: NDArray[np.int64],
+    cost: FloatArray,
+    cost_weight: float,
 ) -> FloatArray:
-    """The inverse of ``reward_matrix``: ``reward + cost_weight * cost``."""
-    scores: FloatArray = np.asarray(rewards, dtype=np.float64) + cost_weight * cost
-    return scores
-
-
-def shift_cost_weight(
-    policy: LinUCBPolicy, costs: Mapping[str, float], old: float, new: float
-) -> None:
-    """Move ``policy``'s statistics from rewards at cost weight ``old`` to ``new``.
-
-    Contexts end in a constant 1, so an arm's sum of contexts is the last column
-    of ``A_j - ridge * I`` and ``b_j(p') = b_j(p) - (p' - p) * c_j * sum x``: the
-    result equals learning every past outcome with ``new`` from the start. Not
-    atomic with concurrent ``update`` calls: shift between serving calls.
-    """
-    A, b, counts = policy.statistics()  # noqa: N806
-    sums = context_sums(policy.ridge, A, counts)
-    cost = cost_vector(policy.arms, costs)
-    policy.load_statistics(A, b - (new - old) * cost[:, None] * sums, counts)
+    """``b`` of statistics learned on rewards ``score - p * c_j`` turned into ``b``
+    of the same outcomes' scores: ``b + p * c_j * sum x`` (exact; contexts end in
+    the bias 1, so ``sum x`` is the last column of ``A_j - ridge * I``)."""
+    sums = context_sums(ridge, A, counts)
+    converted: FloatArray = b + cost_weight * cost[:, None] * sums
+    return converted
 
 
 def context_sums(
@@ -109,7 +104,7 @@ def context_sums(
     if not np.allclose(sums[:, -1], counts, rtol=1e-9, atol=1e-6):
         raise ValueError(
             "policy: its statistics were not learned on contexts ending in the "
-            "bias feature 1, so the cost weight cannot be changed exactly"
+            "bias feature 1, so rewards cannot be turned into scores exactly"
         )
     return sums
 

@@ -1,9 +1,12 @@
 """``RouterEngine``: everything a routed call and its reward do, without LangChain.
 
 One call: query text -> query vector (cache keyed by a hash of the text) ->
-context (``features``) -> policy decision -> child call (by the adapter) ->
-pending decision (``pending``) with the answer's cost (``costs``).
-One reward: run id -> pending decision -> ``costs.reward`` -> policy update.
+context (``features``) -> policy decision with each child's penalty ``p * cost``
+(``p`` the fixed cost weight, or the ``BudgetPacer``'s under a budget) -> child
+call (by the adapter) -> pending decision (``pending``) with the answer's cost
+(``costs``), which the pacer also accounts.
+One score: run id -> pending decision -> policy update (the policy learns scores;
+cost never enters what it learns).
 Also the glue for ``fit``, cost-weight calibration, the Pareto front of a batch
 and saving. ``chat_models`` and ``planned_batch`` call only its public methods.
 """
@@ -21,7 +24,7 @@ from typing import Any, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
-from langchain_metallm.calibration import CostWeightCalibration, calibrate, check_budget
+from langchain_metallm.calibration import CostWeightCalibration, calibrate
 from langchain_metallm.costs import (
     Usage,
     check_costs,
@@ -29,9 +32,7 @@ from langchain_metallm.costs import (
     check_reference,
     cost_vector,
     normalized_costs,
-    reward,
-    reward_matrix,
-    shift_cost_weight,
+    penalty,
     usage_cost,
 )
 from langchain_metallm.fallback import ranked_decisions
@@ -43,13 +44,18 @@ from langchain_metallm.features import (
     task_of,
 )
 from langchain_metallm.outcomes import Scores, check_prompts, score_matrix
+from langchain_metallm.pacing import BudgetPacer, check_budget
 from langchain_metallm.pareto import ParetoFront, policy_scores
 from langchain_metallm.pending import PendingDecision, PendingDecisions
 from langchain_metallm.persistence import RouterState, StrPath, save_router
-from langchain_metallm.policy import LinUCBPolicy, RouteDecision
+from langchain_metallm.policy import LinUCBPolicy, RouteDecision, check_decay
 from langchain_metallm.stores.base import PolicyStore, namespace
 
 FloatArray = NDArray[np.float64]
+PROBES = 30
+"""Forced probes of a child added to a live router (where it could win)."""
+PRIOR_OUTCOMES = 20
+"""Pseudo-outcomes of the best child a newly added child starts with."""
 
 
 class Embedder(Protocol):
@@ -69,6 +75,10 @@ class EngineSettings(Protocol):
     def costs(self) -> Mapping[str, float]: ...
     @property
     def cost_weight(self) -> float: ...
+    @property
+    def budget(self) -> float | None: ...
+    @property
+    def decay(self) -> float: ...
     @property
     def alpha(self) -> float: ...
     @property
@@ -108,6 +118,8 @@ class RouterEngine:
         self._tasks: TaskClassifier | None = None
         self._vectors: OrderedDict[str, FloatArray] = OrderedDict()
         self._lock = threading.RLock()
+        self.pacer: BudgetPacer | None = None
+        self.set_budget(settings.budget)
 
     @property
     def policy(self) -> LinUCBPolicy | None:
@@ -158,18 +170,46 @@ class RouterEngine:
         """Async twin of ``contexts``."""
         return self.contexts_of(await self.avectors(texts))
 
-    def decide(self, context: FloatArray, *, arm: int | None = None) -> RouteDecision:
-        """The policy's choice for one context, or its estimates for ``arm``
-        when a plan already chose it."""
+    @property
+    def cost_weight(self) -> float:
+        """The cost weight decisions use now: the pacer's under a budget, else
+        the fixed ``cost_weight``."""
+        pacer = self.pacer
+        return self.settings.cost_weight if pacer is None else pacer.weight
+
+    def set_budget(self, budget: float | None) -> None:
+        """Pace the cost weight to ``budget`` (None: use the fixed weight); a
+        running pacer keeps its weight and retargets."""
+        if budget is None:
+            self.pacer = None
+            return
+        costs = self.normalized_costs.values()
+        if self.pacer is None:
+            self.pacer = BudgetPacer(budget, costs, weight=self.settings.cost_weight)
+        else:
+            self.pacer.retarget(budget, costs)
+
+    def decide(
+        self,
+        context: FloatArray,
+        *,
+        arm: int | None = None,
+        cost_weight: float | None = None,
+    ) -> RouteDecision:
+        """The policy's choice for one context (at ``cost_weight`` if given,
+        else ``self.cost_weight``), or its estimates for ``arm`` when a plan
+        already chose it."""
         policy = self._policy_for(context[None])
+        weight = self.cost_weight if cost_weight is None else cost_weight
+        cost = penalty(policy.arms, self.normalized_costs, weight)
         if arm is None:
-            return policy.select(context)
+            return policy.select(context, cost)
         mean, width = policy.predict(context[None])
-        ucb = mean[0] + policy.alpha * width[0]
+        ucb = mean[0] - cost + policy.alpha * width[0]
         return RouteDecision(
             arm=arm,
             model=policy.arms[arm],
-            expected_reward=float(mean[0, arm]),
+            expected_reward=float(mean[0, arm] - cost[arm]),
             ucb=float(ucb[arm]),
             ucbs=tuple(float(u) for u in ucb),
         )
@@ -204,6 +244,8 @@ class RouterEngine:
     ) -> dict[str, Any]:
         """Remember an answered call for feedback; return its routing metadata."""
         cost = self.answer_cost(decision.model, usage)
+        if self.pacer is not None:
+            self.pacer.observe(cost)
         self.pending.add(
             run_id, PendingDecision(decision.arm, decision.model, context, cost)
         )
@@ -217,13 +259,13 @@ class RouterEngine:
             "task": task_of(context, self._tasks),
         }
 
-    # One reward ----------------------------------------------------------------
+    # One score -----------------------------------------------------------------
 
     def record_feedback(
         self, run_id: str, score: float, *, strict: bool | None = None
     ) -> float:
-        """Learn ``score - cost_weight * cost`` for the decision behind ``run_id``
-        and return it; refused feedback raises (or warns and gives NaN)."""
+        """Learn ``score`` for the child behind ``run_id`` and return it; refused
+        feedback raises (or warns and gives NaN)."""
         checked = check_score(score)
         try:
             decision = self.pending.take(run_id)
@@ -232,23 +274,19 @@ class RouterEngine:
                 raise
             warnings.warn(str(error), stacklevel=3)
             return math.nan
-        cost = decision.cost
-        if cost is None:
-            cost = self.normalized_costs[decision.model]
-        learned = reward(checked, cost, self.settings.cost_weight)
         try:
-            self._require_policy().update(decision.arm, decision.context, learned)
+            self._require_policy().update(decision.model, decision.context, checked)
         except Exception:
             self.pending.restore(run_id, decision)
             raise
-        return learned
+        return checked
 
     # Learning from recorded outcomes -------------------------------------------
 
     def fit(
         self, prompts: Sequence[str], scores: Scores, tasks: Sequence[str] | None
     ) -> None:
-        """Warm start: one reward per observed score, at the fixed costs."""
+        """Warm start: the policy learns every observed score."""
         names = self.settings.model_names
         texts = check_prompts(prompts)
         matrix = score_matrix(scores, names, len(texts))
@@ -257,9 +295,9 @@ class RouterEngine:
         if labels is not None:
             self._learn_tasks(vectors, labels)
         contexts = self.contexts_of(vectors)
-        cost = cost_vector(names, self.normalized_costs)
-        rewards = reward_matrix(matrix, cost, self.settings.cost_weight)
-        self._policy_for(contexts).fit(contexts, rewards)
+        policy = self._policy_for(contexts)
+        columns = [names.index(arm) for arm in policy.arms]
+        policy.fit(contexts, matrix[:, columns])
 
     def calibrate_cost_weight(
         self,
@@ -271,7 +309,7 @@ class RouterEngine:
     ) -> CostWeightCalibration:
         """The cost weight whose greedy routing of validation data is most
         accurate within ``budget`` (``calibration.calibrate``)."""
-        checked = check_budget(budget, self.normalized_costs)
+        checked = check_budget(budget, self.normalized_costs.values())
         texts = check_prompts(prompts)
         matrix = score_matrix(
             scores, self.settings.model_names, len(texts), complete=True
@@ -281,24 +319,8 @@ class RouterEngine:
             self.contexts(texts),
             matrix,
             self.normalized_costs,
-            fitted_weight=self.settings.cost_weight,
             budget=checked,
             cost_weights=cost_weights,
-        )
-
-    def move_cost_weight(self, cost_weight: float) -> None:
-        """Move what was learned to ``cost_weight`` exactly (fixed costs only)."""
-        if not math.isfinite(cost_weight) or cost_weight < 0:
-            raise ValueError(f"cost_weight: must be finite and >= 0, got {cost_weight}")
-        if self._policy is None:
-            return
-        if self.settings.cost_mode != "fixed":
-            raise ValueError(
-                "cost_weight: cannot be moved exactly with cost_mode='usage' (each "
-                "reward's cost is not recorded); refit with the new weight instead"
-            )
-        shift_cost_weight(
-            self._policy, self.normalized_costs, self.settings.cost_weight, cost_weight
         )
 
     # Planning a batch ------------------------------------------------------------
@@ -309,21 +331,15 @@ class RouterEngine:
         """The batch's front (total normalised cost vs predicted accuracy) and the
         predicted scores it was built from."""
         policy = self._trained_policy()
-        names = tuple(self.settings.model_names)
+        names = tuple(policy.arms)
         cost = cost_vector(names, self.normalized_costs)
-        scores = policy_scores(
-            policy,
-            contexts,
-            cost,
-            cost_weight=self.settings.cost_weight,
-            robust=robust,
-        )
+        scores = policy_scores(policy, contexts, robust=robust)
         return ParetoFront.build(scores=scores, costs=cost, models=names), scores
 
     # Saving --------------------------------------------------------------------
 
     def save(self, path: StrPath) -> None:
-        """Save what was learned and the settings its rewards depend on."""
+        """Save what was learned and the router's cost settings."""
         save_router(
             path,
             self._policy,
@@ -333,11 +349,36 @@ class RouterEngine:
             tasks=self._tasks,
         )
 
-    def restore(self, state: RouterState) -> None:
-        """Continue from a loaded save (replacing what a shared store holds)."""
+    def restore(self, state: RouterState, added: Sequence[str]) -> None:
+        """Continue from a loaded save (replacing what a shared store holds): the
+        saved statistics of the children still here, then ``added`` ones cold."""
         self._tasks = state.tasks
-        policy = self._policy_for(np.empty((0, state.policy.dim)))
-        policy.load_statistics(*state.policy.statistics())
+        saved = list(state.policy.arms)
+        kept = [name for name in self.settings.model_names if name in saved]
+        rows = [saved.index(name) for name in kept]
+        policy = self._policy_for(np.empty((0, state.policy.dim)), arms=kept)
+        policy.load_statistics(*(a[rows] for a in state.policy.statistics()))
+        for name in added:
+            self.add_arm(name)
+
+    def add_arm(self, name: str) -> None:
+        """Give a new child an arm on the live policy (if there is one yet):
+        an optimistic prior (the child with the best mean score, seen
+        ``PRIOR_OUTCOMES`` times) and ``PROBES`` forced probes where it could win."""
+        policy = self._policy
+        if policy is None:
+            return
+        b, counts = policy.b, policy.counts
+        like = None
+        if counts.sum() > 0:
+            means = b[:, -1] / np.maximum(counts, 1)  # contexts end with the bias 1
+            like = policy.arms[int(np.argmax(np.where(counts > 0, means, -np.inf)))]
+        policy.add_arm(name, probes=PROBES, like=like, prior_outcomes=PRIOR_OUTCOMES)
+
+    def remove_arm(self, name: str) -> None:
+        """Drop a child's arm (and its statistics) from the live policy."""
+        if self._policy is not None:
+            self._policy.remove_arm(name)
 
     # Internals -------------------------------------------------------------------
 
@@ -409,21 +450,24 @@ class RouterEngine:
             self._tasks = classifier
             self._policy = None  # created again with the task features' dimension
 
-    def _policy_for(self, contexts: FloatArray) -> LinUCBPolicy:
-        """The policy, created on first use with the contexts' dimension."""
+    def _policy_for(
+        self, contexts: FloatArray, arms: Sequence[str] | None = None
+    ) -> LinUCBPolicy:
+        """The policy, created on first use with the contexts' dimension (and
+        ``arms``, default every child)."""
         with self._lock:
             if self._policy is None:
                 settings = self.settings
                 self._policy = LinUCBPolicy(
-                    settings.model_names,
+                    settings.model_names if arms is None else arms,
                     contexts.shape[1],
                     alpha=settings.alpha,
                     ridge=settings.ridge,
+                    decay=settings.decay,
                     store=settings.store,
                     namespace=namespace(
                         self.name,
                         settings.embeddings,
-                        settings.model_names,
                         tasks=None
                         if self._tasks is None
                         else self._tasks.fingerprint(),
@@ -457,6 +501,12 @@ def check_settings(settings: EngineSettings) -> None:
             raise ValueError(f"{field}: must be finite and >= 0, got {value}")
     if not math.isfinite(settings.ridge) or settings.ridge <= 0:
         raise ValueError(f"ridge: must be > 0, got {settings.ridge}")
+    check_decay(settings.decay)
+    if settings.budget is not None:
+        check_budget(
+            settings.budget,
+            normalized_costs(settings.costs, settings.model_names).values(),
+        )
     if settings.embedding_cache_size < 0:
         raise ValueError(
             f"embedding_cache_size: must be >= 0, got {settings.embedding_cache_size}"

@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from langchain_metallm.costs import score_from_reward
 from langchain_metallm.policy import LinUCBPolicy
 
 if TYPE_CHECKING:
@@ -32,29 +31,13 @@ _REL_TOL = 1e-9  # float sums are compared with this relative tolerance
 
 
 def policy_scores(
-    policy: LinUCBPolicy,
-    contexts: ArrayLike,
-    costs: ArrayLike,
-    *,
-    cost_weight: float,
-    robust: bool = False,
+    policy: LinUCBPolicy, contexts: ArrayLike, *, robust: bool = False
 ) -> FloatArray:
-    """Predicted score (n, arms) of every arm: the policy's mean reward plus the
-    cost penalty it was learned with (``costs.score_from_reward``).
-
-    ``costs`` are the arms' normalised costs and ``cost_weight`` the ``p`` the
-    policy's rewards were learned with; ``robust`` takes the lower confidence
-    bound (``alpha * width`` below the mean). Clipped to [0, 1], as scores are.
-    """
-    cost = np.asarray(costs, dtype=np.float64)
-    if cost.shape != (policy.n_arms,):
-        raise ValueError(
-            f"costs: expected one per arm ({policy.n_arms}), got shape {cost.shape}"
-        )
+    """Predicted score (n, arms) of every arm: the policy learns scores, so this
+    is its mean; ``robust`` takes the lower confidence bound (``alpha * width``
+    below the mean). Clipped to [0, 1], as scores are."""
     mean, width = policy.predict(contexts)
-    scores = score_from_reward(mean, cost[None, :], cost_weight)
-    if robust:
-        scores = scores - policy.alpha * width
+    scores = mean - policy.alpha * width if robust else mean
     clipped: FloatArray = np.clip(scores, 0.0, 1.0)
     return clipped
 

@@ -1,10 +1,10 @@
 """Saving and loading learned routing state: a JSON manifest and an ``.npz`` of arrays.
 
-A save is a directory holding two files (format version 2):
+A save is a directory holding two files (format version 3):
 
 - ``metallm.json``, the manifest::
 
-    {"format": "langchain-metallm", "format_version": 2,
+    {"format": "langchain-metallm", "format_version": 3,
      "kind": "router" | "policy",
      "arms": [model names, in arm order], "dim": d, "alpha": a, "ridge": l,
      "arrays": {"file": "arrays-<sha256 prefix>.npz", "sha256": "<hex>"},
@@ -15,11 +15,15 @@ A save is a directory holding two files (format version 2):
   ``d = e + len(tasks) + 1`` (``features.embedding_dim`` gives ``e``).
 
 - ``arrays-<sha256 prefix>.npz``: ``A`` (arms, d, d) float64, ``b`` (arms, d)
-  float64, ``counts`` (arms,) int64: the policy's sufficient statistics; with
+  float64, ``counts`` (arms,) int64: the policy's sufficient statistics of
+  SCORES (cost is weighed only when deciding); with
   tasks also ``task_weights`` (e + 1, tasks) float64, the task classifier. It
   holds no object arrays and is read with ``allow_pickle=False``.
 
-Version 1 (before task features) had no ``tasks``; it is still read.
+Version 1 (before task features) had no ``tasks``; versions 1 and 2 learned
+rewards ``score - cost_weight * c_j`` and are still read: a router save is
+converted exactly (``costs.scores_from_rewards``, with its saved costs and cost
+weight); a bare policy save is read as it is.
 
 Writes are atomic and the pair stays consistent: the arrays go to a temp file that
 is fsynced and renamed to its content-addressed name, then the manifest likewise;
@@ -48,18 +52,20 @@ from typing import Any
 
 import numpy as np
 
+from langchain_metallm.costs import cost_vector, normalized_costs, scores_from_rewards
 from langchain_metallm.features import TaskClassifier, embedding_dim
 from langchain_metallm.identity import declared_dimension, embedder_label
 from langchain_metallm.policy import LinUCBPolicy
 from langchain_metallm.stores.base import PolicyStore
 
 FORMAT = "langchain-metallm"
-FORMAT_VERSION = 2
-_READABLE_VERSIONS = (1, 2)
+FORMAT_VERSION = 3
+_READABLE_VERSIONS = (1, 2, 3)
 MANIFEST = "metallm.json"
 _ARRAYS = ("A", "b", "counts")
 _TASK_WEIGHTS = "task_weights"
-_SAVED_SETTINGS = ("costs", "cost_weight", "alpha", "ridge")
+_SAVED_SETTINGS = ("alpha", "ridge")
+"""Settings taken from a save; costs and cost weight may be given anew at load."""
 
 StrPath = str | os.PathLike[str]
 
@@ -158,15 +164,20 @@ def load_router(path: StrPath, embeddings: object) -> RouterState:
             f"{path}: corrupt save: embedder dimension {saved_dim} and "
             f"{n_tasks} tasks do not fit the policy dimension {policy.dim}"
         )
-    costs = _field(router, "costs", dict)
-    if list(costs) != list(policy.arms):
+    raw_costs = _field(router, "costs", dict)
+    if list(raw_costs) != list(policy.arms):
         raise ValueError(f"{path}: corrupt save: costs do not name the arms in order")
-    return RouterState(
-        policy=policy,
-        costs={str(k): _number(f"costs.{k}", v) for k, v in costs.items()},
-        cost_weight=_number("cost_weight", router.get("cost_weight")),
-        tasks=tasks,
-    )
+    costs = {str(k): _number(f"costs.{k}", v) for k, v in raw_costs.items()}
+    cost_weight = _number("cost_weight", router.get("cost_weight"))
+    if manifest["format_version"] < 3 and cost_weight != 0:
+        A, b, counts = policy.statistics()  # noqa: N806
+        cost = cost_vector(policy.arms, normalized_costs(costs, policy.arms))
+        try:
+            scores = scores_from_rewards(policy.ridge, A, b, counts, cost, cost_weight)
+        except ValueError as exc:
+            raise ValueError(f"{path}: cannot convert a format 2 save: {exc}") from exc
+        policy.load_statistics(A, scores, counts)
+    return RouterState(policy=policy, costs=costs, cost_weight=cost_weight, tasks=tasks)
 
 
 def _task_classifier(
@@ -198,36 +209,49 @@ def router_settings(
     models: Mapping[str, Any],
     embeddings: object,
     overrides: Mapping[str, Any],
-) -> dict[str, Any]:
-    """Constructor arguments for the router ``state`` was saved from: the saved
-    settings, ``models`` in the saved arm order, and other fields from ``overrides``."""
+) -> tuple[dict[str, Any], list[str], list[str]]:
+    """Constructor arguments for a router resuming ``state`` with children
+    ``models``, and which children are added (not in the save) and removed.
+
+    Kept children come first in the saved order, added ones after. Saved costs
+    and cost weight apply unless ``overrides`` give them; an added child's cost
+    must be in ``overrides["costs"]``.
+    """
     if not isinstance(models, Mapping):
         raise TypeError(
             "models: expected a dict of name -> chat model, "
             f"got {type(models).__name__}"
         )
     saved = list(state.policy.arms)
-    if set(models) != set(saved):
-        missing = sorted(set(saved) - set(models))
-        extra = sorted(set(models) - set(saved))
+    kept = [name for name in saved if name in models]
+    added = [name for name in models if name not in saved]
+    removed = [name for name in saved if name not in models]
+    if not kept:
         raise ValueError(
-            f"models: the save routes among {saved}; missing {missing}, unknown {extra}"
+            f"models: none of the saved children {saved} is given; nothing to resume"
+        )
+    costs = {
+        **{name: state.costs[name] for name in kept},
+        **dict(overrides.get("costs") or {}),
+    }
+    unpriced = [name for name in added if name not in costs]
+    if unpriced:
+        raise ValueError(
+            f"costs: added children {unpriced} need a cost: pass costs={{...}}"
         )
     fixed = sorted(set(overrides) & {*_SAVED_SETTINGS, "models", "embeddings"})
     if fixed:
-        raise TypeError(
-            f"load: {fixed} come from the save (its statistics depend on them); "
-            "change cost_weight after loading with set_cost_weight"
-        )
-    return {
-        **overrides,
-        "models": {name: models[name] for name in saved},
-        "costs": state.costs,
+        raise TypeError(f"load: {fixed} come from the save")
+    settings = {
         "cost_weight": state.cost_weight,
+        **overrides,
+        "models": {name: models[name] for name in [*kept, *added]},
+        "costs": {name: costs[name] for name in [*kept, *added]},
         "alpha": state.policy.alpha,
         "ridge": state.policy.ridge,
         "embeddings": embeddings,
     }
+    return settings, added, removed
 
 
 # Writing ----------------------------------------------------------------------

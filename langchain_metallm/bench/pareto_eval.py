@@ -21,7 +21,7 @@ from langchain_metallm.bench.metrics import Point, best_within_budget, evaluate
 from langchain_metallm.bench.plots import save_figure, short_name
 from langchain_metallm.bench.routers import OnlineLinUCB, Problem
 from langchain_metallm.bench.runner import DEFAULT_COST_WEIGHTS, Prepared
-from langchain_metallm.pareto import ParetoFront, policy_scores
+from langchain_metallm.pareto import ParetoFront
 from langchain_metallm.policy import LinUCBPolicy
 
 FloatArray = NDArray[np.float64]
@@ -280,14 +280,11 @@ def _curve(front: ParetoFront, truth: FloatArray) -> FrontCurve:
 def _front(
     policy: LinUCBPolicy, problem: Problem, cost_weight: float, *, robust: bool
 ) -> ParetoFront:
-    """The test batch's front from the policy's predicted scores (or LCBs)."""
-    scores = policy_scores(
-        policy,
-        problem.test_features,
-        problem.cost,
-        cost_weight=cost_weight,
-        robust=robust,
-    )
+    """The test batch's front from the policy's predicted scores (or LCBs): it
+    learned rewards at ``cost_weight``, so its scores are those plus the penalty."""
+    mean, width = policy.predict(problem.test_features)
+    rewards = mean - policy.alpha * width if robust else mean
+    scores = np.clip(rewards + cost_weight * problem.cost[None, :], 0.0, 1.0)
     return ParetoFront.build(scores=scores, costs=problem.cost, models=problem.models)
 
 

@@ -43,13 +43,12 @@ REMOVED = -1
 """The version ``versions`` reports for an arm that is not in the catalogue."""
 
 
-def namespace(
-    router: str, embeddings: object, models: Sequence[str], *, tasks: str | None = None
-) -> str:
+def namespace(router: str, embeddings: object, *, tasks: str | None = None) -> str:
     """Store namespace of a router: its name, its embedder's label
-    (``identity.embedder_label``), its children's names and its task classifier's
-    fingerprint (if any), so two routers never mix statistics."""
-    parts = [router, embedder_label(embeddings), *models]
+    (``identity.embedder_label``) and its task classifier's fingerprint (if any),
+    so two routers never mix statistics. Children are arms inside it, by name, so
+    a changing catalogue keeps the namespace."""
+    parts = [router, embedder_label(embeddings)]
     return "|".join(parts if tasks is None else [*parts, f"tasks:{tasks}"])
 
 
