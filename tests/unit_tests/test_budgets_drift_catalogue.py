@@ -1,0 +1,234 @@
+"""Budgets, drift and a changing catalogue on the router (issue 15)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from langchain_metallm import MetaLLMRouterChatModel
+
+from .fakes import EchoChild, KeywordEmbeddings
+
+PROMPTS = [f"math question {i}" for i in range(30)] + [
+    f"poem request {i}" for i in range(30)
+]
+# cheap is good at poems, pricey at math; mid is in between
+SCORES = np.array([[0.2, 0.6, 0.9]] * 30 + [[0.9, 0.6, 0.3]] * 30)
+
+
+def make_router(**overrides: Any) -> MetaLLMRouterChatModel:
+    settings: dict[str, Any] = {
+        "models": {
+            "cheap": EchoChild(name_tag="cheap"),
+            "mid": EchoChild(name_tag="mid"),
+            "pricey": EchoChild(name_tag="pricey"),
+        },
+        "costs": {"cheap": 0.1, "mid": 0.4, "pricey": 1.0},
+        "alpha": 0.0,
+        "embeddings": KeywordEmbeddings(),
+    }
+    return MetaLLMRouterChatModel(**{**settings, **overrides})
+
+
+def state(router: MetaLLMRouterChatModel) -> list[bytes]:
+    assert router.policy is not None
+    return [a.tobytes() for a in router.policy.statistics()] + [
+        json.dumps([router.costs, router.cost_weight, router.budget]).encode(),
+        ",".join(router.models).encode(),
+    ]
+
+
+def test_the_router_learns_scores_and_weighs_cost_only_when_deciding() -> None:
+    router = make_router(cost_weight=0.0)
+    router.fit(PROMPTS, SCORES)
+    before = state(router)
+    assert router.route("math question 99").model == "pricey"
+    router.set_cost_weight(1.0)  # nothing relearned, the next decision changes
+    assert router.route("math question 99").model == "mid"
+    router.set_cost_weight(2.0)
+    assert router.route("math question 99").model == "cheap"
+    assert state(router)[:3] == before[:3]
+    answer = router.invoke("math question 7")
+    assert router.record_feedback(answer, 0.25) == 0.25  # the score is learned
+
+
+def test_set_costs_takes_effect_on_the_next_call_without_relearning() -> None:
+    router = make_router(cost_weight=0.5)
+    router.fit(PROMPTS, SCORES)
+    assert router.route("math question 99").model == "mid"
+    before = state(router)[:3]
+    router.set_costs({"pricey": 0.1})  # a 10x price cut
+    assert router.route("math question 99").model == "pricey"
+    assert state(router)[:3] == before
+
+
+def test_a_budget_paces_spend_to_the_target() -> None:
+    router = make_router(budget=0.3)
+    router.fit(PROMPTS, SCORES)
+    rng = np.random.default_rng(0)
+    spent = []
+    for i in rng.integers(0, 60, size=400):
+        answer = router.invoke(PROMPTS[i] + " again")
+        meta = answer.response_metadata["metallm"]
+        spent.append(meta["cost"])
+        router.record_feedback(
+            answer, float(SCORES[i, router.model_names.index(meta["model"])])
+        )
+    # primal-dual: the overspend is at most the final weight / (step * calls)
+    assert router._engine.pacer is not None
+    bound = router._engine.pacer.weight / (router._engine.pacer.step * len(spent))
+    assert abs(np.mean(spent) - 0.3) <= bound + 0.005
+    router.set_budget(None)  # back to the fixed weight (0): the best child
+    assert router.route("math question 99").model == "pricey"
+
+
+def test_decay_lets_a_regressed_child_lose_its_share() -> None:
+    shares = {}
+    for decay in (1.0, 0.8):
+        router = make_router(decay=decay)
+        router.fit(PROMPTS[:30] * 5, np.tile(SCORES[:30], (5, 1)))
+        chosen = []
+        for i in range(60):  # pricey now fails math; mid still scores 0.6
+            answer = router.invoke(f"math question {100 + i}")
+            model = answer.response_metadata["metallm"]["model"]
+            chosen.append(model)
+            router.record_feedback(
+                answer, {"cheap": 0.2, "mid": 0.6, "pricey": 0.0}[model]
+            )
+        shares[decay] = chosen[-30:].count("pricey") / 30
+    assert shares[0.8] < 0.1 < shares[1.0]
+
+
+def test_a_child_added_live_is_probed_and_adopted_keeping_the_others() -> None:
+    router = make_router(cost_weight=0.0)
+    router.fit(PROMPTS, SCORES)
+    before = [a[:3].tobytes() for a in router.policy.statistics()]  # type: ignore[union-attr]
+    router.add_model("star", EchoChild(name_tag="star"), 0.2)
+    assert router.model_names == ["cheap", "mid", "pricey", "star"]
+    after = [a[:3].tobytes() for a in router.policy.statistics()]  # type: ignore[union-attr]
+    assert after == before
+    chosen = []
+    for i in range(120):
+        answer = router.invoke(f"math question {200 + i}")
+        model = answer.response_metadata["metallm"]["model"]
+        chosen.append(model)
+        router.record_feedback(
+            answer, {"cheap": 0.2, "mid": 0.6, "pricey": 0.9, "star": 1.0}[model]
+        )
+    assert chosen[-50:].count("star") >= 45
+
+
+def test_removing_a_child_keeps_the_others_statistics() -> None:
+    router = make_router()
+    router.fit(PROMPTS, SCORES)
+    A, _, counts = router.policy.statistics()  # type: ignore[union-attr]
+    router.remove_model("mid")
+    assert router.model_names == ["cheap", "pricey"]
+    left = router.policy.statistics()  # type: ignore[union-attr]
+    assert left[0].tobytes() == A[[0, 2]].tobytes()
+    assert left[2].tolist() == counts[[0, 2]].tolist()
+    assert router.route("poem request 99").model == "cheap"
+
+
+@pytest.mark.parametrize(
+    ("call", "error"),
+    [
+        (lambda r: r.set_budget(0.05), "between the cheapest"),
+        (lambda r: r.set_budget(1.5), "and 1"),
+        (lambda r: r.set_cost_weight(-1.0), "cost_weight"),
+        (lambda r: r.set_cost_weight(float("nan")), "cost_weight"),
+        (lambda r: r.set_costs({"nope": 1.0}), r"unknown children \['nope'\]"),
+        (lambda r: r.set_costs({"cheap": -1.0}), "cheap"),
+        (lambda r: r.add_model("mid", EchoChild(name_tag="x"), 0.5), "already a child"),
+        (lambda r: r.add_model("", EchoChild(name_tag="x"), 0.5), "non-empty"),
+        (lambda r: r.add_model("new", EchoChild(name_tag="x"), float("inf")), "new"),
+        (lambda r: r.add_model("new", "not a model", 0.5), "chat model"),
+        (lambda r: r.remove_model("nope"), "'nope' is not a child"),
+    ],
+)
+def test_bad_input_is_refused_and_changes_nothing(call, error: str) -> None:  # type: ignore[no-untyped-def]
+    router = make_router()
+    router.fit(PROMPTS, SCORES)
+    before = state(router)
+    with pytest.raises((ValueError, TypeError), match=error):
+        call(router)
+    assert state(router) == before
+
+
+def test_removing_down_to_one_child_and_bad_settings_are_refused() -> None:
+    router = make_router()
+    router.remove_model("mid")
+    with pytest.raises(ValueError, match="at least 2 children"):
+        router.remove_model("cheap")
+    assert router.model_names == ["cheap", "pricey"]
+    with pytest.raises(ValueError, match="decay"):
+        make_router(decay=0.0)
+    with pytest.raises(ValueError, match="decay"):
+        make_router(decay=1.5)
+    with pytest.raises(ValueError, match="budget"):
+        make_router(budget=0.01)
+    budgeted = make_router(budget=0.2)
+    with pytest.raises(ValueError, match="budget"):  # 0.2 is below the new cheapest
+        budgeted.set_costs({"cheap": 0.5})
+    assert budgeted.costs["cheap"] == 0.1
+
+
+def test_load_adds_and_drops_children_and_says_so(tmp_path: Path) -> None:
+    router = make_router(cost_weight=0.2)
+    router.fit(PROMPTS, SCORES)
+    router.save(tmp_path / "saved")
+    A, _, counts = router.policy.statistics()  # type: ignore[union-attr]
+    models = {
+        "cheap": EchoChild(name_tag="x"),
+        "pricey": EchoChild(name_tag="x"),
+        "star": EchoChild(name_tag="x"),
+    }
+    with pytest.warns(
+        UserWarning, match=r"added children \['star'\].*dropped .*\['mid'\]"
+    ):
+        loaded = MetaLLMRouterChatModel.load(
+            tmp_path / "saved",
+            models,
+            embeddings=KeywordEmbeddings(),
+            costs={"star": 0.3},
+        )
+    assert loaded.model_names == ["cheap", "pricey", "star"]
+    assert loaded.costs == {"cheap": 0.1, "pricey": 1.0, "star": 0.3}
+    new_a, _, new_counts = loaded.policy.statistics()  # type: ignore[union-attr]
+    assert new_a[:2].tobytes() == A[[0, 2]].tobytes()
+    assert new_counts.tolist() == [counts[0], counts[2], 0]
+    with pytest.raises(ValueError, match=r"added children \['star'\] need a cost"):
+        MetaLLMRouterChatModel.load(
+            tmp_path / "saved", models, embeddings=KeywordEmbeddings()
+        )
+
+
+def test_a_format_2_save_of_rewards_loads_as_scores(tmp_path: Path) -> None:
+    """Old saves learned ``score - p * c``; they convert exactly to scores."""
+    router = make_router(cost_weight=0.4)
+    router.fit(PROMPTS, SCORES)
+    router.save(tmp_path / "saved")
+    scores_b = router.policy.statistics()[1]  # type: ignore[union-attr]
+    cost = np.array([0.1, 0.4, 1.0])
+    manifest_path = tmp_path / "saved" / "metallm.json"
+    manifest = json.loads(manifest_path.read_text())
+    arrays_path = tmp_path / "saved" / manifest["arrays"]["file"]
+    with np.load(arrays_path) as saved:
+        arrays = {key: saved[key] for key in saved.files}
+    sums = arrays["A"][:, :, -1].copy()
+    sums[:, -1] -= 1.0
+    arrays["b"] = arrays["b"] - 0.4 * cost[:, None] * sums  # what format 2 held
+    np.savez(arrays_path, **arrays)
+    import hashlib
+
+    manifest["arrays"]["sha256"] = hashlib.sha256(arrays_path.read_bytes()).hexdigest()
+    manifest["format_version"] = 2
+    manifest_path.write_text(json.dumps(manifest))
+    loaded = MetaLLMRouterChatModel.load(
+        tmp_path / "saved", dict(router.models), embeddings=KeywordEmbeddings()
+    )
+    np.testing.assert_allclose(loaded.policy.statistics()[1], scores_b, atol=1e-9)  # type: ignore[union-attr]
