@@ -197,7 +197,7 @@ def test_a_new_cost_weight_changes_decisions_not_what_was_learned(
 def test_rewards_convert_to_scores_only_with_the_bias_feature() -> None:
     policy = LinUCBPolicy(NAMES, 3)
     policy.update(0, [1.0, 2.0, 0.5], 1.0)
-    A, b, counts = policy.statistics()  # noqa: N806
+    A, b, counts = policy.statistics()
     with pytest.raises(ValueError, match="bias feature"):
         scores_from_rewards(1.0, A, b, counts, np.ones(3), 0.5)
 
