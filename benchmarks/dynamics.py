@@ -552,11 +552,15 @@ def main() -> None:
     parser.add_argument(
         "--scenarios", default=",".join(SCENARIOS), help="comma-separated subset"
     )
+    parser.add_argument(
+        "--sweep-datasets", default="llmrouter9,mmlu2", help="data sets of scenario 1"
+    )
     args = parser.parse_args()
     chosen = args.scenarios.split(",")
     out, docs = Path(args.out), Path("docs")
     out.mkdir(parents=True, exist_ok=True)
-    names = ("llmrouter9", "mmlu2") if "budget" in chosen else ("llmrouter9",)
+    swept = args.sweep_datasets.split(",") if "budget" in chosen else []
+    names = sorted({*swept, "llmrouter9"} if set(chosen) - {"budget"} else set(swept))
     streams: dict[str, list[Stream]] = {}
     for name in names:
         folder = Path(args.data) / name if args.data else resolve_data_dir(name)
@@ -564,7 +568,7 @@ def main() -> None:
         vectors = load_vectors(Path(args.embeddings) / f"{name}.npz", data)
         streams[name] = [load_stream(data, vectors, seed) for seed in range(args.seeds)]
     reports = {
-        "budget": lambda: report_sweep(streams, out, args.calls),
+        "budget": lambda: report_sweep({n: streams[n] for n in swept}, out, args.calls),
         "new_model": lambda: report_new_model(streams["llmrouter9"], out, args.calls),
         "regression": lambda: report_regression(streams["llmrouter9"], out, args.calls),
         "price_cut": lambda: report_price_cut(streams["llmrouter9"], out, args.calls),
