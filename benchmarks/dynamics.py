@@ -110,7 +110,7 @@ def load_stream(data: Outcomes, vectors: FloatArray, seed: int) -> Stream:
     tasks = TaskClassifier.fit(
         vectors[split.train], [data.tasks[i] for i in split.train]
     )
-    x = query_features(vectors, data.prompts, tasks)
+    x = query_features(vectors, tasks)
     order = np.random.default_rng(seed).permutation(split.test)
     return Stream(
         data.models,
