@@ -454,6 +454,7 @@ class MetaLLMRouterChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         plan = kwargs.pop(PLAN_ARGUMENT, None)
+        weight = kwargs.pop("cost_weight", None)
         context = self._engine.contexts([self._query(messages)])[0]
         config = stream_run.child_config(run_manager)
 
@@ -464,7 +465,7 @@ class MetaLLMRouterChatModel(BaseChatModel):
             )
 
         decision, message, attempts = call_in_order(
-            self._candidates(context, plan), call, fallback=self.fallback
+            self._candidates(context, plan, weight), call, fallback=self.fallback
         )
         return self._answer(
             message, decision, context, _run_id(run_manager), attempts, plan
@@ -478,6 +479,7 @@ class MetaLLMRouterChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         plan = kwargs.pop(PLAN_ARGUMENT, None)
+        weight = kwargs.pop("cost_weight", None)
         context = (await self._engine.acontexts([self._query(messages)]))[0]
         config = stream_run.child_config(run_manager)
 
@@ -488,7 +490,7 @@ class MetaLLMRouterChatModel(BaseChatModel):
             )
 
         decision, message, attempts = await acall_in_order(
-            self._candidates(context, plan), call, fallback=self.fallback
+            self._candidates(context, plan, weight), call, fallback=self.fallback
         )
         return self._answer(
             message, decision, context, _run_id(run_manager), attempts, plan
@@ -503,6 +505,7 @@ class MetaLLMRouterChatModel(BaseChatModel):
     ) -> Iterator[ChatGenerationChunk]:
         link = stream_run.take(run_manager)
         plan = kwargs.pop(PLAN_ARGUMENT, None)
+        weight = kwargs.pop("cost_weight", None)
         context = self._engine.contexts([self._query(messages)])[0]
 
         def start(choice: RouteDecision) -> Iterator[BaseMessage]:
@@ -515,7 +518,7 @@ class MetaLLMRouterChatModel(BaseChatModel):
             )
 
         decision, stream, attempts = stream_in_order(
-            self._candidates(context, plan), start, fallback=self.fallback
+            self._candidates(context, plan, weight), start, fallback=self.fallback
         )
         last: BaseMessage | None = None
         usage: UsageMetadata | None = None
@@ -536,6 +539,7 @@ class MetaLLMRouterChatModel(BaseChatModel):
     ) -> AsyncIterator[ChatGenerationChunk]:
         link = stream_run.take(run_manager)
         plan = kwargs.pop(PLAN_ARGUMENT, None)
+        weight = kwargs.pop("cost_weight", None)
         context = (await self._engine.acontexts([self._query(messages)]))[0]
 
         def start(choice: RouteDecision) -> AsyncIterator[BaseMessage]:
@@ -548,7 +552,7 @@ class MetaLLMRouterChatModel(BaseChatModel):
             )
 
         decision, stream, attempts = await astream_in_order(
-            self._candidates(context, plan), start, fallback=self.fallback
+            self._candidates(context, plan, weight), start, fallback=self.fallback
         )
         last: BaseMessage | None = None
         usage: UsageMetadata | None = None
@@ -669,11 +673,16 @@ class MetaLLMRouterChatModel(BaseChatModel):
         return text
 
     def _candidates(
-        self, context: FloatArray, plan: PlannedChoice | None
+        self,
+        context: FloatArray,
+        plan: PlannedChoice | None,
+        cost_weight: float | None,
     ) -> Iterator[RouteDecision]:
-        """Arms to call in order: the chosen (or planned) one, then the rest by UCB."""
+        """Arms to call in order: the chosen (or planned) one, then the rest by
+        UCB; ``cost_weight`` (``invoke(..., cost_weight=p)`` or ``bind``)
+        overrides the router's for this call."""
         decision = self._engine.decide(
-            context, arm=None if plan is None else plan["arm"]
+            context, arm=None if plan is None else plan["arm"], cost_weight=cost_weight
         )
         return self._engine.candidates(decision, context)
 

@@ -199,6 +199,14 @@ class RouterEngine:
         """The policy's choice for one context (at ``cost_weight`` if given,
         else ``self.cost_weight``), or its estimates for ``arm`` when a plan
         already chose it."""
+        if cost_weight is not None and not (
+            isinstance(cost_weight, (int, float))
+            and math.isfinite(cost_weight)
+            and cost_weight >= 0
+        ):
+            raise ValueError(
+                f"cost_weight: must be finite and >= 0, got {cost_weight!r}"
+            )
         policy = self._policy_for(context[None])
         weight = self.cost_weight if cost_weight is None else cost_weight
         cost = penalty(policy.arms, self.normalized_costs, weight)

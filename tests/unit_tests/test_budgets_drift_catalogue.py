@@ -232,3 +232,17 @@ def test_a_format_2_save_of_rewards_loads_as_scores(tmp_path: Path) -> None:
         tmp_path / "saved", dict(router.models), embeddings=KeywordEmbeddings()
     )
     np.testing.assert_allclose(loaded.policy.statistics()[1], scores_b, atol=1e-9)  # type: ignore[union-attr]
+
+
+def test_a_call_may_override_the_cost_weight() -> None:
+    router = make_router(cost_weight=0.0)
+    router.fit(PROMPTS, SCORES)
+    answer = router.invoke("math question 99", cost_weight=2.0)
+    assert answer.response_metadata["metallm"]["model"] == "cheap"
+    bound = router.bind(cost_weight=2.0).invoke("math question 98")
+    assert bound.response_metadata["metallm"]["model"] == "cheap"
+    assert router.invoke("math question 97").response_metadata["metallm"]["model"] == (
+        "pricey"
+    )
+    with pytest.raises(ValueError, match="cost_weight"):
+        router.invoke("math question 96", cost_weight=-1.0)
