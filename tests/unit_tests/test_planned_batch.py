@@ -120,26 +120,26 @@ def make_router(
         router.route(texts[0])  # creates the policy
         policy = router.policy
         assert policy is not None
-        rewards = np.array([truth(t) for t in texts]) - COST_WEIGHT * COSTS
-        policy.fit(router.engine.contexts(texts), rewards)
+        scores = np.array([truth(t) for t in texts])
+        policy.fit(router.engine.contexts(texts), scores)
     return router
 
 
 BATCH = [prompt(i) for i in range(12)]
 
 
-def test_front_is_built_from_the_policy_scores_with_the_cost_added_back() -> None:
+def test_front_is_built_from_the_policy_scores() -> None:
     router = make_router(Tracker())
     policy = router.policy
     assert policy is not None
     mean, _ = policy.predict(router.engine.contexts(BATCH))
-    scores = np.clip(mean + COST_WEIGHT * COSTS, 0, 1)
+    scores = np.clip(mean, 0, 1)
     expected = ParetoFront.build(scores=scores, costs=COSTS, models=MODELS)
     front = pareto_front(router, BATCH)
     np.testing.assert_allclose(front.points, expected.points)
     assert front.point(-1).models == expected.point(-1).models
     np.testing.assert_allclose(
-        policy_scores(policy, router.engine.contexts(BATCH), COSTS, cost_weight=0.2),
+        policy_scores(policy, router.engine.contexts(BATCH)),
         scores,
     )
     math = np.array(["math" in t for t in BATCH])  # scores, not rewards:
@@ -157,7 +157,7 @@ def test_robust_front_uses_the_lower_confidence_bound() -> None:
     policy = router.policy
     assert policy is not None
     mean, width = policy.predict(router.engine.contexts(BATCH))
-    lcb = np.clip(mean + COST_WEIGHT * COSTS - 0.5 * width, 0, 1)
+    lcb = np.clip(mean - 0.5 * width, 0, 1)
     robust = pareto_front(router, BATCH, robust=True)
     expected = ParetoFront.build(scores=lcb, costs=COSTS, models=MODELS)
     np.testing.assert_allclose(robust.points, expected.points)
@@ -249,9 +249,8 @@ async def test_feedback_handler_rewards_every_planned_call(attach: str) -> None:
 async def test_record_feedback_accepts_a_planned_answer_once() -> None:
     router = make_router(Tracker())
     result = await abatch_planned(router, BATCH, budget=1e6)
-    answer, model = result.answers[1], result.plan.models[1]
-    reward = router.record_feedback(answer, 1.0)
-    assert reward == pytest.approx(1.0 - COST_WEIGHT * COSTS[MODELS.index(model)])
+    answer = result.answers[1]
+    assert router.record_feedback(answer, 1.0) == 1.0  # the score is learned
     with pytest.raises(FeedbackError, match="already rewarded"):
         router.record_feedback(answer, 1.0)
 
@@ -320,7 +319,7 @@ async def test_planned_calls_carry_the_routed_metadata_and_call_settings() -> No
     assert tracker.settings == {(("END",), 7)}
 
 
-async def test_planned_calls_learn_the_usage_cost_that_invoke_learns() -> None:
+async def test_planned_calls_price_the_usage_cost_that_invoke_prices() -> None:
     prices = {"cheap": (1.0, 2.0), "mid": (2.0, 4.0), "pricey": (10.0, 30.0)}
     router = make_router(Tracker(), cost_mode="usage", prices=prices)
     result = await abatch_planned(router, BATCH, budget=1e6)
@@ -330,9 +329,7 @@ async def test_planned_calls_learn_the_usage_cost_that_invoke_learns() -> None:
         reference = 1_000 * 10.0 + 1_000 * 30.0  # the priciest reference call
         expected = (10 * price_in + len(text) * price_out) / reference
         assert meta["cost"] == pytest.approx(expected)
-        assert router.record_feedback(answer, 1.0) == pytest.approx(
-            1.0 - COST_WEIGHT * expected
-        )
+        assert router.record_feedback(answer, 1.0) == 1.0
 
 
 @pytest.mark.parametrize(

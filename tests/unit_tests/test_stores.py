@@ -218,9 +218,7 @@ def test_routers_share_a_sqlite_store_by_namespace_and_store_no_prompt(
     for i in range(5):
         first.record_feedback(first.invoke(f"{secret} {i}"), 1.0)
     assert first.policy is not None
-    assert first.policy.namespace == namespace(
-        "metallm-router", KeywordEmbeddings(), ["cheap", "pricey"]
-    )
+    assert first.policy.namespace == namespace("metallm-router", KeywordEmbeddings())
     second = make_router(SQLiteStore(path))
     second.route(query("math", 1))
     assert second.policy is not None
