@@ -371,9 +371,13 @@ class MetaLLMRouterChatModel(BaseChatModel):
         costs = {**self.costs, name: cost}
         check_costs(costs, [*self.model_names, name])
         self._check_budget_with(costs)
-        self._engine.add_arm(name)
-        self.costs = costs
-        self.models = {**self.models, name: model}
+        old_costs, old_models = self.costs, self.models
+        self.costs, self.models = costs, {**self.models, name: model}
+        try:  # the child is callable before the policy can choose it
+            self._engine.add_arm(name)
+        except Exception:
+            self.costs, self.models = old_costs, old_models
+            raise
 
     def remove_model(self, name: str) -> None:
         """Remove child ``name`` and its statistics, keeping every other child's;
