@@ -37,6 +37,11 @@ from pydantic import ConfigDict, Field, PrivateAttr, model_validator
 
 from langchain_metallm import batch_planning
 from langchain_metallm.batch_planning import PlannedBatchResult
+from langchain_metallm.child_runs import (
+    child_config,
+    stream_child_config,
+    without_usage,
+)
 from langchain_metallm.embeddings import LocalEmbeddings
 from langchain_metallm.fallback import (
     Attempt,
@@ -482,7 +487,7 @@ class MetaLLMRouterChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         decision, context = self._decide(messages)
-        config = _child_config(run_manager)
+        config = child_config(run_manager)
 
         def call(choice: RouteDecision) -> BaseMessage:
             child, call_kwargs = self._child(choice, kwargs)
@@ -503,7 +508,7 @@ class MetaLLMRouterChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         decision, context = await self._adecide(messages)
-        config = _child_config(run_manager)
+        config = child_config(run_manager)
 
         async def call(choice: RouteDecision) -> BaseMessage:
             child, call_kwargs = self._child(choice, kwargs)
@@ -524,7 +529,7 @@ class MetaLLMRouterChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
         link = _take_link(
-            _link(run_manager, _child_config(run_manager)) if run_manager else None
+            _link(run_manager, child_config(run_manager)) if run_manager else None
         )
         decision, context = self._decide(messages)
         config = link.child_config
@@ -543,8 +548,8 @@ class MetaLLMRouterChatModel(BaseChatModel):
         for chunk in stream:
             if last is not None:
                 yield ChatGenerationChunk(message=cast(AIMessageChunk, last))
-            last = chunk
             usage.add(chunk)
+            last, _ = without_usage(chunk)
         yield self._final_chunk(last, decision, context, link.run_id, attempts, usage)
 
     async def _astream(
@@ -555,7 +560,7 @@ class MetaLLMRouterChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
         link = _take_link(
-            _link(run_manager, _child_config(run_manager)) if run_manager else None
+            _link(run_manager, child_config(run_manager)) if run_manager else None
         )
         decision, context = await self._adecide(messages)
         config = link.child_config
@@ -574,8 +579,8 @@ class MetaLLMRouterChatModel(BaseChatModel):
         async for chunk in stream:
             if last is not None:
                 yield ChatGenerationChunk(message=cast(AIMessageChunk, last))
-            last = chunk
             usage.add(chunk)
+            last, _ = without_usage(chunk)
         yield self._final_chunk(last, decision, context, link.run_id, attempts, usage)
 
     def stream(
@@ -618,7 +623,7 @@ class MetaLLMRouterChatModel(BaseChatModel):
     ) -> ChatResult:
         # When langchain-core streams under invoke, ``_stream`` gets no run manager.
         if run_manager is not None:
-            _STREAM_RUN.set(_link(run_manager, _child_config(run_manager)))
+            _STREAM_RUN.set(_link(run_manager, child_config(run_manager)))
         try:
             return super()._generate_with_cache(messages, stop, run_manager, **kwargs)
         finally:
@@ -632,7 +637,7 @@ class MetaLLMRouterChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         if run_manager is not None:
-            _STREAM_RUN.set(_link(run_manager, _child_config(run_manager)))
+            _STREAM_RUN.set(_link(run_manager, child_config(run_manager)))
         try:
             return await super()._agenerate_with_cache(
                 messages, stop, run_manager, **kwargs
@@ -887,6 +892,7 @@ class MetaLLMRouterChatModel(BaseChatModel):
             **self._metadata(decision, run_id, cost),
             "task": task_of(context, self._tasks),
             "attempts": attempts,
+            "usage": usage,
         }
 
     def _finish(
@@ -897,7 +903,7 @@ class MetaLLMRouterChatModel(BaseChatModel):
         run_id: str,
         attempts: list[Attempt],
     ) -> ChatResult:
-        usage = message.usage_metadata if isinstance(message, AIMessage) else None
+        message, usage = without_usage(message)
         metadata = self._register(decision, context, run_id, attempts, usage)
         routed = message.model_copy(
             update={
@@ -941,29 +947,6 @@ def _child_name(model: BaseChatModel, index: int) -> str:
     return f"model_{index}"
 
 
-def _child_config(
-    run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun | None,
-) -> RunnableConfig:
-    """Callbacks that make the child's run a child of the router's run."""
-    if run_manager is None:
-        return {}
-    manager_class = (
-        AsyncCallbackManager
-        if isinstance(run_manager, AsyncCallbackManagerForLLMRun)
-        else CallbackManager
-    )
-    manager = manager_class(
-        handlers=run_manager.inheritable_handlers,
-        inheritable_handlers=run_manager.inheritable_handlers,
-        parent_run_id=run_manager.run_id,
-        tags=run_manager.inheritable_tags,
-        inheritable_tags=run_manager.inheritable_tags,
-        metadata=run_manager.inheritable_metadata,
-        inheritable_metadata=run_manager.inheritable_metadata,
-    )
-    return {"callbacks": manager}
-
-
 def _hand_over_stream_run(
     config: RunnableConfig | None,
     manager_class: type[CallbackManager] | type[AsyncCallbackManager],
@@ -977,8 +960,7 @@ def _hand_over_stream_run(
         inheritable_tags=config.get("tags"),
         inheritable_metadata=config.get("metadata"),
     )
-    manager.parent_run_id = run_id
-    _STREAM_RUN.set(_RunLink(str(run_id), {"callbacks": manager}))
+    _STREAM_RUN.set(_RunLink(str(run_id), stream_child_config(manager, run_id)))
     return {**config, "run_id": run_id}
 
 
