@@ -25,6 +25,7 @@ from langchain_core.callbacks import (
     CallbackManager,
     CallbackManagerForLLMRun,
 )
+from langchain_core.caches import BaseCache
 from langchain_core.embeddings import Embeddings
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
@@ -43,6 +44,7 @@ from langchain_metallm.child_runs import (
     without_usage,
 )
 from langchain_metallm.embeddings import LocalEmbeddings
+from langchain_metallm.llm_cache import CACHE_HIT, as_cache_hit
 from langchain_metallm.fallback import (
     Attempt,
     acall_in_order,
@@ -170,6 +172,10 @@ class MetaLLMRouterChatModel(BaseChatModel):
     price for ``reference_tokens`` (see ``usage_cost``); the reward uses it."""
     prices: dict[str, tuple[float, float]] | None = None
     """``cost_mode="usage"`` only: (input, output) dollars per million tokens."""
+    cache: BaseCache | bool | None = Field(default=False, exclude=True)
+    """LangChain's LLM cache for the router's own answers: off by default so that
+    repeated prompts keep being routed and learned from (children still use the
+    global cache); a hit is an answer without a decision (see ``llm_cache``)."""
     reference_tokens: tuple[int, int] = (1_000, 1_000)
     """``cost_mode="usage"``: (input, output) tokens of a call that costs 1 on the
     priciest child."""
@@ -486,6 +492,7 @@ class MetaLLMRouterChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
+        self._pending.check_unused(_run_id(run_manager))
         decision, context = self._decide(messages)
         config = child_config(run_manager)
 
@@ -507,6 +514,7 @@ class MetaLLMRouterChatModel(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
+        self._pending.check_unused(_run_id(run_manager))
         decision, context = await self._adecide(messages)
         config = child_config(run_manager)
 
@@ -531,6 +539,7 @@ class MetaLLMRouterChatModel(BaseChatModel):
         link = _take_link(
             _link(run_manager, child_config(run_manager)) if run_manager else None
         )
+        self._pending.check_unused(link.run_id)
         decision, context = self._decide(messages)
         config = link.child_config
 
@@ -562,6 +571,7 @@ class MetaLLMRouterChatModel(BaseChatModel):
         link = _take_link(
             _link(run_manager, child_config(run_manager)) if run_manager else None
         )
+        self._pending.check_unused(link.run_id)
         decision, context = await self._adecide(messages)
         config = link.child_config
 
@@ -625,9 +635,10 @@ class MetaLLMRouterChatModel(BaseChatModel):
         if run_manager is not None:
             _STREAM_RUN.set(_link(run_manager, child_config(run_manager)))
         try:
-            return super()._generate_with_cache(messages, stop, run_manager, **kwargs)
+            result = super()._generate_with_cache(messages, stop, run_manager, **kwargs)
         finally:
             _STREAM_RUN.set(None)
+        return self._unless_cache_hit(result, run_manager)
 
     async def _agenerate_with_cache(
         self,
@@ -639,11 +650,25 @@ class MetaLLMRouterChatModel(BaseChatModel):
         if run_manager is not None:
             _STREAM_RUN.set(_link(run_manager, child_config(run_manager)))
         try:
-            return await super()._agenerate_with_cache(
+            result = await super()._agenerate_with_cache(
                 messages, stop, run_manager, **kwargs
             )
         finally:
             _STREAM_RUN.set(None)
+        return self._unless_cache_hit(result, run_manager)
+
+    def _unless_cache_hit(
+        self,
+        result: ChatResult,
+        run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun | None,
+    ) -> ChatResult:
+        """``result``, relabelled if it came from the LLM cache (see ``llm_cache``)."""
+        run_id = _run_id(run_manager)
+        hit = as_cache_hit(result, run_id)
+        if hit is None:
+            return result
+        self._pending.refuse(run_id, CACHE_HIT)
+        return hit
 
     def batch(
         self,
@@ -873,6 +898,7 @@ class MetaLLMRouterChatModel(BaseChatModel):
             "ucb": decision.ucb,
             "cost": cost,
             "run_id": run_id,
+            "cached": False,
         }
 
     def _register(

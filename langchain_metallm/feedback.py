@@ -94,16 +94,23 @@ class PendingDecisions:
         tell the two decisions apart.
         """
         with self._lock:
-            if run_id in self._pending or run_id in self._closed:
-                raise ValueError(
-                    f"run_id {run_id}: already routed; run ids must be unique"
-                )
+            self._check_unused(run_id)
             self._expire()
             self._pending[run_id] = (decision, self._clock())
             while len(self._pending) > self.capacity:
                 evicted, _ = self._pending.popitem(last=False)
                 self._close(evicted, "was evicted from the pending table")
                 self._counts["evicted"] += 1
+
+    def check_unused(self, run_id: str) -> None:
+        """Refuse (``ValueError``) a run id already routed, before any child call."""
+        with self._lock:
+            self._check_unused(run_id)
+
+    def refuse(self, run_id: str, reason: str) -> None:
+        """Mark ``run_id`` as a run that cannot be rewarded, saying why."""
+        with self._lock:
+            self._close(run_id, reason)
 
     def take(self, run_id: str) -> PendingDecision:
         """Remove and return the decision for ``run_id``, or raise ``FeedbackError``."""
@@ -144,6 +151,10 @@ class PendingDecisions:
             del self._pending[run_id]
             self._close(run_id, f"expired after {self.ttl:g} s without feedback")
             self._counts["expired"] += 1
+
+    def _check_unused(self, run_id: str) -> None:
+        if run_id in self._pending or run_id in self._closed:
+            raise ValueError(f"run_id {run_id}: already routed; run ids must be unique")
 
     def _close(self, run_id: str, reason: str) -> None:
         self._closed[run_id] = reason
