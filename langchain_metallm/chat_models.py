@@ -19,22 +19,29 @@ from typing import Any, Literal, cast
 from uuid import UUID, uuid4
 
 import numpy as np
+from langchain_core.caches import BaseCache
 from langchain_core.callbacks import (
     AsyncCallbackManager,
     AsyncCallbackManagerForLLMRun,
     CallbackManager,
     CallbackManagerForLLMRun,
 )
-from langchain_core.caches import BaseCache
 from langchain_core.embeddings import Embeddings
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.messages.ai import UsageMetadata
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
-from langchain_core.runnables import Runnable, RunnableConfig, ensure_config
+from langchain_core.runnables import (
+    Runnable,
+    RunnableConfig,
+    RunnableSerializable,
+    ensure_config,
+)
+from langchain_core.runnables.utils import AnyConfigurableField
 from langchain_core.tools import BaseTool
 from numpy.typing import NDArray
 from pydantic import ConfigDict, Field, PrivateAttr, model_validator
+from typing_extensions import Self
 
 from langchain_metallm import batch_planning
 from langchain_metallm.batch_planning import PlannedBatchResult
@@ -44,7 +51,6 @@ from langchain_metallm.child_runs import (
     without_usage,
 )
 from langchain_metallm.embeddings import LocalEmbeddings
-from langchain_metallm.llm_cache import CACHE_HIT, as_cache_hit
 from langchain_metallm.fallback import (
     Attempt,
     acall_in_order,
@@ -72,6 +78,7 @@ from langchain_metallm.learning import (
     score_matrix,
     shift_cost_weight,
 )
+from langchain_metallm.llm_cache import CACHE_HIT, as_cache_hit
 from langchain_metallm.persistence import (
     StrPath,
     load_router,
@@ -80,6 +87,11 @@ from langchain_metallm.persistence import (
 )
 from langchain_metallm.planning import ParetoFront
 from langchain_metallm.policy import LinUCBPolicy, RouteDecision
+from langchain_metallm.shared_learning import (
+    LearnedState,
+    SharedLearningConfigurableFields,
+    check_shareable,
+)
 from langchain_metallm.stores.base import PolicyStore, namespace
 from langchain_metallm.usage_cost import UsageTally, check_prices, normalised_cost
 
@@ -180,8 +192,7 @@ class MetaLLMRouterChatModel(BaseChatModel):
     """``cost_mode="usage"``: (input, output) tokens of a call that costs 1 on the
     priciest child."""
 
-    _policy: LinUCBPolicy | None = PrivateAttr(default=None)
-    _tasks: TaskClassifier | None = PrivateAttr(default=None)
+    _learned: LearnedState = PrivateAttr()
     _pending: PendingDecisions = PrivateAttr()
     _vectors: OrderedDict[str, NDArray[np.float64]] = PrivateAttr(
         default_factory=OrderedDict
@@ -247,6 +258,7 @@ class MetaLLMRouterChatModel(BaseChatModel):
         elif self.prices is not None:
             raise ValueError('prices: only used with cost_mode="usage"')
         self._pending = PendingDecisions(self.max_pending, self.pending_ttl)
+        self._learned = LearnedState(self.cost_weight)
         return self
 
     @property
@@ -287,12 +299,12 @@ class MetaLLMRouterChatModel(BaseChatModel):
     @property
     def policy(self) -> LinUCBPolicy | None:
         """The LinUCB policy, created on the first embedded query."""
-        return self._policy
+        return self._learned.policy
 
     @property
     def task_classifier(self) -> TaskClassifier | None:
         """The task classifier learned by ``fit(..., tasks=...)``, if any."""
-        return self._tasks
+        return self._learned.tasks
 
     # Routing -----------------------------------------------------------------
 
@@ -327,12 +339,13 @@ class MetaLLMRouterChatModel(BaseChatModel):
         cost = decision.cost
         if cost is None:
             cost = self.normalized_costs[decision.model]
-        reward = checked - self.cost_weight * cost
-        try:
-            self._require_policy().update(decision.arm, decision.context, reward)
-        except Exception:
-            self._pending.restore(run_id, decision)
-            raise
+        with self._learned.lock:  # the weight and the statistics move together
+            reward = checked - self._learned.cost_weight * cost
+            try:
+                self._require_policy().update(decision.arm, decision.context, reward)
+            except Exception:
+                self._pending.restore(run_id, decision)
+                raise
         return reward
 
     def is_pending(self, run_id: UUID | str) -> bool:
@@ -387,8 +400,9 @@ class MetaLLMRouterChatModel(BaseChatModel):
             self._learn_tasks(vectors, labels)
         contexts = self._featurize(vectors, texts)
         cost = cost_vector(self.model_names, self.normalized_costs)
-        rewards = reward_matrix(matrix, cost, self.cost_weight)
-        self._policy_for(contexts).fit(contexts, rewards)
+        with self._learned.lock:
+            rewards = reward_matrix(matrix, cost, self._learned.cost_weight)
+            self._policy_for(contexts).fit(contexts, rewards)
 
     def calibrate_cost_weight(
         self,
@@ -406,16 +420,18 @@ class MetaLLMRouterChatModel(BaseChatModel):
         checked = check_budget(budget, self.normalized_costs)
         texts = check_prompts(prompts)
         matrix = score_matrix(scores, self.model_names, len(texts), complete=True)
-        result = calibrate(
-            self._policy,
-            self._contexts(texts),
-            matrix,
-            self.normalized_costs,
-            fitted_weight=self.cost_weight,
-            budget=checked,
-            cost_weights=cost_weights,
-        )
-        self.set_cost_weight(result.cost_weight)
+        contexts = self._contexts(texts)
+        with self._learned.lock:
+            result = calibrate(
+                self._learned.policy,
+                contexts,
+                matrix,
+                self.normalized_costs,
+                fitted_weight=self._learned.cost_weight,
+                budget=checked,
+                cost_weights=cost_weights,
+            )
+            self.set_cost_weight(result.cost_weight)
         return result
 
     def set_cost_weight(self, cost_weight: float) -> None:
@@ -423,27 +439,31 @@ class MetaLLMRouterChatModel(BaseChatModel):
         every past reward had used the new weight (``cost_mode="fixed"`` only)."""
         if not math.isfinite(cost_weight) or cost_weight < 0:
             raise ValueError(f"cost_weight: must be finite and >= 0, got {cost_weight}")
-        if self.cost_mode != "fixed" and self._policy is not None:
+        if self.cost_mode != "fixed" and self._learned.policy is not None:
             raise ValueError(
                 "cost_weight: cannot be moved exactly with cost_mode='usage' (each "
                 "reward's cost is not recorded); refit with the new weight instead"
             )
-        if self._policy is not None:
-            shift_cost_weight(
-                self._policy, self.normalized_costs, self.cost_weight, cost_weight
-            )
-        self.cost_weight = float(cost_weight)
+        with self._learned.lock:  # no reward lands between the read and the move
+            if self._learned.policy is not None:
+                shift_cost_weight(
+                    self._learned.policy,
+                    self.normalized_costs,
+                    self._learned.cost_weight,
+                    cost_weight,
+                )
+            self._learned.cost_weight = self.cost_weight = float(cost_weight)
 
     def save(self, path: StrPath) -> None:
         """Save what was learned to the directory ``path``, atomically (format in
         ``persistence``). Decisions still awaiting feedback are not saved."""
         save_router(
             path,
-            self._policy,
+            self._learned.policy,
             costs=self.costs,
             cost_weight=self.cost_weight,
             embeddings=self.embeddings,
-            tasks=self._tasks,
+            tasks=self._learned.tasks,
         )
 
     @classmethod
@@ -465,12 +485,36 @@ class MetaLLMRouterChatModel(BaseChatModel):
         embedder = LocalEmbeddings() if embeddings is None else embeddings
         state = load_router(path, embedder)
         router = cls(**router_settings(state, models, embedder, kwargs))
-        router._tasks = state.tasks
+        router._learned.tasks = state.tasks
         policy = router._policy_for(np.empty((0, state.policy.dim)))
         policy.load_statistics(*state.policy.statistics())
         return router
 
     # LangChain chat model ------------------------------------------------------
+
+    def model_copy(
+        self, *, update: Mapping[str, Any] | None = None, deep: bool = False
+    ) -> Self:
+        """A copy that shares this router's learned state (see ``shared_learning``);
+        fields that define learning cannot change, and deep copies are refused."""
+        if deep:
+            raise ValueError(
+                "model_copy: deep copies are refused (the learned state is shared "
+                "by reference); save() and load() make an independent router"
+            )
+        check_shareable(update or {}, "model_copy")
+        return super().model_copy(update=update)
+
+    def configurable_fields(
+        self, **kwargs: AnyConfigurableField
+    ) -> RunnableSerializable[LanguageModelInput, BaseMessage]:
+        """Per-call fields; configured routers share this one's learned state, and
+        fields that define learning cannot be configured (see ``shared_learning``)."""
+        check_shareable(kwargs, "configurable_fields")
+        for key in kwargs:
+            if key not in type(self).model_fields:
+                raise ValueError(f"configurable_fields: unknown field {key!r}")
+        return SharedLearningConfigurableFields(default=self, fields=kwargs)
 
     def bind_tools(
         self,
@@ -742,12 +786,12 @@ class MetaLLMRouterChatModel(BaseChatModel):
 
     def _featurize(self, vectors: Context, texts: Sequence[str]) -> Context:
         """Policy contexts from embeddings (with task features once learned)."""
-        return query_features(vectors, texts, self._tasks)
+        return query_features(vectors, texts, self._learned.tasks)
 
     def _learn_tasks(self, vectors: Context, labels: list[str]) -> None:
         """Learn the task classifier from labelled prompts; only before anything
         is learned, since it changes what the policy's statistics mean."""
-        if self._policy is not None and self._policy.counts.sum() > 0:
+        if self._learned.policy is not None and self._learned.policy.counts.sum() > 0:
             raise ValueError(
                 "tasks: this router has already learned from rewards; a task "
                 "classifier can only be learned by the first fit (fit without "
@@ -761,8 +805,10 @@ class MetaLLMRouterChatModel(BaseChatModel):
             )
         classifier = TaskClassifier.fit(vectors, labels)
         with self._lock:
-            self._tasks = classifier
-            self._policy = None  # created again with the task features' dimension
+            self._learned.tasks = classifier
+            self._learned.policy = (
+                None  # created again with the task features' dimension
+            )
 
     def _vectors_for(self, texts: Sequence[str]) -> Context:
         """Embeddings of ``texts`` (n, dim); uncached ones are embedded in one call."""
@@ -808,7 +854,7 @@ class MetaLLMRouterChatModel(BaseChatModel):
                 f"embeddings: returned {len(raw)} vectors for {len(texts)} texts"
             )
         vectors = [np.asarray(v, dtype=np.float64) for v in raw]
-        policy, tasks = self._policy, self._tasks
+        policy, tasks = self._learned.policy, self._learned.tasks
         if policy is not None:
             expected: tuple[int, ...] = (embedding_dim(policy.dim, tasks),)
         elif tasks is not None:
@@ -828,8 +874,8 @@ class MetaLLMRouterChatModel(BaseChatModel):
     def _policy_for(self, contexts: Context) -> LinUCBPolicy:
         """The policy, created on first use with the contexts' dimension."""
         with self._lock:
-            if self._policy is None:
-                self._policy = LinUCBPolicy(
+            if self._learned.policy is None:
+                self._learned.policy = LinUCBPolicy(
                     self.model_names,
                     contexts.shape[1],
                     alpha=self.alpha,
@@ -840,16 +886,16 @@ class MetaLLMRouterChatModel(BaseChatModel):
                         self.embeddings,
                         self.model_names,
                         tasks=None
-                        if self._tasks is None
-                        else self._tasks.fingerprint(),
+                        if self._learned.tasks is None
+                        else self._learned.tasks.fingerprint(),
                     ),
                 )
-            return self._policy
+            return self._learned.policy
 
     def _require_policy(self) -> LinUCBPolicy:
-        if self._policy is None:
+        if self._learned.policy is None:
             raise ValueError("router: no decision has been made yet")
-        return self._policy
+        return self._learned.policy
 
     def _child(
         self, decision: RouteDecision, kwargs: dict[str, Any]
@@ -916,7 +962,7 @@ class MetaLLMRouterChatModel(BaseChatModel):
         )
         return {
             **self._metadata(decision, run_id, cost),
-            "task": task_of(context, self._tasks),
+            "task": task_of(context, self._learned.tasks),
             "attempts": attempts,
             "usage": usage,
         }
