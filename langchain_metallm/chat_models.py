@@ -8,6 +8,7 @@ decision -> child call -> response metadata. Rewards flow back through
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import warnings
@@ -66,7 +67,7 @@ from langchain_metallm.features import (
     query_features,
     task_of,
 )
-from langchain_metallm.feedback import PendingDecision, PendingDecisions
+from langchain_metallm.feedback import PendingDecision, PendingDecisions, check_score
 from langchain_metallm.learning import (
     CostWeightCalibration,
     Scores,
@@ -96,6 +97,7 @@ from langchain_metallm.stores.base import PolicyStore, namespace
 from langchain_metallm.usage_cost import UsageTally, check_prices, normalised_cost
 
 _TOOL_KEYS = ("tools", "tool_choice", "tool_binding")
+_logger = logging.getLogger(__name__)
 Context = NDArray[np.float64]
 
 
@@ -327,7 +329,7 @@ class MetaLLMRouterChatModel(BaseChatModel):
         already-rewarded runs raise ``FeedbackError`` (with ``strict=False`` they
         are ignored with a warning and NaN is returned).
         """
-        checked = _check_score(score)
+        checked = check_score(score)
         run_id = _run_id_of(run)
         try:
             decision = self._pending.take(run_id)
@@ -352,9 +354,16 @@ class MetaLLMRouterChatModel(BaseChatModel):
         """Whether a routed call with this run id still awaits feedback."""
         return str(run_id) in self._pending
 
+    def note_feedback_error(self, run_id: UUID | str | None, problem: str) -> None:
+        """Count (``stats()["scorer_errors"]``) and log feedback that a scorer or
+        a feedback event failed to give; the decision stays pending."""
+        self._pending.count_scorer_error()
+        _logger.error("metallm feedback for run_id %s not applied: %s", run_id, problem)
+
     def stats(self) -> dict[str, int]:
         """Feedback counters: ``pending`` decisions, feedback ``applied`` and
-        ``refused``, decisions ``expired`` (``pending_ttl``) or ``evicted``."""
+        ``refused``, decisions ``expired`` (``pending_ttl``) or ``evicted``, and
+        ``scorer_errors``."""
         return self._pending.stats()
 
     # Learning and persistence ---------------------------------------------------
@@ -507,7 +516,7 @@ class MetaLLMRouterChatModel(BaseChatModel):
 
     def configurable_fields(
         self, **kwargs: AnyConfigurableField
-    ) -> RunnableSerializable[LanguageModelInput, BaseMessage]:
+    ) -> RunnableSerializable[LanguageModelInput, AIMessage]:
         """Per-call fields; configured routers share this one's learned state, and
         fields that define learning cannot be configured (see ``shared_learning``)."""
         check_shareable(kwargs, "configurable_fields")
@@ -1054,15 +1063,6 @@ def _run_id(
     run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun | None,
 ) -> str:
     return str(run_manager.run_id if run_manager else uuid4())
-
-
-def _check_score(score: float) -> float:
-    if isinstance(score, bool) or not isinstance(score, (int, float, np.number)):
-        raise TypeError(f"score: expected a number in [0, 1], got {score!r}")
-    value = float(score)
-    if not 0.0 <= value <= 1.0:  # also refuses NaN
-        raise ValueError(f"score: must be in [0, 1], got {score!r}")
-    return value
 
 
 def _run_id_of(run: UUID | str | AIMessage) -> str:

@@ -8,13 +8,15 @@ a grader step in the same chain, and turns that decision into a policy update.
 
 from __future__ import annotations
 
+import inspect
 import math
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 from uuid import UUID
 
 import numpy as np
@@ -31,6 +33,8 @@ FEEDBACK_EVENT = "metallm_feedback"
 
 Scorer = Callable[[Sequence[BaseMessage] | str, Generation], float]
 """Grades one answer: ``(messages or prompt, generation) -> score in [0, 1]``."""
+AsyncScorer = Callable[[Sequence[BaseMessage] | str, Generation], Awaitable[float]]
+"""An ``async def`` ``Scorer``."""
 
 
 class FeedbackError(ValueError):
@@ -74,7 +78,9 @@ class PendingDecisions:
         self._clock = clock
         self._pending: OrderedDict[str, tuple[PendingDecision, float]] = OrderedDict()
         self._closed: OrderedDict[str, str] = OrderedDict()
-        self._counts = dict.fromkeys(("applied", "refused", "expired", "evicted"), 0)
+        self._counts = dict.fromkeys(
+            ("applied", "refused", "expired", "evicted", "scorer_errors"), 0
+        )
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -125,6 +131,11 @@ class PendingDecisions:
             self._counts["applied"] += 1
             return entry[0]
 
+    def count_scorer_error(self) -> None:
+        """Count feedback a scorer or a feedback event failed to give."""
+        with self._lock:
+            self._counts["scorer_errors"] += 1
+
     def restore(self, run_id: str, decision: PendingDecision) -> None:
         """Put back a decision taken for an update that then failed."""
         with self._lock:
@@ -134,7 +145,8 @@ class PendingDecisions:
 
     def stats(self) -> dict[str, int]:
         """Counters: decisions ``pending`` now, feedback ``applied`` and
-        ``refused``, decisions ``expired`` (ttl) or ``evicted`` (capacity)."""
+        ``refused``, decisions ``expired`` (ttl) or ``evicted`` (capacity), and
+        ``scorer_errors`` (scorers or feedback events that gave no valid score)."""
         with self._lock:
             self._expire()
             return {"pending": len(self._pending), **self._counts}
@@ -167,21 +179,57 @@ class _Router(Protocol):
 
     def record_feedback(self, run: Any, score: float) -> float: ...
 
+    def note_feedback_error(self, run_id: UUID | str | None, problem: str) -> None: ...
+
+
+_IN_SCORER: ContextVar[bool] = ContextVar("metallm_in_scorer", default=False)
+"""True while a scorer runs: calls it makes (a judge model) are not scored."""
+
+
+def check_score(score: object) -> float:
+    """``score`` as a float in [0, 1], or a ``TypeError``/``ValueError`` naming it."""
+    if isinstance(score, bool) or not isinstance(score, (int, float, np.number)):
+        raise TypeError(f"score: expected a number in [0, 1], got {score!r}")
+    value = float(score)
+    if not 0.0 <= value <= 1.0:  # also refuses NaN
+        raise ValueError(f"score: must be in [0, 1], got {score!r}")
+    return value
+
+
+def _is_async(scorer: Scorer | AsyncScorer | None) -> bool:
+    call = getattr(scorer, "__call__", None)  # noqa: B004 - async callable objects
+    return inspect.iscoroutinefunction(scorer) or inspect.iscoroutinefunction(call)
+
 
 class MetaLLMFeedbackHandler(BaseCallbackHandler):
     """Callback handler that rewards the router's routing decisions.
 
-    With a ``scorer`` it grades each routed answer in ``on_llm_end``; it also
-    applies ``metallm_feedback`` custom events. Only the router's own runs are
-    rewarded, never the child model's nested run.
+    With a ``scorer`` (sync, or ``async def``) it grades each routed answer in
+    ``on_llm_end``; it also applies ``metallm_feedback`` custom events. Only the
+    router's own runs are rewarded, never the child model's nested run, nor calls
+    made inside the scorer (a judge model). A scorer that raises or returns
+    anything but a number in [0, 1], and a malformed event, is counted in
+    ``router.stats()["scorer_errors"]`` and logged naming the run; with
+    ``raise_error=True`` it also raises into the call.
     """
 
     run_inline = True
 
+    def __new__(
+        cls,
+        router: MetaLLMRouterChatModel,
+        scorer: Scorer | AsyncScorer | None = None,
+        **kwargs: Any,
+    ) -> MetaLLMFeedbackHandler:
+        """An async scorer gets the handler variant whose ``on_llm_end`` awaits it."""
+        if cls is MetaLLMFeedbackHandler and _is_async(scorer):
+            return super().__new__(_AsyncScoringHandler)
+        return super().__new__(cls)
+
     def __init__(
         self,
         router: MetaLLMRouterChatModel,
-        scorer: Scorer | None = None,
+        scorer: Scorer | AsyncScorer | None = None,
         *,
         raise_error: bool = False,
     ) -> None:
@@ -200,7 +248,7 @@ class MetaLLMFeedbackHandler(BaseCallbackHandler):
         **kwargs: Any,
     ) -> None:
         """Keep the call's messages until its end, for the scorer."""
-        if self.scorer is not None and messages:
+        if self.scorer is not None and messages and not _IN_SCORER.get():
             self._remember(run_id, messages[0])
 
     def on_llm_start(
@@ -212,19 +260,23 @@ class MetaLLMFeedbackHandler(BaseCallbackHandler):
         **kwargs: Any,
     ) -> None:
         """Keep the prompt of a completion-style run until its end."""
-        if self.scorer is not None and prompts:
+        if self.scorer is not None and prompts and not _IN_SCORER.get():
             self._remember(run_id, prompts[0])
 
     def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:
         """Score the router's answer and record the reward."""
-        with self._lock:
-            inputs = self._inputs.pop(run_id, None)
-        if self.scorer is None or inputs is None or not self.router.is_pending(run_id):
+        to_score = self._to_score(response, run_id)
+        if to_score is None:
             return
-        generation = response.generations[0][0]
-        if not isinstance(generation, (ChatGeneration, Generation)):
+        token = _IN_SCORER.set(True)
+        try:
+            score = check_score(cast(Scorer, self.scorer)(*to_score))
+        except Exception as error:
+            self._fail(run_id, f"scorer failed: {type(error).__name__}: {error}")
             return
-        self.router.record_feedback(run_id, self.scorer(inputs, generation))
+        finally:
+            _IN_SCORER.reset(token)
+        self.router.record_feedback(run_id, score)
 
     def on_llm_error(
         self, error: BaseException, *, run_id: UUID, **kwargs: Any
@@ -245,14 +297,57 @@ class MetaLLMFeedbackHandler(BaseCallbackHandler):
         if name != FEEDBACK_EVENT:
             return
         if not isinstance(data, dict) or not {"run_id", "score"} <= data.keys():
-            raise ValueError(
+            self._fail(
+                data.get("run_id") if isinstance(data, dict) else None,
                 f"{FEEDBACK_EVENT} event: data must be a dict with 'run_id' and "
-                f"'score', got {data!r}"
+                f"'score', got {data!r}",
             )
+            return
         self.router.record_feedback(data["run_id"], data["score"])
+
+    def _to_score(
+        self, response: LLMResult, run_id: UUID
+    ) -> tuple[list[BaseMessage] | str, Generation] | None:
+        """The inputs and answer of a routed run awaiting a score, else None."""
+        with self._lock:
+            inputs = self._inputs.pop(run_id, None)
+        if self.scorer is None or inputs is None or not self.router.is_pending(run_id):
+            return None
+        generation = response.generations[0][0]
+        if not isinstance(generation, (ChatGeneration, Generation)):
+            return None
+        return inputs, generation
+
+    def _fail(self, run_id: UUID | str | None, problem: str) -> None:
+        """Count and log feedback that could not be given; raise if asked to."""
+        self.router.note_feedback_error(run_id, problem)
+        if self.raise_error:
+            raise FeedbackError(f"run_id {run_id}: {problem}")
 
     def _remember(self, run_id: UUID, inputs: list[BaseMessage] | str) -> None:
         with self._lock:
             self._inputs[run_id] = inputs
             while len(self._inputs) > 10_000:
                 self._inputs.popitem(last=False)
+
+
+class _AsyncScoringHandler(MetaLLMFeedbackHandler):
+    """``MetaLLMFeedbackHandler`` for an ``async def`` scorer: LangChain awaits
+    ``on_llm_end`` in async runs and runs it to completion in sync ones."""
+
+    async def on_llm_end(  # type: ignore[override]
+        self, response: LLMResult, *, run_id: UUID, **kwargs: Any
+    ) -> None:
+        """Await the scorer on the router's answer and record the reward."""
+        to_score = self._to_score(response, run_id)
+        if to_score is None:
+            return
+        token = _IN_SCORER.set(True)
+        try:
+            score = check_score(await cast(AsyncScorer, self.scorer)(*to_score))
+        except Exception as error:
+            self._fail(run_id, f"scorer failed: {type(error).__name__}: {error}")
+            return
+        finally:
+            _IN_SCORER.reset(token)
+        self.router.record_feedback(run_id, score)

@@ -16,7 +16,7 @@ import copy
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from langchain_core.runnables import RunnableConfig
 from langchain_core.runnables.configurable import RunnableConfigurableFields
@@ -72,12 +72,12 @@ def share_private_state(source: BaseModel, target: BaseModel) -> None:
     target.__pydantic_private__ = copy.copy(source.__pydantic_private__)
 
 
-class SharedLearningConfigurableFields(RunnableConfigurableFields):
+class SharedLearningConfigurableFields(RunnableConfigurableFields[Any, Any]):
     """``configurable_fields`` whose configured routers share the default's
     learned state instead of starting untrained."""
 
     def _prepare(self, config: RunnableConfig | None = None) -> tuple[Any, Any]:
         runnable, prepared = super()._prepare(config)
-        if runnable is not self.default and isinstance(self.default, BaseModel):
-            share_private_state(self.default, runnable)
+        if runnable is not self.default and isinstance(runnable, BaseModel):
+            share_private_state(cast(BaseModel, self.default), runnable)
         return runnable, prepared
