@@ -14,6 +14,7 @@ import threading
 import warnings
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from contextlib import suppress
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Literal, cast
@@ -734,7 +735,9 @@ class MetaLLMRouterChatModel(BaseChatModel):
         """Embed every query in one embeddings call, then route each."""
         outputs: list[AIMessage] = []
         for start, stop in self._chunks(len(inputs)):
-            self._vectors_for([self._input_query(i) for i in inputs[start:stop]])
+            texts = self._batch_queries(inputs[start:stop])
+            with suppress(Exception):  # then each item embeds, and fails, alone
+                self._vectors_for(texts)
             outputs += super().batch(
                 inputs[start:stop],
                 config[start:stop] if isinstance(config, list) else config,
@@ -754,7 +757,9 @@ class MetaLLMRouterChatModel(BaseChatModel):
         """Embed every query in one embeddings call, then route each."""
         outputs: list[AIMessage] = []
         for start, stop in self._chunks(len(inputs)):
-            await self._avectors_for([self._input_query(i) for i in inputs[start:stop]])
+            texts = self._batch_queries(inputs[start:stop])
+            with suppress(Exception):  # then each item embeds, and fails, alone
+                await self._avectors_for(texts)
             outputs += await super().abatch(
                 inputs[start:stop],
                 config[start:stop] if isinstance(config, list) else config,
@@ -772,6 +777,15 @@ class MetaLLMRouterChatModel(BaseChatModel):
                 f"query_from_messages: must return str, got {type(text).__name__}"
             )
         return text
+
+    def _batch_queries(self, inputs: Sequence[LanguageModelInput]) -> list[str]:
+        """Query texts of the batch items that have one; a bad item is left to
+        fail on its own call, so ``return_exceptions`` gets one result per item."""
+        texts = []
+        for item in inputs:
+            with suppress(Exception):
+                texts.append(self._input_query(item))
+        return texts
 
     def _input_query(self, input: LanguageModelInput) -> str:
         return self._query(self._convert_input(input).to_messages())

@@ -279,7 +279,7 @@ def test_set_cost_weight_loses_no_concurrent_feedback() -> None:
         arm = answer.response_metadata["metallm"]["arm"]
         reference.route(text)
         assert reference.policy is not None
-        context = np.array(KeywordEmbeddings().embed_query(text) + [1.0])
+        context = np.array([*KeywordEmbeddings().embed_query(text), 1.0])
         reference.policy.update(arm, context, 1.0)
     done = threading.Event()
 
