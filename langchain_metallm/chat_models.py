@@ -95,6 +95,12 @@ from langchain_metallm.shared_learning import (
     check_shareable,
 )
 from langchain_metallm.stores.base import PolicyStore, namespace
+from langchain_metallm.structured_output import (
+    STRUCTURED_OUTPUT,
+    StructuredOutput,
+    as_chunk,
+    unpacker,
+)
 from langchain_metallm.usage_cost import UsageTally, check_prices, normalised_cost
 
 _TOOL_KEYS = ("tools", "tool_choice", "tool_binding")
@@ -539,6 +545,22 @@ class MetaLLMRouterChatModel(BaseChatModel):
         traced = {k: v for k, v in kwargs.items() if k == "ls_structured_output_format"}
         return self.bind(tool_binding=binding, **traced)
 
+    def with_structured_output(
+        self,
+        schema: dict[str, Any] | type,
+        *,
+        include_raw: bool = False,
+        **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, Any]:
+        """Route, then let the chosen child's own ``with_structured_output`` (its
+        ``method``, ``strict``, ...) answer; see ``structured_output``."""
+        request = StructuredOutput(schema, kwargs)
+        routed = self.bind(
+            **{STRUCTURED_OUTPUT: request},
+            ls_structured_output_format=request.ls_format(),
+        )
+        return routed | unpacker(include_raw)
+
     def _generate(
         self,
         messages: list[BaseMessage],
@@ -925,6 +947,9 @@ class MetaLLMRouterChatModel(BaseChatModel):
     ) -> tuple[Runnable[LanguageModelInput, BaseMessage], dict[str, Any]]:
         """The chosen child, with the router's bound tools bound on it."""
         child: Runnable[LanguageModelInput, BaseMessage] = self.models[decision.model]
+        request = kwargs.get(STRUCTURED_OUTPUT)
+        if isinstance(request, StructuredOutput):
+            return request.on(self.models[decision.model]), {}
         call_kwargs = {k: v for k, v in kwargs.items() if k not in _TOOL_KEYS}
         if self.max_tokens is not None:
             call_kwargs.setdefault("max_tokens", self.max_tokens)
@@ -1018,7 +1043,7 @@ class MetaLLMRouterChatModel(BaseChatModel):
     ) -> ChatGenerationChunk:
         """The child's last chunk, carrying the routing metadata, marked last."""
         metadata = self._register(decision, context, run_id, attempts, usage.usage)
-        chunk = last if isinstance(last, AIMessageChunk) else AIMessageChunk(content="")
+        chunk = AIMessageChunk(content="") if last is None else as_chunk(last)
         final = chunk.model_copy(
             update={
                 "response_metadata": {**chunk.response_metadata, "metallm": metadata},
