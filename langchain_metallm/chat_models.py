@@ -52,6 +52,7 @@ from langchain_metallm.child_runs import (
     stream_child_config,
     without_usage,
 )
+from langchain_metallm.embedder_outage import NO_CONTEXT, blind_decisions, default_arm
 from langchain_metallm.embeddings import LocalEmbeddings
 from langchain_metallm.fallback import (
     Attempt,
@@ -187,6 +188,9 @@ class MetaLLMRouterChatModel(BaseChatModel):
     """If the chosen child raises, try the others by UCB (streams: only before the
     first chunk); every try is listed in ``response_metadata["metallm"]["attempts"]``
     and only the child that answered is rewarded. False: the error propagates."""
+    default_model: str | None = None
+    """Child that answers when the embedder fails (None: the best mean reward,
+    else the cheapest); see ``embedder_outage``."""
     cost_mode: Literal["fixed", "usage"] = "fixed"
     """``"fixed"``: an answer's cost is its child's ``costs`` entry over the largest
     (MetaLLM). ``"usage"``: its tokens times ``prices`` over the priciest child's
@@ -207,6 +211,7 @@ class MetaLLMRouterChatModel(BaseChatModel):
         default_factory=OrderedDict
     )
     _lock: threading.RLock = PrivateAttr(default_factory=threading.RLock)
+    _warned_outage: bool = PrivateAttr(default=False)
 
     @model_validator(mode="before")
     @classmethod
@@ -259,6 +264,11 @@ class MetaLLMRouterChatModel(BaseChatModel):
         if self.embedding_cache_size < 0:
             raise ValueError(
                 f"embedding_cache_size: must be >= 0, got {self.embedding_cache_size}"
+            )
+        if self.default_model is not None and self.default_model not in self.models:
+            raise ValueError(
+                f"default_model: {self.default_model!r} is not one of "
+                f"{list(self.models)}"
             )
         if self.cost_mode == "usage":
             if self.prices is None:
@@ -364,7 +374,7 @@ class MetaLLMRouterChatModel(BaseChatModel):
     def note_feedback_error(self, run_id: UUID | str | None, problem: str) -> None:
         """Count (``stats()["scorer_errors"]``) and log feedback that a scorer or
         a feedback event failed to give; the decision stays pending."""
-        self._pending.count_scorer_error()
+        self._pending.count("scorer_errors")
         _logger.error("metallm feedback for run_id %s not applied: %s", run_id, problem)
 
     def stats(self) -> dict[str, int]:
@@ -472,12 +482,16 @@ class MetaLLMRouterChatModel(BaseChatModel):
 
     def save(self, path: StrPath) -> None:
         """Save what was learned to the directory ``path``, atomically (format in
-        ``persistence``). Decisions still awaiting feedback are not saved."""
+        ``persistence``); a fresh router is saved as an untrained policy.
+        Decisions still awaiting feedback are not saved."""
+        policy = self._learned.policy
+        if policy is None:  # fresh: one probe embedding gives the dimension
+            policy = self._policy_for(self._contexts(["metallm dimension probe"]))
         save_router(
             path,
-            self._learned.policy,
+            policy,
             costs=self.costs,
-            cost_weight=self.cost_weight,
+            cost_weight=self._learned.cost_weight,
             embeddings=self.embeddings,
             tasks=self._learned.tasks,
         )
@@ -812,15 +826,44 @@ class MetaLLMRouterChatModel(BaseChatModel):
     def _input_query(self, input: LanguageModelInput) -> str:
         return self._query(self._convert_input(input).to_messages())
 
-    def _decide(self, messages: Sequence[BaseMessage]) -> tuple[RouteDecision, Context]:
+    def _decide(
+        self, messages: Sequence[BaseMessage]
+    ) -> tuple[RouteDecision, Context | None]:
         text = self._query(messages)
-        return self._select(self._featurize(self._vectors_for([text]), [text]))
+        try:
+            vectors = self._vectors_for([text])
+        except Exception as error:
+            return self._route_blind(error), None
+        return self._select(self._featurize(vectors, [text]))
 
     async def _adecide(
         self, messages: Sequence[BaseMessage]
-    ) -> tuple[RouteDecision, Context]:
+    ) -> tuple[RouteDecision, Context | None]:
         text = self._query(messages)
-        return self._select(self._featurize(await self._avectors_for([text]), [text]))
+        try:
+            vectors = await self._avectors_for([text])
+        except Exception as error:
+            return self._route_blind(error), None
+        return self._select(self._featurize(vectors, [text]))
+
+    def _route_blind(self, error: Exception) -> RouteDecision:
+        """The decision when the embedder fails (see ``embedder_outage``)."""
+        self._pending.count("embedding_failures")
+        if not self._warned_outage:
+            self._warned_outage = True
+            warnings.warn(
+                f"embeddings: failed ({type(error).__name__}: {error}); calls are "
+                "answered by the default child until it recovers, and not learned "
+                "from (stats()['embedding_failures'] counts them)",
+                stacklevel=5,
+            )
+        arm = default_arm(
+            self.model_names,
+            self.normalized_costs,
+            self._learned.policy,
+            self.default_model,
+        )
+        return next(blind_decisions(self.model_names, self.normalized_costs, arm))
 
     def _select(self, contexts: Context) -> tuple[RouteDecision, Context]:
         return self._policy_for(contexts).select(contexts[0]), contexts[0]
@@ -965,9 +1008,14 @@ class MetaLLMRouterChatModel(BaseChatModel):
         return child, call_kwargs
 
     def _candidates(
-        self, decision: RouteDecision, context: Context
+        self, decision: RouteDecision, context: Context | None
     ) -> Iterator[RouteDecision]:
-        """Arms to call in order: the chosen one, then the rest by UCB."""
+        """Arms to call in order: the chosen one, then the rest by UCB (by cost
+        when routed without an embedding)."""
+        if context is None:
+            return blind_decisions(
+                self.model_names, self.normalized_costs, decision.arm
+            )
         return ranked_decisions(self._require_policy(), decision, context)
 
     def _answer_cost(self, model: str, usage: UsageMetadata | None) -> float:
@@ -998,28 +1046,32 @@ class MetaLLMRouterChatModel(BaseChatModel):
     def _register(
         self,
         decision: RouteDecision,
-        context: Context,
+        context: Context | None,
         run_id: str,
         attempts: list[Attempt],
         usage: UsageMetadata | None,
     ) -> dict[str, Any]:
         """Remember the decision for feedback; return its response metadata."""
         cost = self._answer_cost(decision.model, usage)
-        self._pending.add(
-            run_id, PendingDecision(decision.arm, decision.model, context, cost)
-        )
+        if context is None:
+            self._pending.refuse(run_id, NO_CONTEXT)
+        else:
+            self._pending.add(
+                run_id, PendingDecision(decision.arm, decision.model, context, cost)
+            )
         return {
             **self._metadata(decision, run_id, cost),
-            "task": task_of(context, self._learned.tasks),
+            "task": None if context is None else task_of(context, self._learned.tasks),
             "attempts": attempts,
             "usage": usage,
+            "embedding_failed": context is None,
         }
 
     def _finish(
         self,
         message: BaseMessage,
         decision: RouteDecision,
-        context: Context,
+        context: Context | None,
         run_id: str,
         attempts: list[Attempt],
     ) -> ChatResult:
@@ -1036,7 +1088,7 @@ class MetaLLMRouterChatModel(BaseChatModel):
         self,
         last: BaseMessage | None,
         decision: RouteDecision,
-        context: Context,
+        context: Context | None,
         run_id: str,
         attempts: list[Attempt],
         usage: UsageTally,

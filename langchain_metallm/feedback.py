@@ -79,7 +79,15 @@ class PendingDecisions:
         self._pending: OrderedDict[str, tuple[PendingDecision, float]] = OrderedDict()
         self._closed: OrderedDict[str, str] = OrderedDict()
         self._counts = dict.fromkeys(
-            ("applied", "refused", "expired", "evicted", "scorer_errors"), 0
+            (
+                "applied",
+                "refused",
+                "expired",
+                "evicted",
+                "scorer_errors",
+                "embedding_failures",
+            ),
+            0,
         )
         self._lock = threading.Lock()
 
@@ -131,10 +139,11 @@ class PendingDecisions:
             self._counts["applied"] += 1
             return entry[0]
 
-    def count_scorer_error(self) -> None:
-        """Count feedback a scorer or a feedback event failed to give."""
+    def count(self, event: str) -> None:
+        """Count a call-side ``event``: ``scorer_errors`` (a scorer or feedback
+        event gave no valid score) or ``embedding_failures`` (routed blind)."""
         with self._lock:
-            self._counts["scorer_errors"] += 1
+            self._counts[event] += 1
 
     def restore(self, run_id: str, decision: PendingDecision) -> None:
         """Put back a decision taken for an update that then failed."""
@@ -145,8 +154,8 @@ class PendingDecisions:
 
     def stats(self) -> dict[str, int]:
         """Counters: decisions ``pending`` now, feedback ``applied`` and
-        ``refused``, decisions ``expired`` (ttl) or ``evicted`` (capacity), and
-        ``scorer_errors`` (scorers or feedback events that gave no valid score)."""
+        ``refused``, decisions ``expired`` (ttl) or ``evicted`` (capacity), and the
+        ``count``ed ``scorer_errors`` and ``embedding_failures``."""
         with self._lock:
             self._expire()
             return {"pending": len(self._pending), **self._counts}

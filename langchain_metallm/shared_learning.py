@@ -72,7 +72,7 @@ def share_private_state(source: BaseModel, target: BaseModel) -> None:
     target.__pydantic_private__ = copy.copy(source.__pydantic_private__)
 
 
-class SharedLearningConfigurableFields(RunnableConfigurableFields[Any, Any]):
+class SharedLearningConfigurableFields(RunnableConfigurableFields):  # type: ignore[type-arg]
     """``configurable_fields`` whose configured routers share the default's
     learned state instead of starting untrained."""
 

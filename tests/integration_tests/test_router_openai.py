@@ -94,8 +94,10 @@ def recorded(row: dict[str, Any], child: str) -> str:
 
 
 def usage_of(message: AIMessage) -> dict[str, int]:
-    usage = message.usage_metadata
-    assert usage is not None
+    """The answer's usage, reported in the routing metadata (the child's run
+    carries ``usage_metadata``, so callbacks count it once)."""
+    assert message.usage_metadata is None
+    usage = message.response_metadata["metallm"]["usage"]
     return {k: usage[k] for k in ("input_tokens", "output_tokens", "total_tokens")}
 
 
@@ -480,7 +482,7 @@ def test_usage_cost_mode_prices_the_answers_tokens(
     else:
         message = router.invoke(QUESTION)
     meta = message.response_metadata["metallm"]
-    usage = message.usage_metadata
+    usage = meta["usage"]
     assert usage is not None and usage["output_tokens"] > 0
     reference = 100 * 10.0 / 1e6 + 200 * 30.0 / 1e6  # GPT-4 is the priciest
     cost = dollars(usage, PRICES[meta["model"]]) / reference
