@@ -344,10 +344,8 @@ def test_mixed_providers_chat_together_and_chat_openai(
         model=MIXTRAL,
         max_retries=0,
     )
-    router = make_router(replay_server)
-    router = router.model_copy(
-        update={"models": {"mixtral": together, "gpt-4": router.models["gpt-4"]}}
-    )
+    gpt4 = make_router(replay_server).models["gpt-4"]
+    router = make_router(replay_server, models={"mixtral": together, "gpt-4": gpt4})
     replay_server.add_rule(Rule(status=500, model=GPT4))
     router.route(QUESTION)
     policy = router.policy
