@@ -25,6 +25,8 @@ from langchain_core.messages import BaseMessage
 from langchain_core.outputs import ChatGeneration, Generation, LLMResult
 from numpy.typing import NDArray
 
+from langchain_metallm.run_credit import RunTree
+
 if TYPE_CHECKING:
     from langchain_metallm.chat_models import MetaLLMRouterChatModel
 
@@ -35,6 +37,8 @@ Scorer = Callable[[Sequence[BaseMessage] | str, Generation], float]
 """Grades one answer: ``(messages or prompt, generation) -> score in [0, 1]``."""
 AsyncScorer = Callable[[Sequence[BaseMessage] | str, Generation], Awaitable[float]]
 """An ``async def`` ``Scorer``."""
+RunScorer = Callable[[Any, Any], float]
+"""Grades a whole root run: ``(its inputs, its outputs) -> score in [0, 1]``."""
 
 
 class FeedbackError(ValueError):
@@ -214,7 +218,9 @@ class MetaLLMFeedbackHandler(BaseCallbackHandler):
     """Callback handler that rewards the router's routing decisions.
 
     With a ``scorer`` (sync, or ``async def``) it grades each routed answer in
-    ``on_llm_end``; it also applies ``metallm_feedback`` custom events. Only the
+    ``on_llm_end``; it also applies ``metallm_feedback`` custom events. Whole
+    runs: ``record_feedback(run_id, score)`` credits every routed call made under
+    a run it saw, and a ``run_scorer`` grades each root run at its end. Only the
     router's own runs are rewarded, never the child model's nested run, nor calls
     made inside the scorer (a judge model). A scorer that raises or returns
     anything but a number in [0, 1], and a malformed event, is counted in
@@ -240,13 +246,82 @@ class MetaLLMFeedbackHandler(BaseCallbackHandler):
         router: MetaLLMRouterChatModel,
         scorer: Scorer | AsyncScorer | None = None,
         *,
+        run_scorer: RunScorer | None = None,
         raise_error: bool = False,
     ) -> None:
         self.router: _Router = router
         self.scorer = scorer
+        self.run_scorer = run_scorer
         self.raise_error = raise_error
         self._inputs: OrderedDict[UUID, list[BaseMessage] | str] = OrderedDict()
+        self._root_inputs: dict[UUID, Any] = {}
+        self._runs = RunTree()
         self._lock = threading.Lock()
+
+    def record_feedback(self, run_id: UUID | str, score: float) -> list[float]:
+        """Reward every routed call made under ``run_id`` (a chain's or agent's
+        run, at any depth) that still awaits feedback, each with ``score``; the
+        rewards learned, one per call (see ``run_credit`` for the split)."""
+        checked = check_score(score)
+        root = run_id if isinstance(run_id, UUID) else UUID(str(run_id))
+        return [
+            self.router.record_feedback(routed, checked)
+            for routed in self._runs.take_routed_under(root)
+            if self.router.is_pending(routed)
+        ]
+
+    def on_chain_start(
+        self,
+        serialized: dict[str, Any] | None,
+        inputs: Any,
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Remember where the run sits (and a root's inputs, for ``run_scorer``)."""
+        if _IN_SCORER.get():
+            return
+        self._runs.started(run_id, parent_run_id)
+        if parent_run_id is None and self.run_scorer is not None:
+            with self._lock:
+                self._root_inputs[run_id] = inputs
+
+    def on_chain_end(self, outputs: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        """At a root run's end, grade it with ``run_scorer`` and credit its calls."""
+        with self._lock:
+            inputs = self._root_inputs.pop(run_id, None)
+        if self.run_scorer is None or not self._runs.is_root(run_id):
+            return
+        token = _IN_SCORER.set(True)
+        try:
+            score = check_score(self.run_scorer(inputs, outputs))
+        except Exception as error:
+            self._fail(run_id, f"run_scorer failed: {type(error).__name__}: {error}")
+            return
+        finally:
+            _IN_SCORER.reset(token)
+        self.record_feedback(run_id, score)
+
+    def on_chain_error(
+        self, error: BaseException, *, run_id: UUID, **kwargs: Any
+    ) -> None:
+        """Forget a failed root run's inputs."""
+        with self._lock:
+            self._root_inputs.pop(run_id, None)
+
+    def on_tool_start(
+        self,
+        serialized: dict[str, Any],
+        input_str: str,
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Remember where the tool run sits."""
+        if not _IN_SCORER.get():
+            self._runs.started(run_id, parent_run_id)
 
     def on_chat_model_start(
         self,
@@ -257,7 +332,10 @@ class MetaLLMFeedbackHandler(BaseCallbackHandler):
         **kwargs: Any,
     ) -> None:
         """Keep the call's messages until its end, for the scorer."""
-        if self.scorer is not None and messages and not _IN_SCORER.get():
+        if _IN_SCORER.get():
+            return
+        self._runs.started(run_id, kwargs.get("parent_run_id"))
+        if self.scorer is not None and messages:
             self._remember(run_id, messages[0])
 
     def on_llm_start(
@@ -269,7 +347,10 @@ class MetaLLMFeedbackHandler(BaseCallbackHandler):
         **kwargs: Any,
     ) -> None:
         """Keep the prompt of a completion-style run until its end."""
-        if self.scorer is not None and prompts and not _IN_SCORER.get():
+        if _IN_SCORER.get():
+            return
+        self._runs.started(run_id, kwargs.get("parent_run_id"))
+        if self.scorer is not None and prompts:
             self._remember(run_id, prompts[0])
 
     def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:
@@ -320,6 +401,8 @@ class MetaLLMFeedbackHandler(BaseCallbackHandler):
         """The inputs and answer of a routed run awaiting a score, else None."""
         with self._lock:
             inputs = self._inputs.pop(run_id, None)
+        if self.router.is_pending(run_id):
+            self._runs.routed(run_id)
         if self.scorer is None or inputs is None or not self.router.is_pending(run_id):
             return None
         generation = response.generations[0][0]

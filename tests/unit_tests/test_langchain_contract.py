@@ -472,3 +472,49 @@ def test_embedder_outage_answers_from_the_default_child_and_warns_once() -> None
     assert router.stats()["embedding_failures"] == 2
     with pytest.raises(FeedbackError, match="embed"):
         router.record_feedback(first, 1.0)
+
+
+def two_step_graph(router: MetaLLMRouterChatModel) -> Any:
+    """A LangGraph graph whose two nodes each make one routed call."""
+    from langgraph.graph import END, START, MessagesState, StateGraph
+
+    def call(state: MessagesState) -> dict[str, Any]:
+        return {"messages": [router.invoke(state["messages"])]}
+
+    graph = StateGraph(MessagesState)
+    graph.add_node("draft", call)
+    graph.add_node("revise", call)
+    graph.add_edge(START, "draft")
+    graph.add_edge("draft", "revise")
+    graph.add_edge("revise", END)
+    return graph.compile()
+
+
+def test_rewarding_a_whole_graph_run_credits_every_routed_call_under_it() -> None:
+    router = make_router()
+    handler = MetaLLMFeedbackHandler(router)
+    root = uuid4()
+    two_step_graph(router).invoke(
+        {"messages": [("user", "math 1")]},
+        config={"run_id": root, "callbacks": [handler]},
+    )
+    other = router.invoke("math 2")  # not under the run: stays pending
+    rewards = handler.record_feedback(root, 0.5)
+    assert rewards == [0.5, 0.5] and learned(router) == 2
+    assert router.is_pending(run_id(other))
+    assert handler.record_feedback(root, 0.5) == []  # nothing left to credit
+
+
+def test_run_scorer_grades_each_root_run_at_its_end() -> None:
+    router = make_router()
+    seen: list[Any] = []
+
+    def grade(inputs: Any, outputs: Any) -> float:
+        seen.append(outputs)
+        return 1.0
+
+    handler = MetaLLMFeedbackHandler(router, run_scorer=grade)
+    chain = router | RunnableLambda(lambda m: m.text) | router
+    chain.invoke("math 1", config={"callbacks": [handler]})
+    assert len(seen) == 1 and learned(router) == 2
+    assert router.stats()["pending"] == 0
