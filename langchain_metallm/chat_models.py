@@ -52,6 +52,7 @@ from langchain_metallm.child_runs import (
     stream_child_config,
     without_usage,
 )
+from langchain_metallm.cooldown import Cooldowns
 from langchain_metallm.embedder_outage import NO_CONTEXT, blind_decisions, default_arm
 from langchain_metallm.embeddings import LocalEmbeddings
 from langchain_metallm.fallback import (
@@ -188,6 +189,10 @@ class MetaLLMRouterChatModel(BaseChatModel):
     """If the chosen child raises, try the others by UCB (streams: only before the
     first chunk); every try is listed in ``response_metadata["metallm"]["attempts"]``
     and only the child that answered is rewarded. False: the error propagates."""
+    allowed_fails: int = 3
+    """Consecutive failures after which a child cools down (see ``cooldown``)."""
+    cooldown_time: float = 60.0
+    """Seconds a failing child is tried last (after every other child)."""
     default_model: str | None = None
     """Child that answers when the embedder fails (None: the best mean reward,
     else the cheapest); see ``embedder_outage``."""
@@ -212,6 +217,7 @@ class MetaLLMRouterChatModel(BaseChatModel):
     )
     _lock: threading.RLock = PrivateAttr(default_factory=threading.RLock)
     _warned_outage: bool = PrivateAttr(default=False)
+    _cooldowns: Cooldowns = PrivateAttr()
 
     @model_validator(mode="before")
     @classmethod
@@ -278,6 +284,7 @@ class MetaLLMRouterChatModel(BaseChatModel):
             raise ValueError('prices: only used with cost_mode="usage"')
         self._pending = PendingDecisions(self.max_pending, self.pending_ttl)
         self._learned = LearnedState(self.cost_weight)
+        self._cooldowns = Cooldowns(self.allowed_fails, self.cooldown_time)
         return self
 
     @property
@@ -379,9 +386,10 @@ class MetaLLMRouterChatModel(BaseChatModel):
 
     def stats(self) -> dict[str, int]:
         """Feedback counters: ``pending`` decisions, feedback ``applied`` and
-        ``refused``, decisions ``expired`` (``pending_ttl``) or ``evicted``, and
-        ``scorer_errors``."""
-        return self._pending.stats()
+        ``refused``, decisions ``expired`` (``pending_ttl``) or ``evicted``,
+        ``scorer_errors``, ``embedding_failures``, ``cooldowns`` started and
+        children ``cooling_down`` now."""
+        return {**self._pending.stats(), **self._cooldowns.stats()}
 
     # Learning and persistence ---------------------------------------------------
 
@@ -593,7 +601,10 @@ class MetaLLMRouterChatModel(BaseChatModel):
             )
 
         decision, message, attempts = call_in_order(
-            self._candidates(decision, context), call, fallback=self.fallback
+            self._candidates(decision, context),
+            call,
+            fallback=self.fallback,
+            on_attempt=self._cooldowns.observe,
         )
         return self._finish(message, decision, context, _run_id(run_manager), attempts)
 
@@ -615,7 +626,10 @@ class MetaLLMRouterChatModel(BaseChatModel):
             )
 
         decision, message, attempts = await acall_in_order(
-            self._candidates(decision, context), call, fallback=self.fallback
+            self._candidates(decision, context),
+            call,
+            fallback=self.fallback,
+            on_attempt=self._cooldowns.observe,
         )
         return self._finish(message, decision, context, _run_id(run_manager), attempts)
 
@@ -640,7 +654,10 @@ class MetaLLMRouterChatModel(BaseChatModel):
             )
 
         decision, stream, attempts = stream_in_order(
-            self._candidates(decision, context), start, fallback=self.fallback
+            self._candidates(decision, context),
+            start,
+            fallback=self.fallback,
+            on_attempt=self._cooldowns.observe,
         )
         last: BaseMessage | None = None
         usage = UsageTally()
@@ -672,7 +689,10 @@ class MetaLLMRouterChatModel(BaseChatModel):
             )
 
         decision, stream, attempts = await astream_in_order(
-            self._candidates(decision, context), start, fallback=self.fallback
+            self._candidates(decision, context),
+            start,
+            fallback=self.fallback,
+            on_attempt=self._cooldowns.observe,
         )
         last: BaseMessage | None = None
         usage = UsageTally()
@@ -1011,12 +1031,13 @@ class MetaLLMRouterChatModel(BaseChatModel):
         self, decision: RouteDecision, context: Context | None
     ) -> Iterator[RouteDecision]:
         """Arms to call in order: the chosen one, then the rest by UCB (by cost
-        when routed without an embedding)."""
+        when routed without an embedding); children cooling down go last."""
         if context is None:
-            return blind_decisions(
-                self.model_names, self.normalized_costs, decision.arm
-            )
-        return ranked_decisions(self._require_policy(), decision, context)
+            costs = self.normalized_costs
+            ranked = blind_decisions(self.model_names, costs, decision.arm)
+        else:
+            ranked = ranked_decisions(self._require_policy(), decision, context)
+        return self._cooldowns.deferred(ranked, self._cooldowns.cooling())
 
     def _answer_cost(self, model: str, usage: UsageMetadata | None) -> float:
         """Normalised cost of one answer: its child's, or from its token usage."""
@@ -1065,6 +1086,7 @@ class MetaLLMRouterChatModel(BaseChatModel):
             "attempts": attempts,
             "usage": usage,
             "embedding_failed": context is None,
+            "cooling_down": self._cooldowns.cooling(),
         }
 
     def _finish(

@@ -195,6 +195,9 @@ def test_evicted_duplicate_and_unknown_feedback_is_refused_and_counted() -> None
         "expired": 0,
         "evicted": 2,
         "scorer_errors": 0,
+        "embedding_failures": 0,
+        "cooldowns": 0,
+        "cooling_down": 0,
     }
 
 
@@ -217,6 +220,9 @@ def test_pending_ttl_expires_decisions_and_reports_late_feedback() -> None:
         "expired": 1,
         "evicted": 0,
         "scorer_errors": 0,
+        "embedding_failures": 0,
+        "cooldowns": 0,
+        "cooling_down": 0,
     }
 
 
@@ -241,6 +247,7 @@ def test_pending_table_refuses_reused_run_ids_and_restores_failed_updates() -> N
         "expired": 0,
         "evicted": 0,
         "scorer_errors": 0,
+        "embedding_failures": 0,
     }
 
 

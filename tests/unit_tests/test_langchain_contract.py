@@ -518,3 +518,37 @@ def test_run_scorer_grades_each_root_run_at_its_end() -> None:
     chain.invoke("math 1", config={"callbacks": [handler]})
     assert len(seen) == 1 and learned(router) == 2
     assert router.stats()["pending"] == 0
+
+
+def test_a_failing_child_cools_down_and_is_tried_last() -> None:
+    router = make_router(
+        models={
+            "cheap": MeteredChild(name_tag="cheap", fail=True),
+            "pricey": MeteredChild(name_tag="pricey"),
+        },
+        allowed_fails=2,
+        cooldown_time=3600.0,
+    )
+    router.fit([query("math", i) for i in range(6)], [[1.0, 0.0]] * 6)  # cheap first
+    tried = [
+        [
+            a["model"]
+            for a in router.invoke("math 1").response_metadata["metallm"]["attempts"]
+        ]
+        for _ in range(4)
+    ]
+    assert tried[:2] == [["cheap", "pricey"]] * 2
+    assert tried[2:] == [["pricey"]] * 2  # cooling down: tried only as a last resort
+    last = router.invoke("math 2").response_metadata["metallm"]
+    assert last["cooling_down"] == ["cheap"]
+    assert router.stats()["cooldowns"] == 1 and router.stats()["cooling_down"] == 1
+
+
+def test_a_cooldown_ends_and_one_success_resets_the_streak() -> None:
+    router = make_router(allowed_fails=1, cooldown_time=0.0)
+    router.models["cheap"] = MeteredChild(name_tag="cheap", fail=True)
+    router.fit([query("math", i) for i in range(6)], [[1.0, 0.0]] * 6)
+    for _ in range(2):  # cooldown_time 0: over at once, so cheap is tried first again
+        attempts = router.invoke("math 1").response_metadata["metallm"]["attempts"]
+        assert [a["model"] for a in attempts] == ["cheap", "pricey"]
+    assert router.stats()["cooling_down"] == 0
