@@ -103,6 +103,7 @@ from langchain_metallm.structured_output import (
     as_chunk,
     unpacker,
 )
+from langchain_metallm.tool_loops import LoopDecision, decision_for, loop_model
 from langchain_metallm.usage_cost import UsageTally, check_prices, normalised_cost
 
 _TOOL_KEYS = ("tools", "tool_choice", "tool_binding")
@@ -189,6 +190,9 @@ class MetaLLMRouterChatModel(BaseChatModel):
     """If the chosen child raises, try the others by UCB (streams: only before the
     first chunk); every try is listed in ``response_metadata["metallm"]["attempts"]``
     and only the child that answered is rewarded. False: the error propagates."""
+    sticky_tool_loops: bool = True
+    """Send the step after a tool result to the child that called the tool (see
+    ``tool_loops``)."""
     allowed_fails: int = 3
     """Consecutive failures after which a child cools down (see ``cooldown``)."""
     cooldown_time: float = 60.0
@@ -854,7 +858,7 @@ class MetaLLMRouterChatModel(BaseChatModel):
             vectors = self._vectors_for([text])
         except Exception as error:
             return self._route_blind(error), None
-        return self._select(self._featurize(vectors, [text]))
+        return self._select(self._featurize(vectors, [text]), messages)
 
     async def _adecide(
         self, messages: Sequence[BaseMessage]
@@ -864,7 +868,7 @@ class MetaLLMRouterChatModel(BaseChatModel):
             vectors = await self._avectors_for([text])
         except Exception as error:
             return self._route_blind(error), None
-        return self._select(self._featurize(vectors, [text]))
+        return self._select(self._featurize(vectors, [text]), messages)
 
     def _route_blind(self, error: Exception) -> RouteDecision:
         """The decision when the embedder fails (see ``embedder_outage``)."""
@@ -885,8 +889,15 @@ class MetaLLMRouterChatModel(BaseChatModel):
         )
         return next(blind_decisions(self.model_names, self.normalized_costs, arm))
 
-    def _select(self, contexts: Context) -> tuple[RouteDecision, Context]:
-        return self._policy_for(contexts).select(contexts[0]), contexts[0]
+    def _select(
+        self, contexts: Context, messages: Sequence[BaseMessage]
+    ) -> tuple[RouteDecision, Context]:
+        """The policy's choice, or the loop's child mid tool loop (``tool_loops``)."""
+        policy = self._policy_for(contexts)
+        sticky = self.sticky_tool_loops and loop_model(messages, self.model_names)
+        if sticky:
+            return decision_for(policy, contexts[0], sticky), contexts[0]
+        return policy.select(contexts[0]), contexts[0]
 
     def _contexts(self, texts: Sequence[str]) -> Context:
         """Policy contexts for ``texts``, embedding those not cached yet."""
@@ -1086,6 +1097,7 @@ class MetaLLMRouterChatModel(BaseChatModel):
             "attempts": attempts,
             "usage": usage,
             "embedding_failed": context is None,
+            "sticky": isinstance(decision, LoopDecision),
             "cooling_down": self._cooldowns.cooling(),
         }
 

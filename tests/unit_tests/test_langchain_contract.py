@@ -552,3 +552,35 @@ def test_a_cooldown_ends_and_one_success_resets_the_streak() -> None:
         attempts = router.invoke("math 1").response_metadata["metallm"]["attempts"]
         assert [a["model"] for a in attempts] == ["cheap", "pricey"]
     assert router.stats()["cooling_down"] == 0
+
+
+def tool_loop(started_by: str) -> list[BaseMessage]:
+    from langchain_core.messages import HumanMessage, ToolMessage
+
+    call = {"name": "add", "args": {"a": 1, "b": 2}, "id": "call_1"}
+    return [
+        HumanMessage("poem 1 then add 1 and 2"),
+        AIMessage(
+            content="",
+            tool_calls=[call],
+            response_metadata={"metallm": {"model": started_by}},
+        ),
+        ToolMessage("3", tool_call_id="call_1"),
+    ]
+
+
+@pytest.mark.parametrize("started_by", ["cheap", "pricey"])
+def test_the_step_after_a_tool_result_stays_on_the_loops_child(started_by: str) -> None:
+    router = make_router()
+    router.fit([query("poetry", i) for i in range(6)], [[1.0, 0.0]] * 6)
+    answer = router.invoke(tool_loop(started_by))
+    meta = answer.response_metadata["metallm"]
+    assert meta["model"] == started_by and meta["sticky"] is True
+    router.record_feedback(answer, 1.0)  # still a decision the router learns from
+
+
+def test_sticky_tool_loops_can_be_turned_off() -> None:
+    router = make_router(sticky_tool_loops=False)
+    router.fit([query("poetry", i) for i in range(6)], [[1.0, 0.0]] * 6)
+    meta = router.invoke(tool_loop("pricey")).response_metadata["metallm"]
+    assert meta["model"] == "cheap" and meta["sticky"] is False
