@@ -91,6 +91,7 @@ from langchain_metallm.persistence import (
 )
 from langchain_metallm.planning import ParetoFront
 from langchain_metallm.policy import LinUCBPolicy, RouteDecision
+from langchain_metallm.routing_text import recent_turns_text
 from langchain_metallm.shared_learning import (
     LearnedState,
     SharedLearningConfigurableFields,
@@ -121,16 +122,6 @@ class _RunLink:
 
 # langchain-core calls ``_stream`` without its run manager; this carries it there.
 _STREAM_RUN: ContextVar[_RunLink | None] = ContextVar("metallm_stream", default=None)
-
-
-def last_human_text(messages: Sequence[BaseMessage]) -> str:
-    """Default query text: the last human message, else the last message."""
-    if not messages:
-        raise ValueError("messages: at least one message is required to route")
-    for message in reversed(messages):
-        if message.type == "human":
-            return message.text
-    return messages[-1].text
 
 
 class MetaLLMRouterChatModel(BaseChatModel):
@@ -167,8 +158,8 @@ class MetaLLMRouterChatModel(BaseChatModel):
     """``lambda`` in ``A = lambda * I + sum x x^T``."""
     embeddings: Embeddings = Field(default_factory=LocalEmbeddings)
     """Embeds the query text; defaults to the packaged all-MiniLM-L6-v2."""
-    query_from_messages: Callable[[Sequence[BaseMessage]], str] = last_human_text
-    """Builds the text that is embedded to route a call."""
+    query_from_messages: Callable[[Sequence[BaseMessage]], str] = recent_turns_text
+    """Builds the text that is embedded to route a call (see ``routing_text``)."""
     max_pending: int = 10_000
     """How many decisions may await feedback before the oldest is dropped."""
     pending_ttl: float | None = None

@@ -584,3 +584,30 @@ def test_sticky_tool_loops_can_be_turned_off() -> None:
     router.fit([query("poetry", i) for i in range(6)], [[1.0, 0.0]] * 6)
     meta = router.invoke(tool_loop("pricey")).response_metadata["metallm"]
     assert meta["model"] == "cheap" and meta["sticky"] is False
+
+
+def test_default_routing_text_fits_conversations() -> None:
+    from langchain_core.messages import HumanMessage, SystemMessage, ToolMessage
+
+    embeddings = KeywordEmbeddings()
+    router = make_router(embeddings=embeddings)
+    router.invoke(
+        [
+            HumanMessage("translate 'good night' to Spanish"),
+            AIMessage("buenas noches"),
+            HumanMessage("and in French?"),
+        ]
+    )
+    assert embeddings.calls[-1] == ["and in French?\ntranslate 'good night' to Spanish"]
+    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AA"}}
+    router.invoke([HumanMessage(content=[image])])
+    assert embeddings.calls[-1] == ["[image]"]
+    call = {"name": "add", "args": {"a": 1, "b": 1}, "id": "c1"}
+    router.invoke(
+        [
+            SystemMessage("You are a calculator."),
+            AIMessage(content="", tool_calls=[call]),
+            ToolMessage("2", tool_call_id="c1"),
+        ]
+    )
+    assert embeddings.calls[-1] == ["You are a calculator.\ntools: add"]
