@@ -53,7 +53,12 @@ from langchain_metallm.child_runs import (
     without_usage,
 )
 from langchain_metallm.cooldown import Cooldowns
-from langchain_metallm.embedder_outage import NO_CONTEXT, blind_decisions, default_arm
+from langchain_metallm.embedder_outage import (
+    NO_CONTEXT,
+    BadEmbeddingsError,
+    blind_decisions,
+    default_arm,
+)
 from langchain_metallm.embeddings import LocalEmbeddings
 from langchain_metallm.fallback import (
     Attempt,
@@ -847,6 +852,8 @@ class MetaLLMRouterChatModel(BaseChatModel):
         text = self._query(messages)
         try:
             vectors = self._vectors_for([text])
+        except BadEmbeddingsError:
+            raise  # a misconfigured embedder is refused loudly, not routed around
         except Exception as error:
             return self._route_blind(error), None
         return self._select(self._featurize(vectors, [text]), messages)
@@ -857,6 +864,8 @@ class MetaLLMRouterChatModel(BaseChatModel):
         text = self._query(messages)
         try:
             vectors = await self._avectors_for([text])
+        except BadEmbeddingsError:
+            raise
         except Exception as error:
             return self._route_blind(error), None
         return self._select(self._featurize(vectors, [text]), messages)
@@ -960,7 +969,7 @@ class MetaLLMRouterChatModel(BaseChatModel):
     ) -> list[NDArray[np.float64]]:
         """Embeddings as arrays, refusing a wrong count, dimension or NaN."""
         if len(raw) != len(texts):
-            raise ValueError(
+            raise BadEmbeddingsError(
                 f"embeddings: returned {len(raw)} vectors for {len(texts)} texts"
             )
         vectors = [np.asarray(v, dtype=np.float64) for v in raw]
@@ -973,12 +982,12 @@ class MetaLLMRouterChatModel(BaseChatModel):
             expected = vectors[0].shape
         for vector in vectors:
             if vector.ndim != 1 or vector.shape != expected:
-                raise ValueError(
+                raise BadEmbeddingsError(
                     f"embeddings: returned a vector of shape {vector.shape}, "
                     f"but this router routes on dimension {expected[0]}"
                 )
             if not np.all(np.isfinite(vector)):
-                raise ValueError("embeddings: returned NaN or infinity")
+                raise BadEmbeddingsError("embeddings: returned NaN or infinity")
         return vectors
 
     def _policy_for(self, contexts: Context) -> LinUCBPolicy:

@@ -1,9 +1,10 @@
 """Routing when the embedder fails: answer anyway, from a default child.
 
-If embedding the query raises, the call is not lost: it goes to ``default_model``
-if set, else to the child with the best mean learned reward, else (nothing
-learned yet) to the cheapest child; the other children follow in cost order as
-fallbacks. Without an embedding there is no context to learn from, so the
+If the embedder raises (an outage: network, rate limit, timeout), the call is not
+lost: it goes to ``default_model`` if set, else to the child with the best mean
+learned reward, else (nothing learned yet) to the cheapest child; the others
+follow in cost order as fallbacks. Vectors the router cannot use (wrong count or
+dimension, NaN) still raise ``BadEmbeddingsError``: that is a misconfiguration. Without an embedding there is no context to learn from, so the
 answer's feedback is refused; ``stats()["embedding_failures"]`` counts these
 calls, ``response_metadata["metallm"]["embedding_failed"]`` marks them and the
 first one warns.
@@ -22,6 +23,12 @@ NO_CONTEXT = (
     "could not be embedded (the embedder failed), so there is no context to learn from"
 )
 """Why feedback on a call routed without an embedding is refused."""
+
+
+class BadEmbeddingsError(ValueError):
+    """The embedder answered, but with vectors the router cannot use (wrong
+    count or dimension, NaN): a misconfiguration, refused rather than routed
+    around."""
 
 
 def default_arm(
