@@ -3,11 +3,11 @@
 If the embedder raises (an outage: network, rate limit, timeout), the call is not
 lost: it goes to ``default_model`` if set, else to the child with the best mean
 learned reward, else (nothing learned yet) to the cheapest child; the others
-follow in cost order as fallbacks. Vectors the router cannot use (wrong count or
-dimension, NaN) still raise ``BadEmbeddingsError``: that is a misconfiguration. Without an embedding there is no context to learn from, so the
-answer's feedback is refused; ``stats()["embedding_failures"]`` counts these
-calls, ``response_metadata["metallm"]["embedding_failed"]`` marks them and the
-first one warns.
+follow in cost order as fallbacks. Without an embedding there is no context to
+learn from, so the answer's feedback is refused; ``stats()["embedding_failures"]``
+counts these calls, ``response_metadata["metallm"]["embedding_failed"]`` marks
+them and the first one warns. Vectors the router cannot use (wrong count or
+dimension, NaN) still raise ``BadEmbeddingsError``: that is a misconfiguration.
 """
 
 from __future__ import annotations
