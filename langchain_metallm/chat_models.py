@@ -1043,12 +1043,15 @@ class MetaLLMRouterChatModel(BaseChatModel):
     ) -> Iterator[RouteDecision]:
         """Arms to call in order: the chosen one, then the rest by UCB (by cost
         when routed without an embedding); children cooling down go last."""
+        cooling = self._cooldowns.cooling()
+        if not cooling and context is not None:
+            return ranked_decisions(self._require_policy(), decision, context)
         if context is None:
             costs = self.normalized_costs
             ranked = blind_decisions(self.model_names, costs, decision.arm)
         else:
             ranked = ranked_decisions(self._require_policy(), decision, context)
-        return self._cooldowns.deferred(ranked, self._cooldowns.cooling())
+        return self._cooldowns.deferred(ranked, cooling)
 
     def _answer_cost(self, model: str, usage: UsageMetadata | None) -> float:
         """Normalised cost of one answer: its child's, or from its token usage."""
@@ -1109,13 +1112,14 @@ class MetaLLMRouterChatModel(BaseChatModel):
         run_id: str,
         attempts: list[Attempt],
     ) -> ChatResult:
-        message, usage = without_usage(message)
+        usage = message.usage_metadata if isinstance(message, AIMessage) else None
         metadata = self._register(decision, context, run_id, attempts, usage)
-        routed = message.model_copy(
-            update={
-                "response_metadata": {**message.response_metadata, "metallm": metadata}
-            }
-        )
+        update: dict[str, Any] = {
+            "response_metadata": {**message.response_metadata, "metallm": metadata}
+        }
+        if usage is not None:
+            update["usage_metadata"] = None  # the child's run carries it (child_runs)
+        routed = message.model_copy(update=update)
         return ChatResult(generations=[ChatGeneration(message=routed)])
 
     def _final_chunk(

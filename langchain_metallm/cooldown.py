@@ -58,6 +58,8 @@ class Cooldowns:
 
     def cooling(self) -> list[str]:
         """Children cooling down now."""
+        if not self._until:  # nothing ever cooled down: the common, lock-free case
+            return []
         now = self._clock()
         with self._lock:
             return sorted(m for m, until in self._until.items() if until > now)
