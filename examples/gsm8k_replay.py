@@ -350,6 +350,10 @@ def main(
     if not warm or not online:
         raise ValueError(f"--warmup {args.warmup} leaves no warm-up or no online rows")
     prices = load_prices(args.models)
+    print(
+        f"data: {args.data} ({len(rows)} questions); warm start on {len(warm)}, "
+        f"then {len(online)} routed online"
+    )
     cache = EmbeddingCache(embedder or LocalEmbeddings(), args.cache_dir)
     cache.embed([row["prompt"] for row in rows])  # once; later runs read the disk
     with ReplayServer(args.data) as server:
@@ -400,10 +404,27 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--alpha", type=float, default=0.1, help="exploration width")
     parser.add_argument("--seed", type=int, default=0, help="question order")
-    parser.add_argument("--data", type=Path, default=default_gsm8k_path())
-    parser.add_argument("--models", type=Path, default=default_gsm8k_models_path())
-    parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE_DIR)
-    parser.add_argument("--out", type=Path, default=Path("results"))
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=default_gsm8k_path(),
+        help="recorded answers (default: ../shared/data/gsm8k2, else the sample)",
+    )
+    parser.add_argument(
+        "--models",
+        type=Path,
+        default=default_gsm8k_models_path(),
+        help="models.json with the children's list prices",
+    )
+    parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=DEFAULT_CACHE_DIR,
+        help="where embeddings are cached on disk",
+    )
+    parser.add_argument(
+        "--out", type=Path, default=Path("results"), help="folder for plot and JSON"
+    )
     args = parser.parse_args(argv)
     if args.limit is not None and args.limit < 2:
         parser.error(f"--limit must be >= 2, got {args.limit}")

@@ -68,7 +68,7 @@ class TaskClassifier:
         targets = np.eye(len(tasks))[[index[name] for name in names]]
         x = _with_bias(emb)
         gram = x.T @ x + ridge * np.eye(x.shape[1])
-        weights = np.linalg.solve(gram, x.T @ targets)
+        weights = np.linalg.solve(gram, x.T @ targets).astype(np.float64)
         return cls(tasks, weights)
 
     @property

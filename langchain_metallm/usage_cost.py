@@ -66,13 +66,19 @@ def reference_dollars(
     prices: Mapping[str, tuple[float, float]], reference_tokens: tuple[int, int]
 ) -> float:
     """Dollars the priciest model charges for one reference-sized call."""
-    reference = _usage(*reference_tokens)
-    return max(dollars(reference, price) for price in prices.values())
+    return max(token_dollars(*reference_tokens, price) for price in prices.values())
 
 
 def dollars(usage: UsageMetadata, price: tuple[float, float]) -> float:
     """What ``usage`` costs at ``price`` = ($/Mtok input, $/Mtok output)."""
-    return (usage["input_tokens"] * price[0] + usage["output_tokens"] * price[1]) / 1e6
+    return token_dollars(usage["input_tokens"], usage["output_tokens"], price)
+
+
+def token_dollars(
+    input_tokens: int, output_tokens: int, price: tuple[float, float]
+) -> float:
+    """What a call of these token counts costs at ``price`` ($/Mtok in, out)."""
+    return (input_tokens * price[0] + output_tokens * price[1]) / 1e6
 
 
 class UsageTally:
@@ -86,11 +92,3 @@ class UsageTally:
         usage = getattr(message, "usage_metadata", None)
         if usage:
             self.usage = add_usage(self.usage, usage)
-
-
-def _usage(input_tokens: int, output_tokens: int) -> UsageMetadata:
-    return {
-        "input_tokens": input_tokens,
-        "output_tokens": output_tokens,
-        "total_tokens": input_tokens + output_tokens,
-    }

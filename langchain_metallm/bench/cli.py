@@ -9,6 +9,7 @@ from pathlib import Path
 from langchain_core.embeddings import Embeddings
 
 from langchain_metallm.bench.cache import DEFAULT_CACHE_DIR
+from langchain_metallm.bench.data import PACKAGED_SAMPLES
 from langchain_metallm.bench.plots import plot_curves
 from langchain_metallm.bench.runner import DEFAULT_COST_WEIGHTS, run_benchmark
 
@@ -35,6 +36,7 @@ def main(
             ridge=args.ridge,
             knn_k=args.knn_k,
             task_features=args.features == "tasks",
+            limit=args.limit,
             progress=not args.quiet,
         )
     except ValueError as exc:
@@ -51,7 +53,8 @@ def main(
 
 
 def resolve_data_dir(name: str) -> Path:
-    """``name`` if it is a directory, else ``../shared/data/<name>`` by the project."""
+    """``name`` if it is a directory, else ``../shared/data/<name>`` by the project,
+    else the sample of that data set packaged with the library (gsm8k2)."""
     given = Path(name)
     if given.is_dir():
         return given
@@ -60,7 +63,15 @@ def resolve_data_dir(name: str) -> Path:
         candidate = root / SHARED_DATA / name
         if candidate.is_dir():
             return candidate
-    raise SystemExit(f"metallm-bench: {name}: no such data set directory")
+    sample = PACKAGED_SAMPLES / name
+    if sample.is_dir():
+        print(f"metallm-bench: no {SHARED_DATA / name}; using the packaged sample")
+        return sample
+    known = sorted(p.name for p in PACKAGED_SAMPLES.iterdir() if p.is_dir())
+    raise SystemExit(
+        f"metallm-bench: {name}: no such data set directory (looked in ./, "
+        f"{SHARED_DATA}; packaged samples: {', '.join(known)})"
+    )
 
 
 def _weights(text: str) -> list[float]:
@@ -81,23 +92,54 @@ def _parser() -> argparse.ArgumentParser:
         "offline ridge and LinUCB warm/cold, over a sweep of cost weights.",
     )
     parser.add_argument(
-        "data_dir", help="data set folder, or a name under ../shared/data"
+        "data_dir",
+        nargs="?",
+        default="gsm8k2",
+        help="data set folder, or a name under ../shared/data (default gsm8k2; its "
+        "packaged sample is used when ../shared/data is absent)",
     )
-    parser.add_argument("--split", choices=("random", "tasks"), default="random")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--test-fraction", type=float, default=0.2)
+    parser.add_argument(
+        "--split",
+        choices=("random", "tasks"),
+        default="random",
+        help="random rows held out, or whole tasks held out (default random)",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of the split and of --limit"
+    )
+    parser.add_argument(
+        "--test-fraction",
+        type=float,
+        default=0.2,
+        help="share of rows (or tasks) held out for testing (default 0.2)",
+    )
+    parser.add_argument(
+        "--limit",
+        type=int,
+        help="use a random subset of this many rows, for a quick run",
+    )
     parser.add_argument("--out", help="output folder for JSON and PNG (./results)")
     parser.add_argument("--png", help="PNG path (default: in --out)")
-    parser.add_argument("--cache-dir", default=str(DEFAULT_CACHE_DIR))
+    parser.add_argument(
+        "--cache-dir",
+        default=str(DEFAULT_CACHE_DIR),
+        help=f"where embeddings are cached on disk (default {DEFAULT_CACHE_DIR})",
+    )
     parser.add_argument(
         "--cost-weights",
         type=_weights,
         default=list(DEFAULT_COST_WEIGHTS),
         help="comma-separated cost weights p (default 0 to 1.2 step 0.025)",
     )
-    parser.add_argument("--alpha", type=float, default=0.1, help="LinUCB exploration")
-    parser.add_argument("--ridge", type=float, default=1.0, help="LinUCB ridge")
-    parser.add_argument("--knn-k", type=int, default=20)
+    parser.add_argument(
+        "--alpha", type=float, default=0.1, help="LinUCB exploration (default 0.1)"
+    )
+    parser.add_argument(
+        "--ridge", type=float, default=1.0, help="LinUCB ridge (default 1.0)"
+    )
+    parser.add_argument(
+        "--knn-k", type=int, default=20, help="neighbours of the kNN baseline"
+    )
     parser.add_argument(
         "--features",
         choices=("tasks", "embedding"),

@@ -19,6 +19,9 @@ from numpy.typing import NDArray
 
 FloatArray = NDArray[np.float64]
 
+PACKAGED_SAMPLES = Path(__file__).resolve().parents[1] / "data"
+"""Small data set samples shipped with the library (see each one's README)."""
+
 
 @dataclass(frozen=True)
 class Outcomes:

@@ -48,6 +48,7 @@ def run_benchmark(
     ridge: float = 1.0,
     knn_k: int = 20,
     task_features: bool = True,
+    limit: int | None = None,
     progress: bool = True,
 ) -> BenchmarkResult:
     """Compare every policy on one split of a recorded-outcome data set.
@@ -56,7 +57,8 @@ def run_benchmark(
     are cached under ``cache_dir``. ``alpha`` and ``ridge`` configure the LinUCB
     policies exactly as the router's settings of the same names; with
     ``task_features`` they route on the tasks of the training part as
-    ``router.fit(..., tasks=...)`` does (see ``build_problem``).
+    ``router.fit(..., tasks=...)`` does (see ``build_problem``). ``limit`` keeps
+    a random subset of that many rows (drawn with ``seed``) for a quick run.
     """
     prepared = prepare(
         data_dir,
@@ -66,6 +68,7 @@ def run_benchmark(
         embeddings=embeddings,
         cache_dir=cache_dir,
         task_features=task_features,
+        limit=limit,
         progress=progress,
     )
     data, parts, problem = prepared.data, prepared.split, prepared.problem
@@ -122,10 +125,17 @@ def prepare(
     embeddings: Embeddings | None = None,
     cache_dir: str | os.PathLike[str] = DEFAULT_CACHE_DIR,
     task_features: bool = True,
+    limit: int | None = None,
     progress: bool = True,
 ) -> Prepared:
-    """Load, split and embed (through the cache) a recorded-outcome data set."""
+    """Load, split and embed (through the cache) a recorded-outcome data set,
+    keeping a random ``limit`` rows of it (drawn with ``seed``) if given."""
     data = load_outcomes(Path(data_dir))
+    if limit is not None:
+        if limit < 2:
+            raise ValueError(f"limit: must be >= 2 rows, got {limit}")
+        rows = np.random.default_rng(seed).permutation(len(data))[:limit]
+        data = data.subset(np.sort(rows))
     parts = make_split(data, split, test_fraction=test_fraction, seed=seed)
     if embeddings is None:
         from langchain_metallm.embeddings import LocalEmbeddings

@@ -309,7 +309,7 @@ def test_chat_together_can_use_the_server(replay_server: ReplayServer) -> None:
 
 
 def test_stop_releases_port_and_thread() -> None:
-    sample = Path(langchain_metallm.__file__).parent / "data" / "gsm8k_sample.jsonl"
+    sample = Path(langchain_metallm.__file__).parent / "data/gsm8k2/sample.jsonl"
     row = json.loads(sample.read_text(encoding="utf-8").splitlines()[-1])
     server = ReplayServer(sample).start()
     port, base_url = server.port, server.base_url

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from langchain_core.embeddings import Embeddings
 
-from langchain_metallm.bench import run_benchmark
+from langchain_metallm.bench import cli, run_benchmark
 from langchain_metallm.bench.cache import EmbeddingCache, text_key
 from langchain_metallm.bench.cli import main
 from langchain_metallm.bench.routers import OnlineLinUCB
@@ -246,3 +246,25 @@ def test_warm_linucb_uses_task_features_and_cold_the_bare_embedding(
             np.array_equal(a, b) for a, b in zip(with_tasks, without, strict=True)
         )
         assert equal == same
+
+
+def test_cli_runs_on_the_packaged_sample_without_shared_data(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cli, "SHARED_DATA", Path("no") / "shared" / "data")
+    out = tmp_path / "out"
+    args = ["--limit", "40", "--out", str(out), "--cache-dir", str(tmp_path / "c")]
+    code = main(
+        [*args, "--cost-weights", "0,1", "--quiet"], embeddings=CountingEmbeddings()
+    )
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "using the packaged sample" in printed
+    record = json.loads((out / "bench_gsm8k2_random_seed0.json").read_text())
+    assert record["split"]["n_train"] + record["split"]["n_test"] == 40
+    assert "data/gsm8k2" in record["data_dir"]
+
+
+def test_cli_limit_must_keep_two_rows(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match="limit: must be >= 2"):
+        main([str(write_tiny(tmp_path / "tiny")), "--limit", "1", "--quiet"])

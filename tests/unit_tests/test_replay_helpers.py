@@ -26,7 +26,7 @@ from langchain_metallm.testing.recorded import count_tokens
 from langchain_metallm.testing.schema_values import example_from_schema
 from langchain_metallm.testing.scripts import RuleTable
 
-DATA_DIR = Path(__file__).resolve().parents[2] / "langchain_metallm" / "data"
+DATA_DIR = Path(__file__).resolve().parents[2] / "langchain_metallm" / "data" / "gsm8k2"
 ROWS: list[dict[str, Any]] = [
     {"prompt": "How many legs do 3 ducks have in total?", "responses": {"a": "6"}},
     {
@@ -170,7 +170,7 @@ def test_stream_events_usage_chunk_and_tool_deltas() -> None:
 
 
 def test_vendored_sample_is_a_small_subset_of_gsm8k2() -> None:
-    sample_path = DATA_DIR / "gsm8k_sample.jsonl"
+    sample_path = DATA_DIR / "sample.jsonl"
     assert sample_path.stat().st_size <= 900_000
     lines = sample_path.read_text(encoding="utf-8").splitlines()
     sample = [json.loads(line) for line in lines]
@@ -178,7 +178,7 @@ def test_vendored_sample_is_a_small_subset_of_gsm8k2() -> None:
     assert {tuple(sorted(row)) for row in sample} == {
         ("answer", "id", "prompt", "responses", "scores", "task")
     }
-    models = json.loads((DATA_DIR / "gsm8k_models.json").read_text(encoding="utf-8"))
+    models = json.loads((DATA_DIR / "models.json").read_text(encoding="utf-8"))
     names = {model["name"] for model in models["models"]}
     assert all(set(row["responses"]) == names for row in sample)
     full = default_gsm8k_path()
