@@ -231,8 +231,8 @@ def test_an_opted_in_cache_hit_has_its_own_run_and_refuses_feedback(
 def test_configured_variant_routes_and_learns_on_the_shared_state() -> None:
     router = make_router()
     router.fit([query("math", i) for i in range(6)], [[1.0, 0.0]] * 6)
-    configurable = router.configurable_fields(alpha=ConfigurableField(id="alpha"))
-    answer = configurable.invoke("math 7", config={"configurable": {"alpha": 0.0}})
+    configurable = router.configurable_fields(max_tokens=ConfigurableField(id="mt"))
+    answer = configurable.invoke("math 7", config={"configurable": {"mt": 5}})
     meta = answer.response_metadata["metallm"]
     assert meta["model"] == "cheap" and meta["expected_reward"] > 0.5
     router.record_feedback(answer, 1.0)
@@ -242,9 +242,9 @@ def test_configured_variant_routes_and_learns_on_the_shared_state() -> None:
 def test_configured_variant_feedback_through_the_handler() -> None:
     router = make_router()
     handler = MetaLLMFeedbackHandler(router, lambda messages, generation: 1.0)
-    configurable = router.configurable_fields(alpha=ConfigurableField(id="alpha"))
+    configurable = router.configurable_fields(max_tokens=ConfigurableField(id="mt"))
     configurable.invoke(
-        "math 1", config={"configurable": {"alpha": 0.2}, "callbacks": [handler]}
+        "math 1", config={"configurable": {"mt": 5}, "callbacks": [handler]}
     )
     assert learned(router) == 1 and router.stats()["refused"] == 0
 
@@ -257,7 +257,7 @@ def test_configuring_a_field_that_defines_learning_is_refused(field: str) -> Non
 
 def test_model_copy_shares_learning_and_refuses_a_different_cost_weight() -> None:
     router = make_router()
-    copy = router.model_copy(update={"alpha": 0.0})
+    copy = router.model_copy(update={"fallback": False})
     answer = copy.invoke("math 1")
     router.record_feedback(answer, 1.0)
     assert learned(copy) == learned(router) == 1
