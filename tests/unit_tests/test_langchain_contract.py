@@ -60,10 +60,7 @@ class MeteredChild(EchoChild):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        answer = self._answer(messages)
-        for i, word in enumerate(answer.text.split(" ")):
-            piece = word if i == 0 else " " + word
-            yield ChatGenerationChunk(message=AIMessageChunk(content=piece))
+        yield from super()._stream(messages, stop, run_manager, **kwargs)
         yield ChatGenerationChunk(
             message=AIMessageChunk(
                 content="",
@@ -611,3 +608,45 @@ def test_default_routing_text_fits_conversations() -> None:
         ]
     )
     assert embeddings.calls[-1] == ["You are a calculator.\ntools: add"]
+
+
+class ToolOnceChild(MeteredChild):
+    """Calls its first bound tool once, then answers the tool's result."""
+
+    def _answer(self, messages: list[BaseMessage]) -> AIMessage:
+        if self.tools and messages[-1].type == "human":
+            return super()._answer(messages)  # EchoChild's tool call
+        self.calls += 1
+        text = f"{self.name_tag}: {messages[-1].text}"
+        return AIMessage(content=text, response_metadata={"model_name": self.name_tag})
+
+
+def test_agent_messages_stream_each_token_once_and_keep_the_tool_loop() -> None:
+    from langchain.agents import create_agent
+
+    def add(a: int, b: int) -> int:
+        """Add two numbers."""
+        return a + b
+
+    router = make_router(
+        models={
+            "cheap": ToolOnceChild(name_tag="cheap"),
+            "pricey": ToolOnceChild(name_tag="pricey"),
+        }
+    )
+    agent = create_agent(router, tools=[add])
+    streamed: dict[str, str] = {}
+    for message, _ in agent.stream(
+        {"messages": [("user", "math: what is 1+1")]}, stream_mode="messages"
+    ):
+        if message.type == "AIMessageChunk":
+            streamed[message.id] = streamed.get(message.id, "") + message.text
+    result = agent.invoke({"messages": [("user", "math: what is 1+1")]})
+    final = result["messages"][-1]
+    assert (
+        list(streamed.values())[-1]
+        == final.text
+        == f"{final.response_metadata['metallm']['model']}: 2"
+    )
+    first = result["messages"][1].response_metadata["metallm"]["model"]
+    assert final.response_metadata["metallm"]["model"] == first  # sticky tool loop
