@@ -114,7 +114,7 @@ def calibrated(data: Outcomes, budgets: Sequence[float]) -> None:
         assert router.policy is not None
         prompts = list(test.prompts)
         contexts = query_features(
-            router.embeddings.embed_documents(prompts), prompts, router.task_classifier
+            router.embeddings.embed_documents(prompts), router.task_classifier
         )
         chosen = np.argmax(router.policy.predict(contexts)[0], axis=1)
         print(

@@ -40,12 +40,12 @@ from langchain_metallm import (
     MetaLLMRouterChatModel,
 )
 from langchain_metallm.bench.cache import DEFAULT_CACHE_DIR, EmbeddingCache
+from langchain_metallm.costs import dollars
 from langchain_metallm.testing import (
     ReplayServer,
     default_gsm8k_models_path,
     default_gsm8k_path,
 )
-from langchain_metallm.usage_cost import dollars
 
 CHILDREN = {
     "mixtral": "mistralai/Mixtral-8x7B-Instruct-v0.1",

@@ -1,26 +1,20 @@
-"""``MetaLLMRouterChatModel``: a chat model that routes each call to one child.
+"""``MetaLLMRouterChatModel``: the LangChain adapter over ``RouterEngine``.
 
-Data flows one way: messages -> query text -> embedding -> context -> LinUCB
-decision -> child call -> response metadata. Rewards flow back through
-``record_feedback`` (or ``MetaLLMFeedbackHandler``): run id -> pending decision
--> policy update.
+It holds what LangChain needs: the settings as fields, the chat model hooks,
+callbacks, child calls with fallback, and response metadata. Routing and learning
+(embedding cache, contexts, policy, pending decisions, costs, rewards) are the
+engine's; see ``engine`` for the data path of one call and of one reward.
 """
 
 from __future__ import annotations
 
 import logging
-import math
-import threading
 import warnings
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import suppress
-from contextvars import ContextVar
-from dataclasses import dataclass
 from typing import Any, Literal, cast
 from uuid import UUID, uuid4
 
-import numpy as np
 from langchain_core.caches import BaseCache
 from langchain_core.callbacks import (
     AsyncCallbackManager,
@@ -31,102 +25,60 @@ from langchain_core.callbacks import (
 from langchain_core.embeddings import Embeddings
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
-from langchain_core.messages.ai import UsageMetadata
+from langchain_core.messages.ai import UsageMetadata, add_usage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
-from langchain_core.runnables import (
-    Runnable,
-    RunnableConfig,
-    RunnableSerializable,
-    ensure_config,
-)
+from langchain_core.runnables import Runnable, RunnableConfig, RunnableSerializable
 from langchain_core.runnables.utils import AnyConfigurableField
 from langchain_core.tools import BaseTool
-from numpy.typing import NDArray
 from pydantic import ConfigDict, Field, PrivateAttr, model_validator
 from typing_extensions import Self
 
-from langchain_metallm import batch_planning
-from langchain_metallm.batch_planning import PlannedBatchResult
-from langchain_metallm.child_runs import (
-    child_config,
-    stream_child_config,
-    without_usage,
-)
+from langchain_metallm import planned_batch, stream_run
+from langchain_metallm.calibration import CostWeightCalibration
+from langchain_metallm.child_runs import without_usage
 from langchain_metallm.cooldown import Cooldowns
+from langchain_metallm.costs import check_prices
 from langchain_metallm.embedder_outage import (
-    NO_CONTEXT,
     BadEmbeddingsError,
     blind_decisions,
     default_arm,
 )
 from langchain_metallm.embeddings import LocalEmbeddings
+from langchain_metallm.engine import FloatArray, RouterEngine, check_settings
 from langchain_metallm.fallback import (
     Attempt,
     acall_in_order,
     astream_in_order,
     call_in_order,
-    ranked_decisions,
     stream_in_order,
 )
-from langchain_metallm.features import (
-    TaskClassifier,
-    check_task_labels,
-    embedding_dim,
-    query_features,
-    task_of,
-)
-from langchain_metallm.feedback import PendingDecision, PendingDecisions, check_score
-from langchain_metallm.learning import (
-    CostWeightCalibration,
-    Scores,
-    calibrate,
-    check_budget,
-    check_prompts,
-    cost_vector,
-    reward_matrix,
-    score_matrix,
-    shift_cost_weight,
-)
+from langchain_metallm.features import TaskClassifier
 from langchain_metallm.llm_cache import CACHE_HIT, as_cache_hit
-from langchain_metallm.persistence import (
-    StrPath,
-    load_router,
-    router_settings,
-    save_router,
+from langchain_metallm.outcomes import Scores
+from langchain_metallm.pareto import ParetoFront
+from langchain_metallm.persistence import StrPath, load_router, router_settings
+from langchain_metallm.planned_batch import (
+    PLAN_ARGUMENT,
+    PlannedBatchResult,
+    PlannedChoice,
 )
-from langchain_metallm.planning import ParetoFront
 from langchain_metallm.policy import LinUCBPolicy, RouteDecision
 from langchain_metallm.routing_text import recent_turns_text
 from langchain_metallm.shared_learning import (
-    LearnedState,
     SharedLearningConfigurableFields,
     check_shareable,
 )
-from langchain_metallm.stores.base import PolicyStore, namespace
+from langchain_metallm.stores.base import PolicyStore
 from langchain_metallm.structured_output import (
     STRUCTURED_OUTPUT,
     StructuredOutput,
     as_chunk,
     unpacker,
 )
-from langchain_metallm.tool_loops import LoopDecision, decision_for, loop_model
-from langchain_metallm.usage_cost import UsageTally, check_prices, normalised_cost
+from langchain_metallm.tool_loops import LoopDecision, loop_decision, loop_model
 
 _TOOL_KEYS = ("tools", "tool_choice", "tool_binding")
 _logger = logging.getLogger(__name__)
-Context = NDArray[np.float64]
-
-
-@dataclass(frozen=True)
-class _RunLink:
-    """The router run a streamed call belongs to, and the child's callbacks."""
-
-    run_id: str
-    child_config: RunnableConfig
-
-
-# langchain-core calls ``_stream`` without its run manager; this carries it there.
-_STREAM_RUN: ContextVar[_RunLink | None] = ContextVar("metallm_stream", default=None)
 
 
 class MetaLLMRouterChatModel(BaseChatModel):
@@ -199,7 +151,7 @@ class MetaLLMRouterChatModel(BaseChatModel):
     cost_mode: Literal["fixed", "usage"] = "fixed"
     """``"fixed"``: an answer's cost is its child's ``costs`` entry over the largest
     (MetaLLM). ``"usage"``: its tokens times ``prices`` over the priciest child's
-    price for ``reference_tokens`` (see ``usage_cost``); the reward uses it."""
+    price for ``reference_tokens`` (see ``costs``); the reward uses it."""
     prices: dict[str, tuple[float, float]] | None = None
     """``cost_mode="usage"`` only: (input, output) dollars per million tokens."""
     cache: BaseCache | bool | None = Field(default=False, exclude=True)
@@ -210,14 +162,9 @@ class MetaLLMRouterChatModel(BaseChatModel):
     """``cost_mode="usage"``: (input, output) tokens of a call that costs 1 on the
     priciest child."""
 
-    _learned: LearnedState = PrivateAttr()
-    _pending: PendingDecisions = PrivateAttr()
-    _vectors: OrderedDict[str, NDArray[np.float64]] = PrivateAttr(
-        default_factory=OrderedDict
-    )
-    _lock: threading.RLock = PrivateAttr(default_factory=threading.RLock)
-    _warned_outage: bool = PrivateAttr(default=False)
+    _engine: RouterEngine = PrivateAttr()
     _cooldowns: Cooldowns = PrivateAttr()
+    _warned_outage: bool = PrivateAttr(default=False)
 
     @model_validator(mode="before")
     @classmethod
@@ -252,38 +199,20 @@ class MetaLLMRouterChatModel(BaseChatModel):
             raise ValueError(
                 f"models: at least 2 children needed, got {len(self.models)}"
             )
-        if set(self.costs) != set(self.models):
-            missing = sorted(set(self.models) - set(self.costs))
-            extra = sorted(set(self.costs) - set(self.models))
-            raise ValueError(f"costs: missing for {missing}, unknown names {extra}")
-        for name, cost in self.costs.items():
-            if not math.isfinite(cost) or cost < 0:
-                raise ValueError(f"costs: {name!r} must be finite and >= 0, got {cost}")
-        if max(self.costs.values()) == 0:
-            raise ValueError("costs: at least one cost must be > 0")
-        for field in ("cost_weight", "alpha"):
-            value = getattr(self, field)
-            if not math.isfinite(value) or value < 0:
-                raise ValueError(f"{field}: must be finite and >= 0, got {value}")
-        if not math.isfinite(self.ridge) or self.ridge <= 0:
-            raise ValueError(f"ridge: must be > 0, got {self.ridge}")
-        if self.embedding_cache_size < 0:
-            raise ValueError(
-                f"embedding_cache_size: must be >= 0, got {self.embedding_cache_size}"
-            )
+        check_settings(self)
         if self.default_model is not None and self.default_model not in self.models:
             raise ValueError(
                 f"default_model: {self.default_model!r} is not one of "
                 f"{list(self.models)}"
             )
-        if self.cost_mode == "usage":
-            if self.prices is None:
-                raise ValueError('prices: required with cost_mode="usage"')
-            check_prices(self.prices, self.models, self.reference_tokens)
-        elif self.prices is not None:
-            raise ValueError('prices: only used with cost_mode="usage"')
-        self._pending = PendingDecisions(self.max_pending, self.pending_ttl)
-        self._learned = LearnedState(self.cost_weight)
+        if self.prices is not None:  # a single price stands for (input, output)
+            self.prices = check_prices(self.prices, self.models)
+        self._engine = RouterEngine(
+            self,
+            name=self.name or self._llm_type,
+            max_pending=self.max_pending,
+            pending_ttl=self.pending_ttl,
+        )
         self._cooldowns = Cooldowns(self.allowed_fails, self.cooldown_time)
         return self
 
@@ -319,25 +248,29 @@ class MetaLLMRouterChatModel(BaseChatModel):
     @property
     def normalized_costs(self) -> dict[str, float]:
         """Each child's cost divided by the largest, so the priciest costs 1."""
-        top = max(self.costs.values())
-        return {name: self.costs[name] / top for name in self.models}
+        return self._engine.normalized_costs
+
+    @property
+    def engine(self) -> RouterEngine:
+        """The routing and learning engine behind this chat model."""
+        return self._engine
 
     @property
     def policy(self) -> LinUCBPolicy | None:
         """The LinUCB policy, created on the first embedded query."""
-        return self._learned.policy
+        return self._engine.policy
 
     @property
     def task_classifier(self) -> TaskClassifier | None:
         """The task classifier learned by ``fit(..., tasks=...)``, if any."""
-        return self._learned.tasks
+        return self._engine.task_classifier
 
-    # Routing -----------------------------------------------------------------
+    # Routing and feedback -------------------------------------------------------
 
     def route(self, input: LanguageModelInput) -> RouteDecision:
         """Which child would answer ``input``, without calling it or learning."""
-        context = self._contexts([self._input_query(input)])
-        return self._policy_for(context).select(context[0])
+        context = self._engine.contexts([self.query_of(input)])[0]
+        return self._engine.decide(context)
 
     def record_feedback(
         self,
@@ -353,35 +286,16 @@ class MetaLLMRouterChatModel(BaseChatModel):
         already-rewarded runs raise ``FeedbackError`` (with ``strict=False`` they
         are ignored with a warning and NaN is returned).
         """
-        checked = check_score(score)
-        run_id = _run_id_of(run)
-        try:
-            decision = self._pending.take(run_id)
-        except ValueError as error:
-            if self.strict_feedback if strict is None else strict:
-                raise
-            warnings.warn(str(error), stacklevel=2)
-            return math.nan
-        cost = decision.cost
-        if cost is None:
-            cost = self.normalized_costs[decision.model]
-        with self._learned.lock:  # the weight and the statistics move together
-            reward = checked - self._learned.cost_weight * cost
-            try:
-                self._require_policy().update(decision.arm, decision.context, reward)
-            except Exception:
-                self._pending.restore(run_id, decision)
-                raise
-        return reward
+        return self._engine.record_feedback(_run_id_of(run), score, strict=strict)
 
     def is_pending(self, run_id: UUID | str) -> bool:
         """Whether a routed call with this run id still awaits feedback."""
-        return str(run_id) in self._pending
+        return str(run_id) in self._engine.pending
 
     def note_feedback_error(self, run_id: UUID | str | None, problem: str) -> None:
         """Count (``stats()["scorer_errors"]``) and log feedback that a scorer or
         a feedback event failed to give; the decision stays pending."""
-        self._pending.count("scorer_errors")
+        self._engine.pending.count("scorer_errors")
         _logger.error("metallm feedback for run_id %s not applied: %s", run_id, problem)
 
     def stats(self) -> dict[str, int]:
@@ -389,23 +303,27 @@ class MetaLLMRouterChatModel(BaseChatModel):
         ``refused``, decisions ``expired`` (``pending_ttl``) or ``evicted``,
         ``scorer_errors``, ``embedding_failures``, ``cooldowns`` started and
         children ``cooling_down`` now."""
-        return {**self._pending.stats(), **self._cooldowns.stats()}
+        return {**self._engine.pending.stats(), **self._cooldowns.stats()}
 
-    # Learning and persistence ---------------------------------------------------
+    def query_of(self, input: LanguageModelInput) -> str:
+        """The text a call on ``input`` is routed by (``query_from_messages``)."""
+        return self._query(self._convert_input(input).to_messages())
+
+    # Learning, planning and persistence -----------------------------------------
 
     def pareto_front(
         self, prompts: Sequence[LanguageModelInput], *, robust: bool = False
     ) -> ParetoFront:
         """OptLLM-style Pareto-optimal assignments of ``prompts`` to children:
-        total normalised cost vs predicted accuracy (see ``batch_planning``)."""
-        return batch_planning.pareto_front(self, prompts, robust=robust)
+        total normalised cost vs predicted accuracy (see ``planned_batch``)."""
+        return planned_batch.pareto_front(self, prompts, robust=robust)
 
     async def abatch_planned(
         self, prompts: Sequence[LanguageModelInput], **kwargs: Any
     ) -> PlannedBatchResult:
         """Plan ``prompts`` for a ``budget`` or ``min_accuracy``, then run each
-        through its planned child (see ``batch_planning.abatch_planned``)."""
-        return await batch_planning.abatch_planned(self, prompts, **kwargs)
+        through its planned child (see ``planned_batch.abatch_planned``)."""
+        return await planned_batch.abatch_planned(self, prompts, **kwargs)
 
     def fit(
         self,
@@ -426,17 +344,7 @@ class MetaLLMRouterChatModel(BaseChatModel):
         well as the embedding, which makes its per-model estimates far less noisy
         (see ``features``). Later fits and feedback use that classifier.
         """
-        texts = check_prompts(prompts)
-        matrix = score_matrix(scores, self.model_names, len(texts))
-        labels = None if tasks is None else check_task_labels(tasks, len(texts))
-        vectors = self._vectors_for(texts)
-        if labels is not None:
-            self._learn_tasks(vectors, labels)
-        contexts = self._featurize(vectors, texts)
-        cost = cost_vector(self.model_names, self.normalized_costs)
-        with self._learned.lock:
-            rewards = reward_matrix(matrix, cost, self._learned.cost_weight)
-            self._policy_for(contexts).fit(contexts, rewards)
+        self._engine.fit(prompts, scores, tasks)
 
     def calibrate_cost_weight(
         self,
@@ -449,21 +357,11 @@ class MetaLLMRouterChatModel(BaseChatModel):
         """Set ``cost_weight`` to the candidate whose greedy routing of validation
         ``prompts`` is most accurate at mean normalised cost <= ``budget``.
 
-        Every score must be observed; see ``learning.calibrate`` for the rule.
+        Every score must be observed; see ``calibration.calibrate`` for the rule.
         """
-        checked = check_budget(budget, self.normalized_costs)
-        texts = check_prompts(prompts)
-        matrix = score_matrix(scores, self.model_names, len(texts), complete=True)
-        contexts = self._contexts(texts)
-        with self._learned.lock:
-            result = calibrate(
-                self._learned.policy,
-                contexts,
-                matrix,
-                self.normalized_costs,
-                fitted_weight=self._learned.cost_weight,
-                budget=checked,
-                cost_weights=cost_weights,
+        with self._engine.learning_lock:
+            result = self._engine.calibrate_cost_weight(
+                prompts, scores, budget=budget, cost_weights=cost_weights
             )
             self.set_cost_weight(result.cost_weight)
         return result
@@ -471,38 +369,15 @@ class MetaLLMRouterChatModel(BaseChatModel):
     def set_cost_weight(self, cost_weight: float) -> None:
         """Change ``cost_weight`` and move what was learned to it exactly, as if
         every past reward had used the new weight (``cost_mode="fixed"`` only)."""
-        if not math.isfinite(cost_weight) or cost_weight < 0:
-            raise ValueError(f"cost_weight: must be finite and >= 0, got {cost_weight}")
-        if self.cost_mode != "fixed" and self._learned.policy is not None:
-            raise ValueError(
-                "cost_weight: cannot be moved exactly with cost_mode='usage' (each "
-                "reward's cost is not recorded); refit with the new weight instead"
-            )
-        with self._learned.lock:  # no reward lands between the read and the move
-            if self._learned.policy is not None:
-                shift_cost_weight(
-                    self._learned.policy,
-                    self.normalized_costs,
-                    self._learned.cost_weight,
-                    cost_weight,
-                )
-            self._learned.cost_weight = self.cost_weight = float(cost_weight)
+        with self._engine.learning_lock:
+            self._engine.move_cost_weight(cost_weight)
+            self.cost_weight = float(cost_weight)
 
     def save(self, path: StrPath) -> None:
         """Save what was learned to the directory ``path``, atomically (format in
         ``persistence``); a fresh router is saved as an untrained policy.
         Decisions still awaiting feedback are not saved."""
-        policy = self._learned.policy
-        if policy is None:  # fresh: one probe embedding gives the dimension
-            policy = self._policy_for(self._contexts(["metallm dimension probe"]))
-        save_router(
-            path,
-            policy,
-            costs=self.costs,
-            cost_weight=self._learned.cost_weight,
-            embeddings=self.embeddings,
-            tasks=self._learned.tasks,
-        )
+        self._engine.save(path)
 
     @classmethod
     def load(
@@ -523,9 +398,7 @@ class MetaLLMRouterChatModel(BaseChatModel):
         embedder = LocalEmbeddings() if embeddings is None else embeddings
         state = load_router(path, embedder)
         router = cls(**router_settings(state, models, embedder, kwargs))
-        router._learned.tasks = state.tasks
-        policy = router._policy_for(np.empty((0, state.policy.dim)))
-        policy.load_statistics(*state.policy.statistics())
+        router._engine.restore(state)
         return router
 
     # LangChain chat model ------------------------------------------------------
@@ -533,7 +406,7 @@ class MetaLLMRouterChatModel(BaseChatModel):
     def model_copy(
         self, *, update: Mapping[str, Any] | None = None, deep: bool = False
     ) -> Self:
-        """A copy that shares this router's learned state (see ``shared_learning``);
+        """A copy that shares this router's engine (see ``shared_learning``);
         fields that define learning cannot change, and deep copies are refused."""
         if deep:
             raise ValueError(
@@ -546,26 +419,13 @@ class MetaLLMRouterChatModel(BaseChatModel):
     def configurable_fields(
         self, **kwargs: AnyConfigurableField
     ) -> RunnableSerializable[LanguageModelInput, AIMessage]:
-        """Per-call fields; configured routers share this one's learned state, and
-        fields that define learning cannot be configured (see ``shared_learning``)."""
+        """Per-call fields; configured routers share this one's engine, and fields
+        that define learning cannot be configured (see ``shared_learning``)."""
         check_shareable(kwargs, "configurable_fields")
         for key in kwargs:
             if key not in type(self).model_fields:
                 raise ValueError(f"configurable_fields: unknown field {key!r}")
         return SharedLearningConfigurableFields(default=self, fields=kwargs)
-
-    def bind_tools(
-        self,
-        tools: Sequence[dict[str, Any] | type | Callable[..., Any] | BaseTool],
-        *,
-        tool_choice: str | None = None,
-        **kwargs: Any,
-    ) -> Runnable[LanguageModelInput, AIMessage]:
-        """Bind ``tools`` on whichever child answers; routing is unchanged."""
-        binding = {"tools": list(tools), "tool_choice": tool_choice, **kwargs}
-        # Also on the router's own run, so its trace shows the structured output.
-        traced = {k: v for k, v in kwargs.items() if k == "ls_structured_output_format"}
-        return self.bind(tool_binding=binding, **traced)
 
     def with_structured_output(
         self,
@@ -583,6 +443,19 @@ class MetaLLMRouterChatModel(BaseChatModel):
         )
         return routed | unpacker(include_raw)
 
+    def bind_tools(
+        self,
+        tools: Sequence[dict[str, Any] | type | Callable[..., Any] | BaseTool],
+        *,
+        tool_choice: str | None = None,
+        **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, AIMessage]:
+        """Bind ``tools`` on whichever child answers; routing is unchanged."""
+        binding = {"tools": list(tools), "tool_choice": tool_choice, **kwargs}
+        # Also on the router's own run, so its trace shows the structured output.
+        traced = {k: v for k, v in kwargs.items() if k == "ls_structured_output_format"}
+        return self.bind(tool_binding=binding, **traced)
+
     def _generate(
         self,
         messages: list[BaseMessage],
@@ -590,9 +463,11 @@ class MetaLLMRouterChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        self._pending.check_unused(_run_id(run_manager))
-        decision, context = self._decide(messages)
-        config = child_config(run_manager)
+        plan = kwargs.pop(PLAN_ARGUMENT, None)
+        self._engine.pending.check_unused(_run_id(run_manager))
+        text = self._query(messages)
+        context = self._context(text, lambda: self._engine.contexts([text]))
+        config = stream_run.child_config(run_manager)
 
         def call(choice: RouteDecision) -> BaseMessage:
             child, call_kwargs = self._child(choice, kwargs)
@@ -601,12 +476,14 @@ class MetaLLMRouterChatModel(BaseChatModel):
             )
 
         decision, message, attempts = call_in_order(
-            self._candidates(decision, context),
+            self._candidates(context, plan, messages),
             call,
             fallback=self.fallback,
             on_attempt=self._cooldowns.observe,
         )
-        return self._finish(message, decision, context, _run_id(run_manager), attempts)
+        return self._answer(
+            message, decision, context, _run_id(run_manager), attempts, plan
+        )
 
     async def _agenerate(
         self,
@@ -615,9 +492,17 @@ class MetaLLMRouterChatModel(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        self._pending.check_unused(_run_id(run_manager))
-        decision, context = await self._adecide(messages)
-        config = child_config(run_manager)
+        plan = kwargs.pop(PLAN_ARGUMENT, None)
+        self._engine.pending.check_unused(_run_id(run_manager))
+        text = self._query(messages)
+        try:
+            context: FloatArray | None = (await self._engine.acontexts([text]))[0]
+        except BadEmbeddingsError:
+            raise
+        except Exception as error:
+            self._note_outage(error)
+            context = None
+        config = stream_run.child_config(run_manager)
 
         async def call(choice: RouteDecision) -> BaseMessage:
             child, call_kwargs = self._child(choice, kwargs)
@@ -626,12 +511,14 @@ class MetaLLMRouterChatModel(BaseChatModel):
             )
 
         decision, message, attempts = await acall_in_order(
-            self._candidates(decision, context),
+            self._candidates(context, plan, messages),
             call,
             fallback=self.fallback,
             on_attempt=self._cooldowns.observe,
         )
-        return self._finish(message, decision, context, _run_id(run_manager), attempts)
+        return self._answer(
+            message, decision, context, _run_id(run_manager), attempts, plan
+        )
 
     def _stream(
         self,
@@ -640,33 +527,37 @@ class MetaLLMRouterChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        link = _take_link(
-            _link(run_manager, child_config(run_manager)) if run_manager else None
-        )
-        self._pending.check_unused(link.run_id)
-        decision, context = self._decide(messages)
-        config = link.child_config
+        link = stream_run.take(run_manager)
+        plan = kwargs.pop(PLAN_ARGUMENT, None)
+        self._engine.pending.check_unused(link.run_id)
+        text = self._query(messages)
+        context = self._context(text, lambda: self._engine.contexts([text]))
 
         def start(choice: RouteDecision) -> Iterator[BaseMessage]:
             child, call_kwargs = self._child(choice, kwargs)
             return child.stream(
-                messages, config=config, stop=stop or self.stop, **call_kwargs
+                messages,
+                config=link.child_config,
+                stop=stop or self.stop,
+                **call_kwargs,
             )
 
         decision, stream, attempts = stream_in_order(
-            self._candidates(decision, context),
+            self._candidates(context, plan, messages),
             start,
             fallback=self.fallback,
             on_attempt=self._cooldowns.observe,
         )
         last: BaseMessage | None = None
-        usage = UsageTally()
+        usage: UsageMetadata | None = None
         for chunk in stream:
             if last is not None:
                 yield ChatGenerationChunk(message=cast(AIMessageChunk, last))
-            usage.add(chunk)
-            last, _ = without_usage(chunk)
-        yield self._final_chunk(last, decision, context, link.run_id, attempts, usage)
+            usage = _add_usage(usage, chunk)
+            last, _ = without_usage(chunk)  # the child's run carries usage
+        yield self._last_chunk(
+            last, decision, context, link.run_id, attempts, usage, plan
+        )
 
     async def _astream(
         self,
@@ -675,33 +566,43 @@ class MetaLLMRouterChatModel(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
-        link = _take_link(
-            _link(run_manager, child_config(run_manager)) if run_manager else None
-        )
-        self._pending.check_unused(link.run_id)
-        decision, context = await self._adecide(messages)
-        config = link.child_config
+        link = stream_run.take(run_manager)
+        plan = kwargs.pop(PLAN_ARGUMENT, None)
+        self._engine.pending.check_unused(link.run_id)
+        text = self._query(messages)
+        try:
+            context: FloatArray | None = (await self._engine.acontexts([text]))[0]
+        except BadEmbeddingsError:
+            raise
+        except Exception as error:
+            self._note_outage(error)
+            context = None
 
         def start(choice: RouteDecision) -> AsyncIterator[BaseMessage]:
             child, call_kwargs = self._child(choice, kwargs)
             return child.astream(
-                messages, config=config, stop=stop or self.stop, **call_kwargs
+                messages,
+                config=link.child_config,
+                stop=stop or self.stop,
+                **call_kwargs,
             )
 
         decision, stream, attempts = await astream_in_order(
-            self._candidates(decision, context),
+            self._candidates(context, plan, messages),
             start,
             fallback=self.fallback,
             on_attempt=self._cooldowns.observe,
         )
         last: BaseMessage | None = None
-        usage = UsageTally()
+        usage: UsageMetadata | None = None
         async for chunk in stream:
             if last is not None:
                 yield ChatGenerationChunk(message=cast(AIMessageChunk, last))
-            usage.add(chunk)
-            last, _ = without_usage(chunk)
-        yield self._final_chunk(last, decision, context, link.run_id, attempts, usage)
+            usage = _add_usage(usage, chunk)
+            last, _ = without_usage(chunk)  # the child's run carries usage
+        yield self._last_chunk(
+            last, decision, context, link.run_id, attempts, usage, plan
+        )
 
     def stream(
         self,
@@ -712,11 +613,13 @@ class MetaLLMRouterChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> Iterator[AIMessageChunk]:
         """Stream the chosen child's answer; the last chunk carries the decision."""
-        config = _hand_over_stream_run(config, CallbackManager)
-        try:
-            yield from super().stream(input, config, stop=stop, **kwargs)
-        finally:
-            _STREAM_RUN.set(None)
+        config, link = stream_run.stream_config(config, CallbackManager)
+        chunks = super().stream(input, config, stop=stop, **kwargs)
+        with stream_run.handing_over(link):  # until _stream has taken it
+            first = next(chunks, None)
+        if first is not None:
+            yield first
+            yield from chunks
 
     async def astream(
         self,
@@ -727,12 +630,14 @@ class MetaLLMRouterChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> AsyncIterator[AIMessageChunk]:
         """Async twin of ``stream``."""
-        config = _hand_over_stream_run(config, AsyncCallbackManager)
-        try:
-            async for chunk in super().astream(input, config, stop=stop, **kwargs):
+        config, link = stream_run.stream_config(config, AsyncCallbackManager)
+        chunks = super().astream(input, config, stop=stop, **kwargs)
+        with stream_run.handing_over(link):  # until _astream has taken it
+            first = await anext(chunks, None)
+        if first is not None:
+            yield first
+            async for chunk in chunks:
                 yield chunk
-        finally:
-            _STREAM_RUN.set(None)
 
     def _generate_with_cache(
         self,
@@ -742,12 +647,8 @@ class MetaLLMRouterChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         # When langchain-core streams under invoke, ``_stream`` gets no run manager.
-        if run_manager is not None:
-            _STREAM_RUN.set(_link(run_manager, child_config(run_manager)))
-        try:
+        with stream_run.handing_over(stream_run.link_of(run_manager)):
             result = super()._generate_with_cache(messages, stop, run_manager, **kwargs)
-        finally:
-            _STREAM_RUN.set(None)
         return self._unless_cache_hit(result, run_manager)
 
     async def _agenerate_with_cache(
@@ -757,14 +658,10 @@ class MetaLLMRouterChatModel(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        if run_manager is not None:
-            _STREAM_RUN.set(_link(run_manager, child_config(run_manager)))
-        try:
+        with stream_run.handing_over(stream_run.link_of(run_manager)):
             result = await super()._agenerate_with_cache(
                 messages, stop, run_manager, **kwargs
             )
-        finally:
-            _STREAM_RUN.set(None)
         return self._unless_cache_hit(result, run_manager)
 
     def _unless_cache_hit(
@@ -777,7 +674,7 @@ class MetaLLMRouterChatModel(BaseChatModel):
         hit = as_cache_hit(result, run_id)
         if hit is None:
             return result
-        self._pending.refuse(run_id, CACHE_HIT)
+        self._engine.pending.refuse(run_id, CACHE_HIT)
         return hit
 
     def batch(
@@ -793,7 +690,7 @@ class MetaLLMRouterChatModel(BaseChatModel):
         for start, stop in self._chunks(len(inputs)):
             texts = self._batch_queries(inputs[start:stop])
             with suppress(Exception):  # then each item embeds, and fails, alone
-                self._vectors_for(texts)
+                self._engine.vectors(texts)
             outputs += super().batch(
                 inputs[start:stop],
                 config[start:stop] if isinstance(config, list) else config,
@@ -815,7 +712,7 @@ class MetaLLMRouterChatModel(BaseChatModel):
         for start, stop in self._chunks(len(inputs)):
             texts = self._batch_queries(inputs[start:stop])
             with suppress(Exception):  # then each item embeds, and fails, alone
-                await self._avectors_for(texts)
+                await self._engine.avectors(texts)
             outputs += await super().abatch(
                 inputs[start:stop],
                 config[start:stop] if isinstance(config, list) else config,
@@ -840,181 +737,59 @@ class MetaLLMRouterChatModel(BaseChatModel):
         texts = []
         for item in inputs:
             with suppress(Exception):
-                texts.append(self._input_query(item))
+                texts.append(self.query_of(item))
         return texts
 
-    def _input_query(self, input: LanguageModelInput) -> str:
-        return self._query(self._convert_input(input).to_messages())
-
-    def _decide(
-        self, messages: Sequence[BaseMessage]
-    ) -> tuple[RouteDecision, Context | None]:
-        text = self._query(messages)
+    def _context(
+        self, text: str, contexts: Callable[[], FloatArray]
+    ) -> FloatArray | None:
+        """The call's context, or None when the embedder fails (``embedder_outage``)."""
         try:
-            vectors = self._vectors_for([text])
+            context: FloatArray = contexts()[0]
         except BadEmbeddingsError:
             raise  # a misconfigured embedder is refused loudly, not routed around
         except Exception as error:
-            return self._route_blind(error), None
-        return self._select(self._featurize(vectors, [text]), messages)
+            self._note_outage(error)
+            return None
+        return context
 
-    async def _adecide(
-        self, messages: Sequence[BaseMessage]
-    ) -> tuple[RouteDecision, Context | None]:
-        text = self._query(messages)
-        try:
-            vectors = await self._avectors_for([text])
-        except BadEmbeddingsError:
-            raise
-        except Exception as error:
-            return self._route_blind(error), None
-        return self._select(self._featurize(vectors, [text]), messages)
-
-    def _route_blind(self, error: Exception) -> RouteDecision:
-        """The decision when the embedder fails (see ``embedder_outage``)."""
-        self._pending.count("embedding_failures")
+    def _note_outage(self, error: Exception) -> None:
+        """Count and (once) warn that a call is routed without an embedding."""
+        self._engine.pending.count("embedding_failures")
         if not self._warned_outage:
             self._warned_outage = True
             warnings.warn(
                 f"embeddings: failed ({type(error).__name__}: {error}); calls are "
                 "answered by the default child until it recovers, and not learned "
                 "from (stats()['embedding_failures'] counts them)",
-                stacklevel=5,
-            )
-        arm = default_arm(
-            self.model_names,
-            self.normalized_costs,
-            self._learned.policy,
-            self.default_model,
-        )
-        return next(blind_decisions(self.model_names, self.normalized_costs, arm))
-
-    def _select(
-        self, contexts: Context, messages: Sequence[BaseMessage]
-    ) -> tuple[RouteDecision, Context]:
-        """The policy's choice, or the loop's child mid tool loop (``tool_loops``)."""
-        policy = self._policy_for(contexts)
-        sticky = self.sticky_tool_loops and loop_model(messages, self.model_names)
-        if sticky:
-            return decision_for(policy, contexts[0], sticky), contexts[0]
-        return policy.select(contexts[0]), contexts[0]
-
-    def _contexts(self, texts: Sequence[str]) -> Context:
-        """Policy contexts for ``texts``, embedding those not cached yet."""
-        return self._featurize(self._vectors_for(texts), texts)
-
-    def _featurize(self, vectors: Context, texts: Sequence[str]) -> Context:
-        """Policy contexts from embeddings (with task features once learned)."""
-        return query_features(vectors, texts, self._learned.tasks)
-
-    def _learn_tasks(self, vectors: Context, labels: list[str]) -> None:
-        """Learn the task classifier from labelled prompts; only before anything
-        is learned, since it changes what the policy's statistics mean."""
-        if self._learned.policy is not None and self._learned.policy.counts.sum() > 0:
-            raise ValueError(
-                "tasks: this router has already learned from rewards; a task "
-                "classifier can only be learned by the first fit (fit without "
-                "tasks to add data, or start a new router)"
-            )
-        if len(self._pending):
-            raise ValueError(
-                f"tasks: {len(self._pending)} routed calls still await feedback on "
-                "the current features; give their feedback first, or fit with tasks "
-                "before routing"
-            )
-        classifier = TaskClassifier.fit(vectors, labels)
-        with self._lock:
-            self._learned.tasks = classifier
-            self._learned.policy = (
-                None  # created again with the task features' dimension
+                stacklevel=6,
             )
 
-    def _vectors_for(self, texts: Sequence[str]) -> Context:
-        """Embeddings of ``texts`` (n, dim); uncached ones are embedded in one call."""
-        found, missing = self._lookup(texts)
-        if missing:
-            raw = self.embeddings.embed_documents(missing)
-            found.update(self._store(missing, raw))
-        return np.stack([found[t] for t in texts])
-
-    async def _avectors_for(self, texts: Sequence[str]) -> Context:
-        """Async twin of ``_vectors_for``."""
-        found, missing = self._lookup(texts)
-        if missing:
-            raw = await self.embeddings.aembed_documents(missing)
-            found.update(self._store(missing, raw))
-        return np.stack([found[t] for t in texts])
-
-    def _lookup(
-        self, texts: Sequence[str]
-    ) -> tuple[dict[str, NDArray[np.float64]], list[str]]:
-        """Cached embeddings among ``texts``, and the distinct texts not cached."""
-        with self._lock:
-            found = {t: self._vectors[t] for t in texts if t in self._vectors}
-        return found, [t for t in dict.fromkeys(texts) if t not in found]
-
-    def _store(
-        self, texts: list[str], raw: list[list[float]]
-    ) -> dict[str, NDArray[np.float64]]:
-        """Validate fresh embeddings and cache them (oldest dropped)."""
-        fresh = dict(zip(texts, self._checked_vectors(raw, texts), strict=True))
-        with self._lock:
-            self._vectors.update(fresh)
-            while len(self._vectors) > self.embedding_cache_size:
-                self._vectors.popitem(last=False)
-        return fresh
-
-    def _checked_vectors(
-        self, raw: list[list[float]], texts: Sequence[str]
-    ) -> list[NDArray[np.float64]]:
-        """Embeddings as arrays, refusing a wrong count, dimension or NaN."""
-        if len(raw) != len(texts):
-            raise BadEmbeddingsError(
-                f"embeddings: returned {len(raw)} vectors for {len(texts)} texts"
-            )
-        vectors = [np.asarray(v, dtype=np.float64) for v in raw]
-        policy, tasks = self._learned.policy, self._learned.tasks
-        if policy is not None:
-            expected: tuple[int, ...] = (embedding_dim(policy.dim, tasks),)
-        elif tasks is not None:
-            expected = (tasks.embedding_dim,)
+    def _candidates(
+        self,
+        context: FloatArray | None,
+        plan: PlannedChoice | None,
+        messages: Sequence[BaseMessage],
+    ) -> Iterator[RouteDecision]:
+        """Arms to call in order: the chosen (planned, or tool loop's) one, then
+        the rest by UCB (by cost without an embedding); cooling children last."""
+        names, costs = self.model_names, self.normalized_costs
+        if context is None:
+            first = default_arm(names, costs, self.policy, self.default_model)
+            ranked = blind_decisions(names, costs, first)
         else:
-            expected = vectors[0].shape
-        for vector in vectors:
-            if vector.ndim != 1 or vector.shape != expected:
-                raise BadEmbeddingsError(
-                    f"embeddings: returned a vector of shape {vector.shape}, "
-                    f"but this router routes on dimension {expected[0]}"
+            sticky = self.sticky_tool_loops and plan is None
+            loop = sticky and loop_model(messages, names)
+            if loop:
+                decision: RouteDecision = loop_decision(
+                    self._engine.decide(context, arm=names.index(loop))
                 )
-            if not np.all(np.isfinite(vector)):
-                raise BadEmbeddingsError("embeddings: returned NaN or infinity")
-        return vectors
-
-    def _policy_for(self, contexts: Context) -> LinUCBPolicy:
-        """The policy, created on first use with the contexts' dimension."""
-        with self._lock:
-            if self._learned.policy is None:
-                self._learned.policy = LinUCBPolicy(
-                    self.model_names,
-                    contexts.shape[1],
-                    alpha=self.alpha,
-                    ridge=self.ridge,
-                    store=self.store,
-                    namespace=namespace(
-                        self.name or self._llm_type,
-                        self.embeddings,
-                        self.model_names,
-                        tasks=None
-                        if self._learned.tasks is None
-                        else self._learned.tasks.fingerprint(),
-                    ),
-                )
-            return self._learned.policy
-
-    def _require_policy(self) -> LinUCBPolicy:
-        if self._learned.policy is None:
-            raise ValueError("router: no decision has been made yet")
-        return self._learned.policy
+            else:
+                arm = None if plan is None else plan["arm"]
+                decision = self._engine.decide(context, arm=arm)
+            ranked = self._engine.candidates(decision, context)
+        cooling = self._cooldowns.cooling()
+        return self._cooldowns.deferred(ranked, cooling) if cooling else ranked
 
     def _child(
         self, decision: RouteDecision, kwargs: dict[str, Any]
@@ -1038,82 +813,39 @@ class MetaLLMRouterChatModel(BaseChatModel):
             )
         return child, call_kwargs
 
-    def _candidates(
-        self, decision: RouteDecision, context: Context | None
-    ) -> Iterator[RouteDecision]:
-        """Arms to call in order: the chosen one, then the rest by UCB (by cost
-        when routed without an embedding); children cooling down go last."""
-        cooling = self._cooldowns.cooling()
-        if not cooling and context is not None:
-            return ranked_decisions(self._require_policy(), decision, context)
-        if context is None:
-            costs = self.normalized_costs
-            ranked = blind_decisions(self.model_names, costs, decision.arm)
-        else:
-            ranked = ranked_decisions(self._require_policy(), decision, context)
-        return self._cooldowns.deferred(ranked, cooling)
-
-    def _answer_cost(self, model: str, usage: UsageMetadata | None) -> float:
-        """Normalised cost of one answer: its child's, or from its token usage."""
-        if self.cost_mode == "usage" and self.prices is not None:
-            if usage is not None:
-                return normalised_cost(usage, model, self.prices, self.reference_tokens)
-            warnings.warn(
-                f"cost_mode='usage': {model!r} reported no token usage (streaming "
-                "ChatOpenAI needs stream_usage=True); its fixed cost is used",
-                stacklevel=4,
-            )
-        return self.normalized_costs[model]
-
     def _metadata(
-        self, decision: RouteDecision, run_id: str, cost: float
-    ) -> dict[str, Any]:
-        return {
-            "model": decision.model,
-            "arm": decision.arm,
-            "expected_reward": decision.expected_reward,
-            "ucb": decision.ucb,
-            "cost": cost,
-            "run_id": run_id,
-            "cached": False,
-        }
-
-    def _register(
         self,
         decision: RouteDecision,
-        context: Context | None,
+        context: FloatArray | None,
         run_id: str,
         attempts: list[Attempt],
         usage: UsageMetadata | None,
+        plan: PlannedChoice | None,
     ) -> dict[str, Any]:
-        """Remember the decision for feedback; return its response metadata."""
-        cost = self._answer_cost(decision.model, usage)
-        if context is None:
-            self._pending.refuse(run_id, NO_CONTEXT)
-        else:
-            self._pending.add(
-                run_id, PendingDecision(decision.arm, decision.model, context, cost)
-            )
-        return {
-            **self._metadata(decision, run_id, cost),
-            "task": None if context is None else task_of(context, self._learned.tasks),
-            "attempts": attempts,
-            "usage": usage,
-            "embedding_failed": context is None,
-            "sticky": isinstance(decision, LoopDecision),
-            "cooling_down": self._cooldowns.cooling(),
-        }
+        """Register the answered call with the engine; its ``metallm`` metadata."""
+        metadata = self._engine.register(run_id, decision, context, usage)
+        metadata.update(
+            attempts=attempts,
+            usage=usage,
+            cached=False,
+            sticky=isinstance(decision, LoopDecision),
+            cooling_down=self._cooldowns.cooling(),
+        )
+        if plan is not None:
+            metadata.update(planned=True, predicted_score=plan["predicted_score"])
+        return metadata
 
-    def _finish(
+    def _answer(
         self,
         message: BaseMessage,
         decision: RouteDecision,
-        context: Context | None,
+        context: FloatArray | None,
         run_id: str,
         attempts: list[Attempt],
+        plan: PlannedChoice | None,
     ) -> ChatResult:
         usage = message.usage_metadata if isinstance(message, AIMessage) else None
-        metadata = self._register(decision, context, run_id, attempts, usage)
+        metadata = self._metadata(decision, context, run_id, attempts, usage, plan)
         update: dict[str, Any] = {
             "response_metadata": {**message.response_metadata, "metallm": metadata}
         }
@@ -1122,17 +854,18 @@ class MetaLLMRouterChatModel(BaseChatModel):
         routed = message.model_copy(update=update)
         return ChatResult(generations=[ChatGeneration(message=routed)])
 
-    def _final_chunk(
+    def _last_chunk(
         self,
         last: BaseMessage | None,
         decision: RouteDecision,
-        context: Context | None,
+        context: FloatArray | None,
         run_id: str,
         attempts: list[Attempt],
-        usage: UsageTally,
+        usage: UsageMetadata | None,
+        plan: PlannedChoice | None,
     ) -> ChatGenerationChunk:
         """The child's last chunk, carrying the routing metadata, marked last."""
-        metadata = self._register(decision, context, run_id, attempts, usage.usage)
+        metadata = self._metadata(decision, context, run_id, attempts, usage, plan)
         chunk = AIMessageChunk(content="") if last is None else as_chunk(last)
         final = chunk.model_copy(
             update={
@@ -1157,35 +890,12 @@ def _child_name(model: BaseChatModel, index: int) -> str:
     return f"model_{index}"
 
 
-def _hand_over_stream_run(
-    config: RunnableConfig | None,
-    manager_class: type[CallbackManager] | type[AsyncCallbackManager],
-) -> RunnableConfig:
-    """Fix the run id of a ``stream`` call and hand it, with the child's callbacks,
-    to ``_stream`` (which langchain-core calls without a run manager)."""
-    config = ensure_config(config)
-    run_id = config.get("run_id") or uuid4()
-    manager = manager_class.configure(
-        config.get("callbacks"),
-        inheritable_tags=config.get("tags"),
-        inheritable_metadata=config.get("metadata"),
-    )
-    _STREAM_RUN.set(_RunLink(str(run_id), stream_child_config(manager, run_id)))
-    return {**config, "run_id": run_id}
-
-
-def _link(
-    run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun,
-    child_config: RunnableConfig,
-) -> _RunLink:
-    return _RunLink(str(run_manager.run_id), child_config)
-
-
-def _take_link(link: _RunLink | None) -> _RunLink:
-    """The run a streamed call belongs to: given, handed over, or a fresh id."""
-    handed = _STREAM_RUN.get()
-    _STREAM_RUN.set(None)
-    return link or handed or _RunLink(str(uuid4()), {})
+def _add_usage(
+    total: UsageMetadata | None, message: BaseMessage
+) -> UsageMetadata | None:
+    """``total`` plus ``message``'s token usage, if it reports any."""
+    usage = getattr(message, "usage_metadata", None)
+    return add_usage(total, usage) if usage else total
 
 
 def _run_id(

@@ -15,18 +15,11 @@ with two exceptions that keep LangChain's totals right:
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import TypeVar
 
-from langchain_core.callbacks import (
-    AsyncCallbackManager,
-    AsyncCallbackManagerForLLMRun,
-    BaseCallbackHandler,
-    CallbackManager,
-    CallbackManagerForLLMRun,
-)
+from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.messages.ai import UsageMetadata
-from langchain_core.runnables import RunnableConfig
 
 # Private in langchain-core, but the documented way LangGraph recognises stream
 # consumers too: the handlers behind astream_events/astream_log/messages mode.
@@ -48,42 +41,6 @@ def without_stream_consumers(
 ) -> list[BaseCallbackHandler]:
     """``handlers`` minus the stream consumers (they get the router's tokens)."""
     return [h for h in handlers if not is_stream_consumer(h)]
-
-
-def child_config(
-    run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun | None,
-) -> RunnableConfig:
-    """Callbacks that make the child's run a child of the router's run."""
-    if run_manager is None:
-        return {}
-    manager_class = (
-        AsyncCallbackManager
-        if isinstance(run_manager, AsyncCallbackManagerForLLMRun)
-        else CallbackManager
-    )
-    handlers = without_stream_consumers(run_manager.inheritable_handlers)
-    manager = manager_class(
-        handlers=handlers,
-        inheritable_handlers=handlers,
-        parent_run_id=run_manager.run_id,
-        tags=run_manager.inheritable_tags,
-        inheritable_tags=run_manager.inheritable_tags,
-        metadata=run_manager.inheritable_metadata,
-        inheritable_metadata=run_manager.inheritable_metadata,
-    )
-    return {"callbacks": manager}
-
-
-def stream_child_config(
-    manager: CallbackManager | AsyncCallbackManager, run_id: Any
-) -> RunnableConfig:
-    """``child_config`` for a ``stream`` call, built before its run starts."""
-    manager.handlers = without_stream_consumers(manager.handlers)
-    manager.inheritable_handlers = without_stream_consumers(
-        manager.inheritable_handlers
-    )
-    manager.parent_run_id = run_id
-    return {"callbacks": manager}
 
 
 def without_usage(message: M) -> tuple[M, UsageMetadata | None]:

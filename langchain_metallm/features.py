@@ -95,7 +95,7 @@ class TaskClassifier:
 
 
 def query_features(
-    vectors: ArrayLike, texts: Sequence[str], tasks: TaskClassifier | None = None
+    vectors: ArrayLike, tasks: TaskClassifier | None = None
 ) -> FloatArray:
     """Context rows for the policy: ``[embedding, 1]``, or with ``tasks``
     ``[EMBEDDING_SCALE * embedding, one-hot predicted task, 1]``.
@@ -103,10 +103,8 @@ def query_features(
     The bias lets every arm learn its mean reward independently of the embedding.
     """
     emb = np.asarray(vectors, dtype=np.float64)
-    if emb.ndim != 2 or emb.shape[0] != len(texts):
-        raise ValueError(
-            f"embeddings: expected {len(texts)} vectors, got shape {emb.shape}"
-        )
+    if emb.ndim != 2:
+        raise ValueError(f"embeddings: expected (n, dim) vectors, got {emb.shape}")
     if tasks is None:
         return _with_bias(emb)
     one_hot = np.eye(len(tasks.tasks))[tasks.predict(emb)]

@@ -1,34 +1,28 @@
-"""Rewards flowing back to the router: pending decisions and the callback handler.
+"""``MetaLLMFeedbackHandler``: rewards routed calls from LangChain callbacks.
 
-A routed call leaves a pending decision (run id -> arm, context). A score arrives
-later, from ``router.record_feedback``, from ``MetaLLMFeedbackHandler`` scoring
-the answer in ``on_llm_end``, or from a ``metallm_feedback`` custom event sent by
-a grader step in the same chain, and turns that decision into a policy update.
+A routed call leaves a pending decision (``pending``). Its score arrives from
+``router.record_feedback``, from this handler scoring the answer in
+``on_llm_end``, or from a ``metallm_feedback`` custom event sent by a grader step
+in the same chain; the engine turns it into a policy update.
 """
 
 from __future__ import annotations
 
 import inspect
-import math
 import threading
-import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from contextvars import ContextVar
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import Any, Protocol, cast
 from uuid import UUID
 
-import numpy as np
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import BaseMessage
 from langchain_core.outputs import ChatGeneration, Generation, LLMResult
-from numpy.typing import NDArray
 
+from langchain_metallm.engine import check_score
+from langchain_metallm.pending import FeedbackError
 from langchain_metallm.run_credit import RunTree
-
-if TYPE_CHECKING:
-    from langchain_metallm.chat_models import MetaLLMRouterChatModel
 
 FEEDBACK_EVENT = "metallm_feedback"
 """Name of the custom event that carries ``{"run_id": ..., "score": ...}``."""
@@ -41,153 +35,9 @@ RunScorer = Callable[[Any, Any], float]
 """Grades a whole root run: ``(its inputs, its outputs) -> score in [0, 1]``."""
 
 
-class FeedbackError(ValueError):
-    """Feedback that cannot be applied: unknown, evicted or already rewarded run."""
+class FeedbackTarget(Protocol):
+    """What the handler needs of a router (``MetaLLMRouterChatModel`` is one)."""
 
-
-@dataclass(frozen=True)
-class PendingDecision:
-    """What a routed call needs to be rewarded later: the arm and its context."""
-
-    arm: int
-    model: str
-    context: NDArray[np.float64]
-    cost: float | None = None
-    """Normalised cost of this answer (``cost_mode="usage"``); None: the model's."""
-
-
-class PendingDecisions:
-    """Bounded, thread-safe table of decisions awaiting a reward.
-
-    At most ``capacity`` decisions wait (the oldest is evicted), each for at most
-    ``ttl`` seconds if given (then it expires). The table also remembers
-    (boundedly) which runs were rewarded, evicted or expired, so late or repeated
-    feedback gets an error saying which, and is never applied to another run's arm.
-    ``stats()`` counts applied, refused, expired and evicted feedback.
-    """
-
-    def __init__(
-        self,
-        capacity: int,
-        ttl: float | None = None,
-        *,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        if capacity < 1:
-            raise ValueError(f"max_pending: must be >= 1, got {capacity}")
-        if ttl is not None and not (math.isfinite(ttl) and ttl > 0):
-            raise ValueError(f"pending_ttl: must be a finite number > 0, got {ttl}")
-        self.capacity = capacity
-        self.ttl = ttl
-        self._clock = clock
-        self._pending: OrderedDict[str, tuple[PendingDecision, float]] = OrderedDict()
-        self._closed: OrderedDict[str, str] = OrderedDict()
-        self._counts = dict.fromkeys(
-            (
-                "applied",
-                "refused",
-                "expired",
-                "evicted",
-                "scorer_errors",
-                "embedding_failures",
-            ),
-            0,
-        )
-        self._lock = threading.Lock()
-
-    def __len__(self) -> int:
-        with self._lock:
-            self._expire()
-            return len(self._pending)
-
-    def __contains__(self, run_id: object) -> bool:
-        with self._lock:
-            self._expire()
-            return str(run_id) in self._pending
-
-    def add(self, run_id: str, decision: PendingDecision) -> None:
-        """Remember ``decision`` for ``run_id``, evicting the oldest when full.
-
-        A run id seen before is refused (``ValueError``): its feedback could not
-        tell the two decisions apart.
-        """
-        with self._lock:
-            self._check_unused(run_id)
-            self._expire()
-            self._pending[run_id] = (decision, self._clock())
-            while len(self._pending) > self.capacity:
-                evicted, _ = self._pending.popitem(last=False)
-                self._close(evicted, "was evicted from the pending table")
-                self._counts["evicted"] += 1
-
-    def check_unused(self, run_id: str) -> None:
-        """Refuse (``ValueError``) a run id already routed, before any child call."""
-        with self._lock:
-            self._check_unused(run_id)
-
-    def refuse(self, run_id: str, reason: str) -> None:
-        """Mark ``run_id`` as a run that cannot be rewarded, saying why."""
-        with self._lock:
-            self._close(run_id, reason)
-
-    def take(self, run_id: str) -> PendingDecision:
-        """Remove and return the decision for ``run_id``, or raise ``FeedbackError``."""
-        with self._lock:
-            self._expire()
-            entry = self._pending.pop(run_id, None)
-            if entry is None:
-                self._counts["refused"] += 1
-                reason = self._closed.get(run_id, "is unknown to this router")
-                raise FeedbackError(f"run_id {run_id}: {reason}; feedback not applied")
-            self._close(run_id, "was already rewarded")
-            self._counts["applied"] += 1
-            return entry[0]
-
-    def count(self, event: str) -> None:
-        """Count a call-side ``event``: ``scorer_errors`` (a scorer or feedback
-        event gave no valid score) or ``embedding_failures`` (routed blind)."""
-        with self._lock:
-            self._counts[event] += 1
-
-    def restore(self, run_id: str, decision: PendingDecision) -> None:
-        """Put back a decision taken for an update that then failed."""
-        with self._lock:
-            self._closed.pop(run_id, None)
-            self._pending[run_id] = (decision, self._clock())
-            self._counts["applied"] -= 1
-
-    def stats(self) -> dict[str, int]:
-        """Counters: decisions ``pending`` now, feedback ``applied`` and
-        ``refused``, decisions ``expired`` (ttl) or ``evicted`` (capacity), and the
-        ``count``ed ``scorer_errors`` and ``embedding_failures``."""
-        with self._lock:
-            self._expire()
-            return {"pending": len(self._pending), **self._counts}
-
-    def _expire(self) -> None:
-        """Drop decisions older than ``ttl`` (the table is in insertion order)."""
-        if self.ttl is None:
-            return
-        deadline = self._clock() - self.ttl
-        while self._pending:
-            run_id, (_, added) = next(iter(self._pending.items()))
-            if added > deadline:
-                return
-            del self._pending[run_id]
-            self._close(run_id, f"expired after {self.ttl:g} s without feedback")
-            self._counts["expired"] += 1
-
-    def _check_unused(self, run_id: str) -> None:
-        if run_id in self._pending or run_id in self._closed:
-            raise ValueError(f"run_id {run_id}: already routed; run ids must be unique")
-
-    def _close(self, run_id: str, reason: str) -> None:
-        self._closed[run_id] = reason
-        while len(self._closed) > self.capacity:
-            self._closed.popitem(last=False)
-
-
-class _Router(Protocol):
     def is_pending(self, run_id: UUID | str) -> bool: ...
 
     def record_feedback(self, run: Any, score: float) -> float: ...
@@ -197,16 +47,6 @@ class _Router(Protocol):
 
 _IN_SCORER: ContextVar[bool] = ContextVar("metallm_in_scorer", default=False)
 """True while a scorer runs: calls it makes (a judge model) are not scored."""
-
-
-def check_score(score: object) -> float:
-    """``score`` as a float in [0, 1], or a ``TypeError``/``ValueError`` naming it."""
-    if isinstance(score, bool) or not isinstance(score, (int, float, np.number)):
-        raise TypeError(f"score: expected a number in [0, 1], got {score!r}")
-    value = float(score)
-    if not 0.0 <= value <= 1.0:  # also refuses NaN
-        raise ValueError(f"score: must be in [0, 1], got {score!r}")
-    return value
 
 
 def _is_async(scorer: Scorer | AsyncScorer | None) -> bool:
@@ -232,7 +72,7 @@ class MetaLLMFeedbackHandler(BaseCallbackHandler):
 
     def __new__(
         cls,
-        router: MetaLLMRouterChatModel,
+        router: FeedbackTarget,
         scorer: Scorer | AsyncScorer | None = None,
         **kwargs: Any,
     ) -> MetaLLMFeedbackHandler:
@@ -243,13 +83,13 @@ class MetaLLMFeedbackHandler(BaseCallbackHandler):
 
     def __init__(
         self,
-        router: MetaLLMRouterChatModel,
+        router: FeedbackTarget,
         scorer: Scorer | AsyncScorer | None = None,
         *,
         run_scorer: RunScorer | None = None,
         raise_error: bool = False,
     ) -> None:
-        self.router: _Router = router
+        self.router = router
         self.scorer = scorer
         self.run_scorer = run_scorer
         self.raise_error = raise_error

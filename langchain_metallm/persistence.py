@@ -47,10 +47,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from langchain_core.embeddings import Embeddings
-from langchain_core.language_models import BaseChatModel
 
 from langchain_metallm.features import TaskClassifier, embedding_dim
+from langchain_metallm.identity import declared_dimension, embedder_label
 from langchain_metallm.policy import LinUCBPolicy
 from langchain_metallm.stores.base import PolicyStore
 
@@ -72,19 +71,7 @@ class RouterState:
     policy: LinUCBPolicy
     costs: dict[str, float]
     cost_weight: float
-    embedder_name: str
-    embedder_dimension: int
     tasks: TaskClassifier | None
-
-
-def embedder_name(embeddings: Embeddings) -> str:
-    """The name a save records for ``embeddings``: its ``name``, ``model`` or
-    ``model_name`` attribute, else its class name."""
-    for attr in ("name", "model", "model_name"):
-        value = getattr(embeddings, attr, None)
-        if isinstance(value, str) and value:
-            return value
-    return type(embeddings).__name__
 
 
 def save_policy(policy: LinUCBPolicy, path: StrPath) -> None:
@@ -118,7 +105,7 @@ def save_router(
     *,
     costs: Mapping[str, float],
     cost_weight: float,
-    embeddings: Embeddings,
+    embeddings: object,
     tasks: TaskClassifier | None,
 ) -> None:
     """Save a router's learned policy, task classifier and the settings its
@@ -131,7 +118,7 @@ def save_router(
         "costs": {name: float(costs[name]) for name in policy.arms},
         "cost_weight": float(cost_weight),
         "embedder": {
-            "name": embedder_name(embeddings),
+            "name": embedder_label(embeddings),
             "dimension": embedding_dim(policy.dim, tasks),
         },
         "tasks": None if tasks is None else list(tasks.tasks),
@@ -139,27 +126,27 @@ def save_router(
     _save(Path(path), policy, "router", settings, tasks)
 
 
-def load_router(path: StrPath, embeddings: Embeddings) -> RouterState:
+def load_router(path: StrPath, embeddings: object) -> RouterState:
     """A router save, refused unless it was made with an embedder of the same name
     (and dimension, when ``embeddings`` declares one)."""
     (policy, task_weights), manifest = _load(Path(path))
     if manifest["kind"] != "router":
         raise ValueError(
             f"{path}: holds a bare policy save, not a router save; "
-            "use LinUCBPolicy.load"
+            "use persistence.load_policy"
         )
     router = _field(manifest, "router", dict)
     embedder = _field(router, "embedder", dict)
     saved_name = _field(embedder, "name", str)
     saved_dim = _field(embedder, "dimension", int)
-    name = embedder_name(embeddings)
+    name = embedder_label(embeddings)
     if name != saved_name:
         raise ValueError(
             f"embeddings: the save at {path} was learned on embedder {saved_name!r}, "
             f"not {name!r}; its statistics do not apply to other embeddings"
         )
-    declared = getattr(embeddings, "dimension", None)
-    if isinstance(declared, int) and declared != saved_dim:
+    declared = declared_dimension(embeddings)
+    if declared is not None and declared != saved_dim:
         raise ValueError(
             f"embeddings: the save at {path} has dimension {saved_dim}, "
             f"embedder {name!r} returns {declared}"
@@ -178,8 +165,6 @@ def load_router(path: StrPath, embeddings: Embeddings) -> RouterState:
         policy=policy,
         costs={str(k): _number(f"costs.{k}", v) for k, v in costs.items()},
         cost_weight=_number("cost_weight", router.get("cost_weight")),
-        embedder_name=saved_name,
-        embedder_dimension=saved_dim,
         tasks=tasks,
     )
 
@@ -210,8 +195,8 @@ def _task_classifier(
 
 def router_settings(
     state: RouterState,
-    models: Mapping[str, BaseChatModel],
-    embeddings: Embeddings,
+    models: Mapping[str, Any],
+    embeddings: object,
     overrides: Mapping[str, Any],
 ) -> dict[str, Any]:
     """Constructor arguments for the router ``state`` was saved from: the saved

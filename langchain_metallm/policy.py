@@ -9,7 +9,6 @@ own updates (O(d^2), no inversion) and rebuilt for arms other writers changed.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 import warnings
@@ -261,27 +260,6 @@ class LinUCBPolicy:
         with self._lock:
             versions = self.store.replace(self.namespace, a_mat, b_vec, n)
             self._install(np.arange(k), a_inv, b_vec, np.array(versions))
-
-    def save(self, path: str | os.PathLike[str]) -> None:
-        """Save settings and statistics to the directory ``path``, atomically
-        (JSON manifest plus ``.npz``; the format is in ``persistence``)."""
-        from langchain_metallm.persistence import save_policy
-
-        save_policy(self, path)
-
-    @classmethod
-    def load(
-        cls,
-        path: str | os.PathLike[str],
-        *,
-        store: PolicyStore | None = None,
-        namespace: str = "default",
-    ) -> LinUCBPolicy:
-        """The policy saved at ``path``; with a ``store``, its statistics replace
-        those of ``namespace`` there."""
-        from langchain_metallm.persistence import load_policy
-
-        return load_policy(path, store=store, namespace=namespace)
 
     def _install(
         self,

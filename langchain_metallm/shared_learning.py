@@ -1,8 +1,8 @@
 """Learned state that a router shares with its copies and configured variants.
 
-A router's policy, task classifier, pending decisions, embedding cache and the
-cost weight its statistics were learned at live in one place that
-``model_copy()`` and ``configurable_fields(...)`` variants share, so a call made
+A router's ``RouterEngine`` (policy, task classifier, pending decisions,
+embedding cache and the cost weight its statistics were learned at) is shared by
+its ``model_copy()`` and ``configurable_fields(...)`` variants, so a call made
 through any of them routes on everything learned and its feedback lands in the
 same statistics. Fields that would change what those statistics mean (the cost
 weight, costs, children, embedder, ...) cannot differ between sharers: changing
@@ -13,17 +13,12 @@ router (``save``/``load``) instead.
 from __future__ import annotations
 
 import copy
-import threading
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from typing import Any, cast
 
 from langchain_core.runnables import RunnableConfig
 from langchain_core.runnables.configurable import RunnableConfigurableFields
 from pydantic import BaseModel
-
-from langchain_metallm.features import TaskClassifier
-from langchain_metallm.policy import LinUCBPolicy
 
 LEARNING_FIELDS = frozenset(
     {
@@ -43,17 +38,6 @@ LEARNING_FIELDS = frozenset(
     }
 )
 """Fields whose value the shared statistics and tables depend on."""
-
-
-@dataclass
-class LearnedState:
-    """The policy, task classifier and cost weight of the shared statistics, and
-    the lock that orders rewards against cost-weight moves."""
-
-    cost_weight: float
-    policy: LinUCBPolicy | None = None
-    tasks: TaskClassifier | None = None
-    lock: threading.RLock = field(default_factory=threading.RLock)
 
 
 def check_shareable(fields: Iterable[str], action: str) -> None:

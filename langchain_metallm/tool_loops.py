@@ -19,11 +19,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import numpy as np
 from langchain_core.messages import AIMessage, BaseMessage
-from numpy.typing import NDArray
 
-from langchain_metallm.policy import LinUCBPolicy, RouteDecision
+from langchain_metallm.policy import RouteDecision
 
 
 @dataclass(frozen=True)
@@ -43,17 +41,12 @@ def loop_model(messages: Sequence[BaseMessage], models: Sequence[str]) -> str | 
     return None
 
 
-def decision_for(
-    policy: LinUCBPolicy, context: NDArray[np.float64], model: str
-) -> RouteDecision:
-    """The policy's estimates for ``model`` on ``context``, as a loop decision."""
-    arm = list(policy.arms).index(model)
-    mean, width = policy.predict(context[None])
-    ucb = mean[0] + policy.alpha * width[0]
+def loop_decision(decision: RouteDecision) -> LoopDecision:
+    """``decision`` (the policy's estimates for the loop's child) as a loop's."""
     return LoopDecision(
-        arm=arm,
-        model=model,
-        expected_reward=float(mean[0, arm]),
-        ucb=float(ucb[arm]),
-        ucbs=tuple(float(u) for u in ucb),
+        decision.arm,
+        decision.model,
+        decision.expected_reward,
+        decision.ucb,
+        decision.ucbs,
     )

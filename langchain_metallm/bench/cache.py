@@ -1,7 +1,9 @@
-"""On-disk embedding cache keyed by embedder name and sha256 of the text.
+"""On-disk embedding cache keyed by embedder label and sha256 of the text.
 
 Data sets are embedded once and reused across benchmark runs: each batch of new
-vectors is written as one ``.npz`` shard under ``<cache_dir>/<embedder name>/``.
+vectors is written as one ``.npz`` shard under ``<cache_dir>/<embedder label>/``
+(``identity.embedder_label``: the model's name, so two models of one class never
+share vectors).
 """
 
 from __future__ import annotations
@@ -18,18 +20,14 @@ from langchain_core.embeddings import Embeddings
 from numpy.typing import NDArray
 from tqdm.auto import tqdm
 
+from langchain_metallm.identity import embedder_label
+
 DEFAULT_CACHE_DIR = Path(".metallm_cache")
 
 
 def text_key(text: str) -> str:
     """The sha256 hex digest of ``text`` (UTF-8), the cache key of one text."""
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def embedder_name(embedder: Embeddings) -> str:
-    """A stable name for ``embedder``: its ``name`` attribute or its class name."""
-    name = getattr(embedder, "name", None)
-    return name if isinstance(name, str) and name else type(embedder).__name__
 
 
 class EmbeddingCache:
@@ -46,7 +44,7 @@ class EmbeddingCache:
         if batch_size < 1:
             raise ValueError(f"batch_size: must be >= 1, got {batch_size}")
         self.embedder = embedder
-        self.name = name or embedder_name(embedder)
+        self.name = name or embedder_label(embedder)
         safe = re.sub(r"[^A-Za-z0-9._-]+", "_", self.name)
         self.directory = Path(cache_dir) / safe
         self.batch_size = batch_size

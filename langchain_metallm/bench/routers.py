@@ -15,6 +15,7 @@ from typing import Protocol
 import numpy as np
 from numpy.typing import NDArray
 
+from langchain_metallm.costs import reward_matrix
 from langchain_metallm.features import TaskClassifier, query_features
 from langchain_metallm.policy import LinUCBPolicy
 
@@ -38,8 +39,8 @@ class Problem:
     test_scores: FloatArray
 
     def rewards(self, scores: FloatArray, cost_weight: float) -> FloatArray:
-        """``score - p * cost`` per query and model."""
-        return scores - cost_weight * self.cost[None, :]
+        """``score - p * cost`` per query and model (``costs.reward_matrix``)."""
+        return reward_matrix(scores, self.cost, cost_weight)
 
 
 @dataclass(frozen=True)
@@ -50,8 +51,9 @@ class Routing:
     seconds_per_query: float
 
 
-class Policy(Protocol):
-    """A routing policy: its name, whether the cost weight matters, and its choices."""
+class BenchRouter(Protocol):
+    """A router under benchmark (a baseline or a LinUCB variant): its name, whether
+    the cost weight matters, and its choices."""
 
     @property
     def name(self) -> str:
@@ -201,7 +203,7 @@ class OnlineLinUCB:
         contexts = problem.test_features
         if not self.warm:
             emb = problem.test_embeddings
-            contexts = query_features(emb, [""] * len(emb))
+            contexts = query_features(emb)
         return [self._route(problem, contexts, p) for p in cost_weights]
 
     def _route(

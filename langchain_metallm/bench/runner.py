@@ -15,11 +15,11 @@ from langchain_metallm.bench.cache import DEFAULT_CACHE_DIR, EmbeddingCache
 from langchain_metallm.bench.data import Outcomes, load_outcomes
 from langchain_metallm.bench.report import BenchmarkResult, SplitInfo
 from langchain_metallm.bench.routers import (
+    BenchRouter,
     NearestNeighbours,
     OfflineRidge,
     OnlineLinUCB,
     Oracle,
-    Policy,
     Problem,
     RandomPolicy,
     SingleModel,
@@ -72,7 +72,7 @@ def run_benchmark(
         progress=progress,
     )
     data, parts, problem = prepared.data, prepared.split, prepared.problem
-    policies: list[Policy] = [
+    policies: list[BenchRouter] = [
         *(SingleModel(j, name) for j, name in enumerate(data.models)),
         RandomPolicy(seed),
         Oracle(),
@@ -165,7 +165,7 @@ def build_problem(
     tasks = None
     if task_features and len(set(train_tasks)) >= 2:
         tasks = TaskClassifier.fit(vectors[train], train_tasks)
-    features = query_features(vectors, data.prompts, tasks)
+    features = query_features(vectors, tasks)
     return Problem(
         models=data.models,
         cost=data.cost,

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from tqdm.auto import tqdm
 
 from langchain_metallm.bench.metrics import evaluate
-from langchain_metallm.bench.routers import Policy, Problem
+from langchain_metallm.bench.routers import BenchRouter, Problem
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ class Curve:
 
 def sweep(
     problem: Problem,
-    policies: Sequence[Policy],
+    policies: Sequence[BenchRouter],
     cost_weights: Sequence[float],
     *,
     progress: bool = True,

@@ -23,6 +23,8 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.linalg import blas
 
+from langchain_metallm.identity import embedder_label
+
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
 ArmState = tuple[FloatArray, FloatArray, int]
@@ -36,13 +38,10 @@ COMPACT_AT = 100
 def namespace(
     router: str, embeddings: object, models: Sequence[str], *, tasks: str | None = None
 ) -> str:
-    """Store namespace of a router: its name, its embedder's ``name`` (else its
-    class name), its children's names and its task classifier's fingerprint (if
-    any), so two routers never mix statistics."""
-    embedder = getattr(embeddings, "name", None)
-    if not isinstance(embedder, str):
-        embedder = type(embeddings).__name__
-    parts = [router, embedder, *models]
+    """Store namespace of a router: its name, its embedder's label
+    (``identity.embedder_label``), its children's names and its task classifier's
+    fingerprint (if any), so two routers never mix statistics."""
+    parts = [router, embedder_label(embeddings), *models]
     return "|".join(parts if tasks is None else [*parts, f"tasks:{tasks}"])
 
 

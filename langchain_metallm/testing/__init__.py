@@ -1,8 +1,9 @@
 """Test utilities: an OpenAI-compatible server replaying recorded LLM answers.
 
-The server needs FastAPI and uvicorn from the ``test`` extra
-(``pip install "langchain-metallm[test]"``); it is imported on first use, so the data
-helpers work without them and ``python -m ...testing.replay_server`` runs cleanly.
+The server needs FastAPI and uvicorn from the ``testing`` extra
+(``pip install "langchain-metallm[testing]"``); it is imported on first use, so the
+data helpers work without them and ``python -m ...testing.replay_server`` runs
+cleanly.
 """
 
 from __future__ import annotations
@@ -30,13 +31,8 @@ def __getattr__(name: str) -> Any:
     """Import the server classes lazily, with a clear error if FastAPI is missing."""
     if name not in _SERVER_NAMES:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    try:
-        from langchain_metallm.testing import replay_server
-    except ImportError as err:
-        raise ImportError(
-            "the replay server needs FastAPI and uvicorn: "
-            'pip install "langchain-metallm[test]"'
-        ) from err
+    from langchain_metallm.testing import replay_server  # names the extra if missing
+
     return getattr(replay_server, name)
 
 

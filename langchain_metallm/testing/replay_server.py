@@ -31,9 +31,15 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import uvicorn
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+try:
+    import uvicorn
+    from fastapi import FastAPI, Request
+    from fastapi.responses import JSONResponse, Response, StreamingResponse
+except ImportError as missing:  # an optional extra, not a core dependency
+    raise ImportError(
+        f"the replay server needs FastAPI and uvicorn ({missing}): "
+        'pip install "langchain-metallm[testing]"'
+    ) from missing
 
 from langchain_metallm.testing.data_paths import default_gsm8k_path
 from langchain_metallm.testing.openai_format import (

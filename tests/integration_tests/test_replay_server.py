@@ -246,7 +246,7 @@ def test_scripted_http_errors(
 async def test_delay_beyond_client_timeout_raises_timeout(
     replay_server: ReplayServer,
 ) -> None:
-    replay_server.add_rule(Rule(delay=1.5, times=2))
+    replay_server.add_rule(Rule(delay=30.0, times=2))  # far beyond the timeout
     model = chat(replay_server, timeout=0.3)
     with pytest.raises(openai.APITimeoutError):
         model.invoke(QUESTION)

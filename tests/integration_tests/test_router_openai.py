@@ -22,6 +22,7 @@ from langchain_metallm import (
     MetaLLMFeedbackHandler,
     MetaLLMRouterChatModel,
 )
+from langchain_metallm.costs import dollars
 from langchain_metallm.testing import (
     ReplayServer,
     Rule,
@@ -29,7 +30,6 @@ from langchain_metallm.testing import (
     default_gsm8k_path,
 )
 from langchain_metallm.testing.recorded import count_tokens
-from langchain_metallm.usage_cost import dollars
 
 from .embedders import HashingEmbeddings
 
@@ -402,7 +402,7 @@ def test_failed_child_falls_back_to_the_next_arm(
 def test_timeout_falls_back(replay_server: ReplayServer) -> None:
     router = make_router(replay_server, timeout=0.3)
     chosen = router.route(QUESTION).model
-    replay_server.add_rule(Rule(delay=1.0, model=NAMES[chosen]))
+    replay_server.add_rule(Rule(delay=30.0, model=NAMES[chosen]))  # never in time
     answer = router.invoke(QUESTION)
     meta = answer.response_metadata["metallm"]
     assert meta["model"] == other(chosen)

@@ -1,4 +1,4 @@
-"""Deterministic fakes for router tests: keyword embedder, tool-calling children."""
+"""Deterministic fakes for the unit tests: the embedders and tool-calling children."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import hashlib
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+import numpy as np
 from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.embeddings import Embeddings
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
@@ -20,11 +21,20 @@ KINDS = ("math", "poetry")
 
 
 class KeywordEmbeddings(Embeddings):
-    """4-dim embedding: one-hot of the query kind plus two hash-noise dims."""
+    """A "math" flag, a "poem" flag, then ``noise_dims`` hash-noise dims (each in
+    +-``noise_scale`` / 2); records each call's texts."""
 
-    def __init__(self, dim_override: int | None = None) -> None:
+    def __init__(
+        self,
+        dim_override: int | None = None,
+        *,
+        noise_dims: int = 2,
+        noise_scale: float = 1.0,
+    ) -> None:
         self.calls: list[list[str]] = []
         self.dim_override = dim_override
+        self.noise_dims = noise_dims
+        self.noise_scale = noise_scale
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         self.calls.append(list(texts))
@@ -37,8 +47,65 @@ class KeywordEmbeddings(Embeddings):
         if self.dim_override is not None:
             return [0.5] * self.dim_override
         digest = hashlib.sha256(text.encode()).digest()
-        noise = [digest[0] / 255 - 0.5, digest[1] / 255 - 0.5]
+        noise = [
+            self.noise_scale * (digest[i] / 255 - 0.5) for i in range(self.noise_dims)
+        ]
         return [float("math" in text), float("poem" in text), *noise]
+
+
+class TaskWordEmbeddings(Embeddings):
+    """``dim`` dims from a hash of the prompt's first (task) word plus ``noise``
+    times a hash of the whole prompt; records every text it embeds."""
+
+    def __init__(
+        self,
+        name: str = "task-word-embedder",
+        *,
+        dim: int = 8,
+        noise: float = 0.1,
+        normalize: bool = True,
+    ) -> None:
+        self.name = name
+        self.dim, self.noise, self.normalize = dim, noise, normalize
+        self.calls: list[str] = []
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        self.calls.extend(texts)
+        return [self._vector(t) for t in texts]
+
+    def embed_query(self, text: str) -> list[float]:
+        return self.embed_documents([text])[0]
+
+    def _vector(self, text: str) -> list[float]:
+        topic = hashlib.sha256(text.split()[0].encode()).digest()
+        noise = hashlib.sha256(text.encode()).digest()
+        vec = np.array(
+            [topic[i] - 128 + self.noise * (noise[i] - 128) for i in range(self.dim)]
+        )
+        scaled = vec / np.linalg.norm(vec) if self.normalize else vec / 128
+        return [float(v) for v in scaled]
+
+
+class NoisyTopicEmbeddings(Embeddings):
+    """Unit vectors: a weak direction per task (the text before ":") under hash
+    noise, so a per-arm ridge on the raw vector has many noisy coefficients."""
+
+    def __init__(self, tasks: Sequence[str], dim: int) -> None:
+        self.tasks, self.dim = tuple(tasks), dim
+        self.embedded = 0
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        self.embedded += len(texts)
+        return [self._vector(t) for t in texts]
+
+    def embed_query(self, text: str) -> list[float]:
+        return self._vector(text)
+
+    def _vector(self, text: str) -> list[float]:
+        seed = int.from_bytes(text.encode()[-8:].rjust(8, b"\0"), "little")
+        vec = np.random.default_rng(seed).normal(scale=0.25, size=self.dim)
+        vec[self.tasks.index(text.split(":")[0])] += 1.0
+        return [float(v) for v in vec / np.linalg.norm(vec)]
 
 
 class EchoChild(BaseChatModel):

@@ -80,9 +80,7 @@ def make_problem(
     test_scores: np.ndarray,
     cost: list[float],
 ) -> Problem:
-    feats = query_features(
-        np.vstack([train_emb, test_emb]), [""] * (len(train_emb) + len(test_emb))
-    )
+    feats = query_features(np.vstack([train_emb, test_emb]))
     n = len(train_emb)
     return Problem(
         models=tuple(f"m{j}" for j in range(len(cost))),

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from langchain_core.embeddings import Embeddings
 
 from langchain_metallm.bench import cli, run_benchmark
 from langchain_metallm.bench.cache import EmbeddingCache, text_key
@@ -16,33 +15,16 @@ from langchain_metallm.bench.cli import main
 from langchain_metallm.bench.routers import OnlineLinUCB
 from langchain_metallm.bench.runner import prepare
 
+from .fakes import TaskWordEmbeddings
 
-class CountingEmbeddings(Embeddings):
-    """Deterministic hash embeddings (8 dims) that count the texts they embed."""
 
-    name = "counting-test-embedder"
-
-    def __init__(self) -> None:
-        self.calls: list[str] = []
-
-    def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        self.calls.extend(texts)
-        return [self._vector(t) for t in texts]
-
-    def embed_query(self, text: str) -> list[float]:
-        return self.embed_documents([text])[0]
-
-    @staticmethod
-    def _vector(text: str) -> list[float]:
-        topic = text.split()[0]  # the task word leads each synthetic prompt
-        digest = hashlib.sha256(topic.encode()).digest()
-        noise = hashlib.sha256(text.encode()).digest()
-        vec = np.array([digest[i] - 128 + 0.1 * (noise[i] - 128) for i in range(8)])
-        return list(vec / np.linalg.norm(vec))
+def counting() -> TaskWordEmbeddings:
+    """8 normalised dims that count the texts they embed."""
+    return TaskWordEmbeddings("counting-test-embedder")
 
 
 def test_cache_embeds_each_text_once_and_persists(tmp_path: Path) -> None:
-    embedder = CountingEmbeddings()
+    embedder = counting()
     cache = EmbeddingCache(embedder, tmp_path, batch_size=2)
     first = cache.embed(["a x", "b y", "a x", "c z"], progress=False)
     assert sorted(embedder.calls) == ["a x", "b y", "c z"]
@@ -58,7 +40,7 @@ def test_cache_embeds_each_text_once_and_persists(tmp_path: Path) -> None:
 
 
 def test_cache_is_keyed_by_embedder_name(tmp_path: Path) -> None:
-    embedder = CountingEmbeddings()
+    embedder = counting()
     EmbeddingCache(embedder, tmp_path).embed(["a x"], progress=False)
     EmbeddingCache(embedder, tmp_path, name="other").embed(["a x"], progress=False)
     assert embedder.calls == ["a x", "a x"]
@@ -66,7 +48,7 @@ def test_cache_is_keyed_by_embedder_name(tmp_path: Path) -> None:
 
 
 def test_cache_rejects_a_wrong_shaped_embedder(tmp_path: Path) -> None:
-    class Broken(CountingEmbeddings):
+    class Broken(TaskWordEmbeddings):
         def embed_documents(self, texts: list[str]) -> list[list[float]]:
             return [[0.0, 1.0]]
 
@@ -103,7 +85,7 @@ def test_run_benchmark_compares_every_policy(tmp_path: Path) -> None:
     data = write_tiny(tmp_path / "tiny")
     result = run_benchmark(
         data,
-        embeddings=CountingEmbeddings(),
+        embeddings=counting(),
         cache_dir=tmp_path / "cache",
         cost_weights=[0.0, 0.2, 0.5, 1.0],
         knn_k=5,
@@ -160,7 +142,7 @@ def test_cli_writes_table_json_and_png(
             "0,0.3,1",
             "--quiet",
         ],
-        embeddings=CountingEmbeddings(),
+        embeddings=counting(),
     )
     assert code == 0
     printed = capsys.readouterr().out
@@ -203,14 +185,14 @@ def test_cli_reports_bad_data_without_a_traceback(tmp_path: Path) -> None:
     ):
         main(
             [str(folder), "--split", "tasks", "--quiet"],
-            embeddings=CountingEmbeddings(),
+            embeddings=counting(),
         )
 
 
 def test_the_benchmark_can_route_on_the_embedding_only(tmp_path: Path) -> None:
     result = run_benchmark(
         write_tiny(tmp_path / "tiny"),
-        embeddings=CountingEmbeddings(),
+        embeddings=counting(),
         cache_dir=tmp_path / "cache",
         cost_weights=[0.0, 0.5],
         task_features=False,
@@ -225,7 +207,7 @@ def test_warm_linucb_uses_task_features_and_cold_the_bare_embedding(
 ) -> None:
     """Like the router: only a fit (with tasks) brings task features."""
     folder = write_tiny(tmp_path / "tiny")
-    embedder = CountingEmbeddings()
+    embedder = counting()
     tasks, plain = (
         prepare(
             folder,
@@ -254,9 +236,7 @@ def test_cli_runs_on_the_packaged_sample_without_shared_data(
     monkeypatch.setattr(cli, "SHARED_DATA", Path("no") / "shared" / "data")
     out = tmp_path / "out"
     args = ["--limit", "40", "--out", str(out), "--cache-dir", str(tmp_path / "c")]
-    code = main(
-        [*args, "--cost-weights", "0,1", "--quiet"], embeddings=CountingEmbeddings()
-    )
+    code = main([*args, "--cost-weights", "0,1", "--quiet"], embeddings=counting())
     assert code == 0
     printed = capsys.readouterr().out
     assert "using the packaged sample" in printed

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import numpy as np
 import pytest
@@ -18,6 +18,7 @@ from langchain_metallm import (
     FeedbackError,
     MetaLLMFeedbackHandler,
     MetaLLMRouterChatModel,
+    stream_run,
 )
 
 from .fakes import KINDS, EchoChild, KeywordEmbeddings, query
@@ -284,6 +285,26 @@ def test_stream_yields_child_chunks_and_metadata_on_the_last() -> None:
     assert "metallm" in chunks[-1].response_metadata
     assert all("metallm" not in c.response_metadata for c in chunks[:-1])
     assert router.is_pending(chunks[-1].response_metadata["metallm"]["run_id"])
+
+
+def test_a_stream_hands_its_run_id_over_and_takes_it_back() -> None:
+    router = make_router()
+    run_id = uuid4()
+    chunks = list(router.stream("math one two", {"run_id": run_id}))
+    assert chunks[-1].response_metadata["metallm"]["run_id"] == str(run_id)
+    assert stream_run.take(None).run_id != str(run_id)  # nothing left behind
+
+
+async def test_an_abandoned_async_stream_leaves_no_run_behind() -> None:
+    router = make_router()
+    run_id = uuid4()
+    chunks = router.astream("math one two", {"run_id": run_id})
+    first = await anext(chunks)
+    assert first.text
+    await chunks.aclose()  # the consumer stops early
+    assert stream_run.take(None).run_id != str(run_id)
+    answer = await router.ainvoke("math three")
+    assert router.is_pending(answer.response_metadata["metallm"]["run_id"])
 
 
 def test_streaming_flag_streams_under_invoke() -> None:

@@ -14,7 +14,7 @@ from langchain_core.messages import AIMessage
 
 from langchain_metallm import FeedbackError, LinUCBPolicy, MetaLLMRouterChatModel
 from langchain_metallm.features import query_features
-from langchain_metallm.feedback import PendingDecision, PendingDecisions
+from langchain_metallm.pending import PendingDecision, PendingDecisions
 
 from .fakes import EchoChild, KeywordEmbeddings, query
 
@@ -98,7 +98,7 @@ def _triple(
     vector = np.array(KeywordEmbeddings().embed_documents([text]))
     return (
         answer.response_metadata["metallm"]["arm"],
-        query_features(vector, [text])[0],
+        query_features(vector)[0],
         reward,
     )
 
@@ -204,7 +204,7 @@ def test_evicted_duplicate_and_unknown_feedback_is_refused_and_counted() -> None
 def test_pending_ttl_expires_decisions_and_reports_late_feedback() -> None:
     router = make_router(pending_ttl=60.0)
     now = [0.0]
-    router._pending._clock = lambda: now[0]  # a controllable clock
+    router.engine.pending.clock = lambda: now[0]  # a controllable clock
     early = router.invoke(query("math", 1))
     now[0] = 30.0
     recent = router.invoke(query("math", 2))

@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ from langchain_metallm import (
     MetaLLMRouterChatModel,
     persistence,
 )
+from langchain_metallm.identity import embedder_label
 from langchain_metallm.stores.memory import MemoryStore
 
 from .fakes import KINDS, EchoChild, KeywordEmbeddings, NamedEmbeddings, query
@@ -175,8 +175,8 @@ def test_decisions_awaiting_feedback_are_not_saved(tmp_path: Path) -> None:
 
 def test_policy_round_trip_is_exact(tmp_path: Path) -> None:
     policy = policy_with_data()
-    policy.save(tmp_path / "p")
-    loaded = LinUCBPolicy.load(tmp_path / "p")
+    persistence.save_policy(policy, tmp_path / "p")
+    loaded = persistence.load_policy(tmp_path / "p")
     assert (loaded.arms, loaded.dim, loaded.alpha, loaded.ridge) == (
         ("a", "b"),
         5,
@@ -188,7 +188,9 @@ def test_policy_round_trip_is_exact(tmp_path: Path) -> None:
     x = np.ones(5)
     assert loaded.select(x).arm == policy.select(x).arm
     np.testing.assert_allclose(loaded.theta, policy.theta, rtol=0, atol=1e-12)
-    in_store = LinUCBPolicy.load(tmp_path / "p", store=MemoryStore(), namespace="n")
+    in_store = persistence.load_policy(
+        tmp_path / "p", store=MemoryStore(), namespace="n"
+    )
     assert in_store.namespace == "n"
     np.testing.assert_array_equal(in_store.statistics()[1], policy.statistics()[1])
 
@@ -224,13 +226,11 @@ def test_repeated_saves_keep_one_arrays_file(tmp_path: Path) -> None:
 
 
 def test_embedder_names_follow_name_model_model_name_then_class() -> None:
-    assert persistence.embedder_name(NamedEmbeddings(model="text-embed-3")) == (
-        "text-embed-3"
-    )
-    assert persistence.embedder_name(KeywordEmbeddings()) == "KeywordEmbeddings"
+    assert embedder_label(NamedEmbeddings(model="text-embed-3")) == ("text-embed-3")
+    assert embedder_label(KeywordEmbeddings()) == "KeywordEmbeddings"
     with_name = NamedEmbeddings()
     with_name.name = "given"  # type: ignore[attr-defined]
-    assert persistence.embedder_name(with_name) == "given"
+    assert embedder_label(with_name) == "given"
 
 
 # Refusals -------------------------------------------------------------------------
@@ -284,13 +284,15 @@ def test_a_different_declared_dimension_is_refused(tmp_path: Path) -> None:
 
 
 def test_policy_and_router_saves_are_not_interchangeable(tmp_path: Path) -> None:
-    policy_with_data().save(tmp_path / "p")
+    persistence.save_policy(policy_with_data(), tmp_path / "p")
     with pytest.raises(ValueError, match="bare policy save"):
         MetaLLMRouterChatModel.load(
             tmp_path / "p", children(), embeddings=KeywordEmbeddings()
         )
     _, path = saved_router(tmp_path)
-    assert LinUCBPolicy.load(path).arms == tuple(NAMES)  # the router's policy part
+    assert persistence.load_policy(path).arms == tuple(
+        NAMES
+    )  # the router's policy part
 
 
 def rewrite_manifest(path: Path, change: Any) -> None:
@@ -374,7 +376,7 @@ def test_corrupt_saves_are_refused_with_the_problem_named(
 
 def test_a_missing_save_is_a_file_not_found_error(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match=r"metallm.json missing"):
-        LinUCBPolicy.load(tmp_path / "nowhere")
+        persistence.load_policy(tmp_path / "nowhere")
 
 
 # Crash safety -----------------------------------------------------------------------
@@ -410,48 +412,61 @@ def test_a_save_that_dies_midway_leaves_the_previous_save(
 
 WRITER = textwrap.dedent(
     """
+    import os
+    import signal
     import sys
     import numpy as np
+    from langchain_metallm.persistence import save_policy
     from langchain_metallm.policy import LinUCBPolicy
+
+    path, saves, kill_at_fsync = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    real_fsync = os.fsync
+    fsyncs = [0]
+
+    def dying_fsync(fd):
+        fsyncs[0] += 1
+        if fsyncs[0] == kill_at_fsync:  # die at this step of the last save
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real_fsync(fd)
 
     dim = 160
     policy = LinUCBPolicy(["a", "b", "c"], dim)
-    for i in range(1, 10**9):
+    for i in range(1, saves + 1):
         A = np.stack([np.eye(dim) * (1 + i)] * 3)
         policy.load_statistics(A, np.full((3, dim), float(i)), np.full(3, i))
-        policy.save(sys.argv[1])
+        if i == saves:
+            os.fsync = dying_fsync
+        save_policy(policy, path)
         print(i, flush=True)
     """
 )
 
 
-def test_sigkill_while_saving_never_breaks_the_previous_save(tmp_path: Path) -> None:
+# A save fsyncs: 1 the arrays file, 2 the directory after renaming it, 3 the
+# manifest, 4 the directory after renaming the manifest (the commit point).
+@pytest.mark.parametrize("kill_at_fsync", [1, 2, 3, 4])
+def test_sigkill_while_saving_never_breaks_the_previous_save(
+    tmp_path: Path, kill_at_fsync: int
+) -> None:
     script = tmp_path / "writer.py"
     script.write_text(WRITER)
     path = tmp_path / "policy"
-    rng = random.Random(0)
-    for _ in range(5):
-        proc = subprocess.Popen(
-            [sys.executable, str(script), str(path)],
-            stdout=subprocess.PIPE,
-            text=True,
-            env={**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"},
-        )
-        assert proc.stdout is not None
-        printed = [int(proc.stdout.readline() or 0)]
-        assert printed == [1], "the writer did not start"
-        for _ in range(rng.randrange(0, 15)):  # let it save a random number of times
-            printed.append(int(proc.stdout.readline()))
-        time.sleep(rng.uniform(0.0, 0.01))  # and kill it at a random point of a save
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
-        printed += [int(line) for line in proc.stdout.read().split()]
-        proc.stdout.close()
-        policy = LinUCBPolicy.load(path)
-        A, b, counts = policy.statistics()
-        i = int(counts[0])
-        # the last save that finished, or the one under way if its commit landed
-        assert printed[-1] <= i <= printed[-1] + 1
-        np.testing.assert_array_equal(counts, np.full(3, i))
-        np.testing.assert_array_equal(b, np.full((3, 160), float(i)))
-        np.testing.assert_array_equal(A, np.stack([np.eye(160) * (1 + i)] * 3))
+    proc = subprocess.run(
+        [sys.executable, str(script), str(path), "3", str(kill_at_fsync)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"},
+        check=False,
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    printed = [int(line) for line in proc.stdout.split()]
+    assert printed == [1, 2]  # killed during the third save
+    policy = persistence.load_policy(path)
+    A, b, counts = policy.statistics()
+    i = int(counts[0])
+    # the last save that finished, or the one under way if its commit landed
+    assert printed[-1] <= i <= printed[-1] + 1
+    assert i == (3 if kill_at_fsync == 4 else 2)
+    np.testing.assert_array_equal(counts, np.full(3, i))
+    np.testing.assert_array_equal(b, np.full((3, 160), float(i)))
+    np.testing.assert_array_equal(A, np.stack([np.eye(160) * (1 + i)] * 3))

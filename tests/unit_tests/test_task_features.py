@@ -9,7 +9,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from langchain_core.embeddings import Embeddings
 
 from langchain_metallm import MetaLLMRouterChatModel
 from langchain_metallm.features import (
@@ -19,7 +18,7 @@ from langchain_metallm.features import (
     query_features,
 )
 
-from .fakes import EchoChild
+from .fakes import EchoChild, NoisyTopicEmbeddings
 
 NAMES = ["small", "medium", "large"]
 COSTS = {"small": 0.1, "medium": 0.3, "large": 1.0}
@@ -27,27 +26,6 @@ TASKS = ("code", "math", "trivia")
 BEST = {"code": "medium", "math": "large", "trivia": "small"}
 """Each task's most accurate model; the others are 12 points behind on it."""
 DIM = 48
-
-
-class TopicEmbeddings(Embeddings):
-    """Noisy 48-dim embeddings: a weak topic direction per task under hash noise,
-    so a per-arm ridge on the raw vector has many noisy coefficients to fit."""
-
-    def __init__(self) -> None:
-        self.embedded = 0
-
-    def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        self.embedded += len(texts)
-        return [self._vector(t) for t in texts]
-
-    def embed_query(self, text: str) -> list[float]:
-        return self._vector(text)
-
-    def _vector(self, text: str) -> list[float]:
-        seed = int.from_bytes(text.encode()[-8:].rjust(8, b"\0"), "little")
-        vec = np.random.default_rng(seed).normal(scale=0.25, size=DIM)
-        vec[TASKS.index(text.split(":")[0])] += 1.0
-        return [float(v) for v in vec / np.linalg.norm(vec)]
 
 
 def prompts(n: int, seed: int) -> tuple[list[str], list[str]]:
@@ -69,7 +47,7 @@ def make_router(**overrides: Any) -> MetaLLMRouterChatModel:
         "costs": COSTS,
         "cost_weight": 0.0,
         "alpha": 0.0,
-        "embeddings": TopicEmbeddings(),
+        "embeddings": NoisyTopicEmbeddings(TASKS, DIM),
     }
     return MetaLLMRouterChatModel(**{**settings, **overrides})
 
@@ -77,7 +55,7 @@ def make_router(**overrides: Any) -> MetaLLMRouterChatModel:
 def load(path: Path) -> MetaLLMRouterChatModel:
     children = {name: EchoChild(name_tag=name) for name in NAMES}
     return MetaLLMRouterChatModel.load(
-        path, models=children, embeddings=TopicEmbeddings()
+        path, models=children, embeddings=NoisyTopicEmbeddings(TASKS, DIM)
     )
 
 
@@ -92,7 +70,7 @@ def fitted(*, with_tasks: bool, n: int = 600) -> MetaLLMRouterChatModel:
 
 
 def test_the_classifier_predicts_the_task_of_unseen_queries() -> None:
-    emb = TopicEmbeddings()
+    emb = NoisyTopicEmbeddings(TASKS, DIM)
     texts, tasks = prompts(300, seed=3)
     classifier = TaskClassifier.fit(emb.embed_documents(texts), tasks)
     assert classifier.tasks == TASKS
@@ -107,12 +85,12 @@ def test_the_classifier_predicts_the_task_of_unseen_queries() -> None:
 def test_task_contexts_are_scaled_embedding_one_hot_task_and_bias() -> None:
     vectors = np.array([[1.0, 0.0], [0.0, 1.0], [0.9, 0.1]])
     classifier = TaskClassifier.fit(vectors[:2], ["a", "b"])
-    contexts = query_features(vectors, ["x", "y", "z"], classifier)
+    contexts = query_features(vectors, classifier)
     assert contexts.shape == (3, 5) and embedding_dim(5, classifier) == 2
     np.testing.assert_allclose(contexts[:, :2], EMBEDDING_SCALE * vectors)
     np.testing.assert_array_equal(contexts[:, 2:4], [[1, 0], [0, 1], [1, 0]])
     np.testing.assert_array_equal(contexts[:, 4], 1.0)
-    plain = query_features(vectors, ["x", "y", "z"])
+    plain = query_features(vectors)
     np.testing.assert_array_equal(plain, np.hstack([vectors, np.ones((3, 1))]))
 
 
@@ -283,14 +261,14 @@ def test_routers_with_different_classifiers_do_not_share_statistics() -> None:
 
 
 def test_fit_with_tasks_embeds_each_prompt_once_beyond_the_cache_size() -> None:
-    embedder = TopicEmbeddings()
+    embedder = NoisyTopicEmbeddings(TASKS, DIM)
     router = make_router(embeddings=embedder, embedding_cache_size=16)
     texts, tasks = prompts(100, seed=11)
     router.fit(texts, outcomes(tasks, seed=12), tasks=tasks)
     assert embedder.embedded == 100
 
 
-async def test_batch_planning_plans_on_the_task_features() -> None:
+async def test_planned_batches_plan_on_the_task_features() -> None:
     router = fitted(with_tasks=True)
     texts, tasks = prompts(60, seed=13)
     front = router.pareto_front(texts)
@@ -306,7 +284,9 @@ async def test_batch_planning_plans_on_the_task_features() -> None:
     assert chosen == [router.model_names[arm] for arm in best.arms]
     classifier = router.task_classifier
     assert classifier is not None
-    predicted = classifier.predict(TopicEmbeddings().embed_documents(texts))
+    predicted = classifier.predict(
+        NoisyTopicEmbeddings(TASKS, DIM).embed_documents(texts)
+    )
     named = [a.response_metadata["metallm"]["task"] for a in result.answers]
     assert named == [classifier.tasks[i] for i in predicted]
     assert sum(n == t for n, t in zip(named, tasks, strict=True)) >= 0.9 * len(tasks)

@@ -7,7 +7,7 @@ budget table, the gap between predicted and realised accuracy, and the cost save
 the best single model's accuracy. Writes ``results/planning_<name>.json`` and the
 plot ``docs/planning_<name>.png``. Embeddings come from ``.metallm_cache/``.
 
-Run from the project root: ``.venv/bin/python benchmarks/planning_eval.py``
+Run from the project root: ``.venv/bin/python benchmarks/pareto_eval.py``
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import argparse
 from pathlib import Path
 
 from langchain_metallm.bench.cli import resolve_data_dir
-from langchain_metallm.bench.planned import evaluate_planning, plot_planning
+from langchain_metallm.bench.pareto_eval import evaluate_planning, plot_planning
 from langchain_metallm.bench.runner import prepare
 
 

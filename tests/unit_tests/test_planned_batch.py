@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from typing import Any
 from uuid import UUID
 
@@ -13,7 +12,6 @@ from langchain_core.callbacks import (
     AsyncCallbackManagerForLLMRun,
     CallbackManagerForLLMRun,
 )
-from langchain_core.embeddings import Embeddings
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
@@ -25,30 +23,14 @@ from langchain_metallm import (
     MetaLLMRouterChatModel,
     ParetoFront,
 )
-from langchain_metallm.batch_planning import (
-    abatch_planned,
-    pareto_front,
-    policy_scores,
-)
+from langchain_metallm.pareto import policy_scores
+from langchain_metallm.planned_batch import abatch_planned, pareto_front
+
+from .fakes import KeywordEmbeddings
 
 MODELS = ("cheap", "mid", "pricey")
 COSTS = np.array([0.1, 0.4, 1.0])  # normalised: the priciest costs 1
 COST_WEIGHT = 0.2
-
-
-class TopicEmbeddings(Embeddings):
-    """3 dims: a math flag, a poem flag and hash noise, so topics separate."""
-
-    def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        return [self._vector(t) for t in texts]
-
-    def embed_query(self, text: str) -> list[float]:
-        return self._vector(text)
-
-    @staticmethod
-    def _vector(text: str) -> list[float]:
-        noise = hashlib.sha256(text.encode()).digest()[0] / 255 - 0.5
-        return [float("math" in text), float("poem" in text), 0.1 * noise]
 
 
 class Tracker:
@@ -57,6 +39,7 @@ class Tracker:
     def __init__(self) -> None:
         self.calls: dict[str, str] = {}
         self.run_ids: dict[str, UUID] = {}
+        self.settings: set[tuple[tuple[str, ...], Any]] = set()
         self.active = 0
         self.peak = 0
 
@@ -91,6 +74,7 @@ class SlowChild(BaseChatModel):
         text = messages[-1].text
         assert run_manager is not None
         self.tracker.run_ids[text] = run_manager.run_id
+        self.tracker.settings.add((tuple(stop or ()), kwargs.get("max_tokens")))
         self.tracker.active += 1
         self.tracker.peak = max(self.tracker.peak, self.tracker.active)
         try:
@@ -115,7 +99,11 @@ def truth(text: str) -> list[float]:
 
 
 def make_router(
-    tracker: Tracker, *, trained: bool = True, failing: str | None = None
+    tracker: Tracker,
+    *,
+    trained: bool = True,
+    failing: str | None = None,
+    **settings: Any,
 ) -> MetaLLMRouterChatModel:
     router = MetaLLMRouterChatModel(
         models={
@@ -124,7 +112,8 @@ def make_router(
         costs=dict(zip(MODELS, COSTS * 3.0, strict=True)),  # any unit
         cost_weight=COST_WEIGHT,
         alpha=0.5,
-        embeddings=TopicEmbeddings(),
+        embeddings=KeywordEmbeddings(noise_dims=1, noise_scale=0.1),
+        **settings,
     )
     if trained:
         texts = [prompt(i) for i in range(100, 140)]
@@ -132,7 +121,7 @@ def make_router(
         policy = router.policy
         assert policy is not None
         rewards = np.array([truth(t) for t in texts]) - COST_WEIGHT * COSTS
-        policy.fit(router._contexts(texts), rewards)
+        policy.fit(router.engine.contexts(texts), rewards)
     return router
 
 
@@ -143,14 +132,15 @@ def test_front_is_built_from_the_policy_scores_with_the_cost_added_back() -> Non
     router = make_router(Tracker())
     policy = router.policy
     assert policy is not None
-    mean, _ = policy.predict(router._contexts(BATCH))
+    mean, _ = policy.predict(router.engine.contexts(BATCH))
     scores = np.clip(mean + COST_WEIGHT * COSTS, 0, 1)
     expected = ParetoFront.build(scores=scores, costs=COSTS, models=MODELS)
     front = pareto_front(router, BATCH)
     np.testing.assert_allclose(front.points, expected.points)
     assert front.point(-1).models == expected.point(-1).models
     np.testing.assert_allclose(
-        policy_scores(policy, router._contexts(BATCH), COSTS, cost_weight=0.2), scores
+        policy_scores(policy, router.engine.contexts(BATCH), COSTS, cost_weight=0.2),
+        scores,
     )
     math = np.array(["math" in t for t in BATCH])  # scores, not rewards:
     np.testing.assert_allclose(scores[math], [[0.0, 0.6, 1.0]] * 6, atol=0.05)
@@ -166,7 +156,7 @@ def test_robust_front_uses_the_lower_confidence_bound() -> None:
     router = make_router(Tracker())
     policy = router.policy
     assert policy is not None
-    mean, width = policy.predict(router._contexts(BATCH))
+    mean, width = policy.predict(router.engine.contexts(BATCH))
     lcb = np.clip(mean + COST_WEIGHT * COSTS - 0.5 * width, 0, 1)
     robust = pareto_front(router, BATCH, robust=True)
     expected = ParetoFront.build(scores=lcb, costs=COSTS, models=MODELS)
@@ -283,12 +273,67 @@ async def test_dollars_come_from_token_usage_and_prices() -> None:
 
 async def test_a_failing_child_raises_and_leaves_no_pending_decision() -> None:
     tracker = Tracker()
-    router = make_router(tracker, failing="pricey")
+    router = make_router(tracker, failing="pricey", fallback=False)
     with pytest.raises(RuntimeError, match="pricey is down"):
         await abatch_planned(router, BATCH, budget=1e6)
     failed = [t for t in BATCH if "math" in t and t in tracker.run_ids]
     assert failed
     assert not any(router.is_pending(tracker.run_ids[t]) for t in failed)
+
+
+async def test_a_failed_planned_call_is_not_counted_as_applied_feedback() -> None:
+    router = make_router(Tracker(), failing="pricey", fallback=False)
+    before = router.policy.counts.copy() if router.policy else None
+    with pytest.raises(RuntimeError, match="pricey is down"):
+        await abatch_planned(router, BATCH, budget=1e6, max_concurrency=1)
+    stats = router.stats()
+    assert stats["applied"] == 0 and stats["refused"] == 0
+    assert router.policy is not None and before is not None
+    np.testing.assert_array_equal(router.policy.counts, before)
+
+
+async def test_a_failing_planned_child_falls_back_like_a_routed_call() -> None:
+    tracker = Tracker()
+    # No cooldown here, so every call planned on "pricey" tries it first.
+    router = make_router(tracker, failing="pricey", allowed_fails=10_000)
+    result = await abatch_planned(router, BATCH, budget=1e6)
+    for answer, planned in zip(result.answers, result.plan.models, strict=True):
+        meta = answer.response_metadata["metallm"]
+        if planned == "pricey":
+            assert meta["model"] != "pricey"
+            assert meta["attempts"][0]["model"] == "pricey"
+            assert "pricey is down" in str(meta["attempts"][0]["error"])
+        assert router.is_pending(meta["run_id"])
+    assert "pricey" in result.plan.models
+
+
+async def test_planned_calls_carry_the_routed_metadata_and_call_settings() -> None:
+    tracker = Tracker()
+    router = make_router(tracker, max_tokens=7, stop=["END"])
+    routed = await router.ainvoke(BATCH[0])
+    result = await abatch_planned(router, BATCH, budget=1e6)
+    meta = result.answers[0].response_metadata["metallm"]
+    assert set(routed.response_metadata["metallm"]) | {
+        "planned",
+        "predicted_score",
+    } == (set(meta))
+    assert meta["attempts"] == [{"model": meta["model"], "error": None}]
+    assert tracker.settings == {(("END",), 7)}
+
+
+async def test_planned_calls_learn_the_usage_cost_that_invoke_learns() -> None:
+    prices = {"cheap": (1.0, 2.0), "mid": (2.0, 4.0), "pricey": (10.0, 30.0)}
+    router = make_router(Tracker(), cost_mode="usage", prices=prices)
+    result = await abatch_planned(router, BATCH, budget=1e6)
+    for answer, text in zip(result.answers, BATCH, strict=True):
+        meta = answer.response_metadata["metallm"]
+        price_in, price_out = prices[meta["model"]]
+        reference = 1_000 * 10.0 + 1_000 * 30.0  # the priciest reference call
+        expected = (10 * price_in + len(text) * price_out) / reference
+        assert meta["cost"] == pytest.approx(expected)
+        assert router.record_feedback(answer, 1.0) == pytest.approx(
+            1.0 - COST_WEIGHT * expected
+        )
 
 
 @pytest.mark.parametrize(

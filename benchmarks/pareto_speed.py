@@ -5,9 +5,9 @@ mostly rises with price, a few dominated models, lower-confidence-bound scores
 that stray slightly outside [0, 1]) and prints the median time of front
 building, one ``for_budget`` and one ``for_accuracy`` over several runs. It
 also times the step before, the router's predicted scores
-(``batch_planning.policy_scores``: ``LinUCBPolicy.predict`` on 385-dim contexts
+(``pareto.policy_scores``: ``LinUCBPolicy.predict`` on 385-dim contexts
 of a policy fitted on 4,000 rows), which planning from a router adds.
-Run: ``.venv/bin/python benchmarks/planning.py``.
+Run: ``.venv/bin/python benchmarks/pareto_speed.py``.
 """
 
 from __future__ import annotations
@@ -19,8 +19,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from langchain_metallm.batch_planning import policy_scores
-from langchain_metallm.planning import ParetoFront
+from langchain_metallm.pareto import ParetoFront, policy_scores
 from langchain_metallm.policy import LinUCBPolicy
 
 

@@ -2,7 +2,7 @@
 
 The warm policy is fitted on the training rewards exactly as the benchmark's
 ``linucb-warm``; the whole test part is then planned as one batch from its
-predicted scores (``batch_planning.policy_scores``: mean, or the lower confidence
+predicted scores (``pareto.policy_scores``: mean, or the lower confidence
 bound). Costs are fixed per model, so a plan's realised cost is its predicted
 cost; its realised accuracy is the recorded mean score of the planned models.
 """
@@ -17,12 +17,11 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from langchain_metallm.batch_planning import policy_scores
 from langchain_metallm.bench.metrics import Point, best_within_budget, evaluate
 from langchain_metallm.bench.plots import save_figure, short_name
 from langchain_metallm.bench.routers import OnlineLinUCB, Problem
 from langchain_metallm.bench.runner import DEFAULT_COST_WEIGHTS, Prepared
-from langchain_metallm.planning import ParetoFront
+from langchain_metallm.pareto import ParetoFront, policy_scores
 from langchain_metallm.policy import LinUCBPolicy
 
 FloatArray = NDArray[np.float64]

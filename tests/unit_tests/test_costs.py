@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from langchain_metallm import MetaLLMRouterChatModel
-from langchain_metallm.usage_cost import dollars, normalised_cost
+from langchain_metallm.costs import dollars, usage_cost
 
 from .fakes import EchoChild, KeywordEmbeddings
 
@@ -35,8 +35,8 @@ def test_dollars_and_normalisation_by_the_priciest_reference_call() -> None:
     usage = {"input_tokens": 3, "output_tokens": 2, "total_tokens": 5}
     assert dollars(usage, (10.0, 30.0)) == pytest.approx(90e-6)
     # reference: 30 in + 10 out on the priciest model = 300 + 300 = $600e-6
-    assert normalised_cost(usage, "pricey", PRICES, (30, 10)) == pytest.approx(0.15)
-    assert normalised_cost(usage, "cheap", PRICES, (30, 10)) == pytest.approx(7 / 600)
+    assert usage_cost(usage, "pricey", PRICES, (30, 10)) == pytest.approx(0.15)
+    assert usage_cost(usage, "cheap", PRICES, (30, 10)) == pytest.approx(7 / 600)
 
 
 @pytest.mark.parametrize("model", ["cheap", "pricey"])

@@ -19,6 +19,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from langchain_metallm.costs import score_from_reward
+from langchain_metallm.policy import LinUCBPolicy
+
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
@@ -26,7 +29,34 @@ FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
 
 _REL_TOL = 1e-9  # float sums are compared with this relative tolerance
-_MAX_DP_CELLS = 50_000_000  # free queries x grid cells the gap DP may allocate
+
+
+def policy_scores(
+    policy: LinUCBPolicy,
+    contexts: ArrayLike,
+    costs: ArrayLike,
+    *,
+    cost_weight: float,
+    robust: bool = False,
+) -> FloatArray:
+    """Predicted score (n, arms) of every arm: the policy's mean reward plus the
+    cost penalty it was learned with (``costs.score_from_reward``).
+
+    ``costs`` are the arms' normalised costs and ``cost_weight`` the ``p`` the
+    policy's rewards were learned with; ``robust`` takes the lower confidence
+    bound (``alpha * width`` below the mean). Clipped to [0, 1], as scores are.
+    """
+    cost = np.asarray(costs, dtype=np.float64)
+    if cost.shape != (policy.n_arms,):
+        raise ValueError(
+            f"costs: expected one per arm ({policy.n_arms}), got shape {cost.shape}"
+        )
+    mean, width = policy.predict(contexts)
+    scores = score_from_reward(mean, cost[None, :], cost_weight)
+    if robust:
+        scores = scores - policy.alpha * width
+    clipped: FloatArray = np.clip(scores, 0.0, 1.0)
+    return clipped
 
 
 @dataclass(frozen=True)

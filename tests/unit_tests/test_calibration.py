@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from langchain_metallm import LinUCBPolicy, MetaLLMRouterChatModel
-from langchain_metallm.learning import CostWeightCalibration, shift_cost_weight
+from langchain_metallm.calibration import CostWeightCalibration
+from langchain_metallm.costs import shift_cost_weight
 
 from .fakes import KINDS, EchoChild, KeywordEmbeddings, query
 

@@ -2,37 +2,19 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
-from langchain_core.embeddings import Embeddings
 
-from langchain_metallm.bench.planned import evaluate_planning, plot_planning
+from langchain_metallm.bench.pareto_eval import evaluate_planning, plot_planning
 from langchain_metallm.bench.runner import Prepared, prepare
+
+from .fakes import TaskWordEmbeddings
 
 PRICES = {"weak": 0.1, "mid": 0.3, "strong": 1.0}
 SKILL = {"easy": (1.0, 1.0, 1.0), "medium": (0.0, 0.8, 1.0), "hard": (0.0, 0.0, 0.9)}
-
-
-class TaskEmbeddings(Embeddings):
-    """6 dims from the task word that leads each prompt, plus a little noise."""
-
-    name = "task-test-embedder"
-
-    def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        return [self._vector(t) for t in texts]
-
-    def embed_query(self, text: str) -> list[float]:
-        return self._vector(text)
-
-    @staticmethod
-    def _vector(text: str) -> list[float]:
-        topic = hashlib.sha256(text.split()[0].encode()).digest()
-        noise = hashlib.sha256(text.encode()).digest()
-        return [(topic[i] - 128 + 0.05 * (noise[i] - 128)) / 128 for i in range(6)]
 
 
 @pytest.fixture
@@ -55,7 +37,9 @@ def prepared(tmp_path: Path) -> Prepared:
     (folder / "train.jsonl").write_text("\n".join(lines) + "\n")
     return prepare(
         folder,
-        embeddings=TaskEmbeddings(),
+        embeddings=TaskWordEmbeddings(
+            "task-test-embedder", dim=6, noise=0.05, normalize=False
+        ),
         cache_dir=tmp_path / "cache",
         progress=False,
     )

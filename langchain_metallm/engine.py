@@ -1,0 +1,507 @@
+"""``RouterEngine``: everything a routed call and its reward do, without LangChain.
+
+One call: query text -> query vector (cache keyed by a hash of the text) ->
+context (``features``) -> policy decision -> child call (by the adapter) ->
+pending decision (``pending``) with the answer's cost (``costs``).
+One reward: run id -> pending decision -> ``costs.reward`` -> policy update.
+Also the glue for ``fit``, cost-weight calibration, the Pareto front of a batch
+and saving. ``chat_models`` and ``planned_batch`` call only its public methods.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import threading
+import warnings
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+
+from langchain_metallm.calibration import CostWeightCalibration, calibrate, check_budget
+from langchain_metallm.costs import (
+    Usage,
+    check_costs,
+    check_prices,
+    check_reference,
+    cost_vector,
+    normalized_costs,
+    reward,
+    reward_matrix,
+    shift_cost_weight,
+    usage_cost,
+)
+from langchain_metallm.embedder_outage import NO_CONTEXT, BadEmbeddingsError
+from langchain_metallm.fallback import ranked_decisions
+from langchain_metallm.features import (
+    TaskClassifier,
+    check_task_labels,
+    embedding_dim,
+    query_features,
+    task_of,
+)
+from langchain_metallm.outcomes import Scores, check_prompts, score_matrix
+from langchain_metallm.pareto import ParetoFront, policy_scores
+from langchain_metallm.pending import PendingDecision, PendingDecisions
+from langchain_metallm.persistence import RouterState, StrPath, save_router
+from langchain_metallm.policy import LinUCBPolicy, RouteDecision
+from langchain_metallm.stores.base import PolicyStore, namespace
+
+FloatArray = NDArray[np.float64]
+
+
+class Embedder(Protocol):
+    """What the engine needs of an embedder (any LangChain ``Embeddings`` is one)."""
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]: ...
+
+    async def aembed_documents(self, texts: list[str]) -> list[list[float]]: ...
+
+
+class EngineSettings(Protocol):
+    """The settings the engine reads at each use (the router's fields)."""
+
+    @property
+    def model_names(self) -> list[str]: ...
+    @property
+    def costs(self) -> Mapping[str, float]: ...
+    @property
+    def cost_weight(self) -> float: ...
+    @property
+    def alpha(self) -> float: ...
+    @property
+    def ridge(self) -> float: ...
+    @property
+    def embeddings(self) -> Embedder: ...
+    @property
+    def store(self) -> PolicyStore | None: ...
+    @property
+    def strict_feedback(self) -> bool: ...
+    @property
+    def embedding_cache_size(self) -> int: ...
+    @property
+    def cost_mode(self) -> str: ...
+    @property
+    def prices(self) -> Mapping[str, tuple[float, float]] | None: ...
+    @property
+    def reference_tokens(self) -> tuple[int, int]: ...
+
+
+class RouterEngine:
+    """Routing and learning for one router: query vectors, contexts, the LinUCB
+    policy, decisions awaiting feedback, costs and rewards."""
+
+    def __init__(
+        self,
+        settings: EngineSettings,
+        *,
+        name: str,
+        max_pending: int,
+        pending_ttl: float | None,
+    ) -> None:
+        self.settings = settings
+        self.name = name
+        self.pending = PendingDecisions(max_pending, pending_ttl)
+        self._policy: LinUCBPolicy | None = None
+        self._tasks: TaskClassifier | None = None
+        self._vectors: OrderedDict[str, FloatArray] = OrderedDict()
+        self._lock = threading.RLock()
+        self.cost_weight = float(settings.cost_weight)
+        """The cost weight the statistics are learned at (``move_cost_weight``)."""
+        self.learning_lock = threading.RLock()
+        """Orders rewards against cost-weight moves, so none lands at a stale
+        weight and no concurrent update is lost."""
+
+    @property
+    def policy(self) -> LinUCBPolicy | None:
+        """The LinUCB policy, created on the first embedded query."""
+        return self._policy
+
+    @property
+    def task_classifier(self) -> TaskClassifier | None:
+        """The task classifier learned by ``fit(..., tasks=...)``, if any."""
+        return self._tasks
+
+    @property
+    def normalized_costs(self) -> dict[str, float]:
+        """Each child's fixed cost over the largest, so the priciest costs 1."""
+        return normalized_costs(self.settings.costs, self.settings.model_names)
+
+    # One call ------------------------------------------------------------------
+
+    def vectors(self, texts: Sequence[str]) -> FloatArray:
+        """Embeddings of ``texts`` (n, dim); uncached ones are embedded in one call."""
+        keys = [_key(t) for t in texts]
+        found, missing = self._lookup(keys, texts)
+        if missing:
+            raw = self.settings.embeddings.embed_documents(list(missing.values()))
+            found.update(self._remember(missing, raw))
+        return np.stack([found[k] for k in keys])
+
+    async def avectors(self, texts: Sequence[str]) -> FloatArray:
+        """Async twin of ``vectors``."""
+        keys = [_key(t) for t in texts]
+        found, missing = self._lookup(keys, texts)
+        if missing:
+            raw = await self.settings.embeddings.aembed_documents(
+                list(missing.values())
+            )
+            found.update(self._remember(missing, raw))
+        return np.stack([found[k] for k in keys])
+
+    def contexts_of(self, vectors: FloatArray) -> FloatArray:
+        """Policy contexts from embeddings (with task features once learned)."""
+        return query_features(vectors, self._tasks)
+
+    def contexts(self, texts: Sequence[str]) -> FloatArray:
+        """Policy contexts for ``texts``, embedding those not cached yet."""
+        return self.contexts_of(self.vectors(texts))
+
+    async def acontexts(self, texts: Sequence[str]) -> FloatArray:
+        """Async twin of ``contexts``."""
+        return self.contexts_of(await self.avectors(texts))
+
+    def decide(self, context: FloatArray, *, arm: int | None = None) -> RouteDecision:
+        """The policy's choice for one context, or its estimates for ``arm``
+        when a plan already chose it."""
+        policy = self._policy_for(context[None])
+        if arm is None:
+            return policy.select(context)
+        mean, width = policy.predict(context[None])
+        ucb = mean[0] + policy.alpha * width[0]
+        return RouteDecision(
+            arm=arm,
+            model=policy.arms[arm],
+            expected_reward=float(mean[0, arm]),
+            ucb=float(ucb[arm]),
+            ucbs=tuple(float(u) for u in ucb),
+        )
+
+    def candidates(
+        self, decision: RouteDecision, context: FloatArray
+    ) -> Iterator[RouteDecision]:
+        """Arms to call in order: the chosen one, then the rest by UCB."""
+        return ranked_decisions(self._require_policy(), decision, context)
+
+    def answer_cost(self, model: str, usage: Usage | None) -> float:
+        """Normalised cost of one answer: its child's, or from its token usage."""
+        settings = self.settings
+        if settings.cost_mode == "usage" and settings.prices is not None:
+            if usage is not None:
+                return usage_cost(
+                    usage, model, settings.prices, settings.reference_tokens
+                )
+            warnings.warn(
+                f"cost_mode='usage': {model!r} reported no token usage (streaming "
+                "ChatOpenAI needs stream_usage=True); its fixed cost is used",
+                stacklevel=5,
+            )
+        return self.normalized_costs[model]
+
+    def register(
+        self,
+        run_id: str,
+        decision: RouteDecision,
+        context: FloatArray | None,
+        usage: Usage | None,
+    ) -> dict[str, Any]:
+        """Remember an answered call for feedback (a call routed without an
+        embedding cannot be learned from); return its routing metadata."""
+        cost = self.answer_cost(decision.model, usage)
+        if context is None:
+            self.pending.refuse(run_id, NO_CONTEXT)
+        else:
+            self.pending.add(
+                run_id, PendingDecision(decision.arm, decision.model, context, cost)
+            )
+        return {
+            "model": decision.model,
+            "arm": decision.arm,
+            "expected_reward": decision.expected_reward,
+            "ucb": decision.ucb,
+            "cost": cost,
+            "run_id": run_id,
+            "task": None if context is None else task_of(context, self._tasks),
+            "embedding_failed": context is None,
+        }
+
+    # One reward ----------------------------------------------------------------
+
+    def record_feedback(
+        self, run_id: str, score: float, *, strict: bool | None = None
+    ) -> float:
+        """Learn ``score - cost_weight * cost`` for the decision behind ``run_id``
+        and return it; refused feedback raises (or warns and gives NaN)."""
+        checked = check_score(score)
+        try:
+            decision = self.pending.take(run_id)
+        except ValueError as error:
+            if self.settings.strict_feedback if strict is None else strict:
+                raise
+            warnings.warn(str(error), stacklevel=3)
+            return math.nan
+        cost = decision.cost
+        if cost is None:
+            cost = self.normalized_costs[decision.model]
+        with self.learning_lock:
+            learned = reward(checked, cost, self.cost_weight)
+            try:
+                self._require_policy().update(decision.arm, decision.context, learned)
+            except Exception:
+                self.pending.restore(run_id, decision)
+                raise
+        return learned
+
+    # Learning from recorded outcomes -------------------------------------------
+
+    def fit(
+        self, prompts: Sequence[str], scores: Scores, tasks: Sequence[str] | None
+    ) -> None:
+        """Warm start: one reward per observed score, at the fixed costs."""
+        names = self.settings.model_names
+        texts = check_prompts(prompts)
+        matrix = score_matrix(scores, names, len(texts))
+        labels = None if tasks is None else check_task_labels(tasks, len(texts))
+        vectors = self.vectors(texts)
+        if labels is not None:
+            self._learn_tasks(vectors, labels)
+        contexts = self.contexts_of(vectors)
+        cost = cost_vector(names, self.normalized_costs)
+        with self.learning_lock:
+            rewards = reward_matrix(matrix, cost, self.cost_weight)
+            self._policy_for(contexts).fit(contexts, rewards)
+
+    def calibrate_cost_weight(
+        self,
+        prompts: Sequence[str],
+        scores: Scores,
+        *,
+        budget: float,
+        cost_weights: Sequence[float] | None,
+    ) -> CostWeightCalibration:
+        """The cost weight whose greedy routing of validation data is most
+        accurate within ``budget`` (``calibration.calibrate``)."""
+        checked = check_budget(budget, self.normalized_costs)
+        texts = check_prompts(prompts)
+        matrix = score_matrix(
+            scores, self.settings.model_names, len(texts), complete=True
+        )
+        return calibrate(
+            self._policy,
+            self.contexts(texts),
+            matrix,
+            self.normalized_costs,
+            fitted_weight=self.cost_weight,
+            budget=checked,
+            cost_weights=cost_weights,
+        )
+
+    def move_cost_weight(self, cost_weight: float) -> None:
+        """Move what was learned to ``cost_weight`` exactly (fixed costs only)."""
+        if not math.isfinite(cost_weight) or cost_weight < 0:
+            raise ValueError(f"cost_weight: must be finite and >= 0, got {cost_weight}")
+        with self.learning_lock:  # no reward lands between the read and the move
+            if self._policy is not None:
+                if self.settings.cost_mode != "fixed":
+                    raise ValueError(
+                        "cost_weight: cannot be moved exactly with cost_mode='usage' "
+                        "(each reward's cost is not recorded); refit with the new "
+                        "weight instead"
+                    )
+                shift_cost_weight(
+                    self._policy, self.normalized_costs, self.cost_weight, cost_weight
+                )
+            self.cost_weight = float(cost_weight)
+
+    # Planning a batch ------------------------------------------------------------
+
+    def pareto_front(
+        self, contexts: FloatArray, *, robust: bool
+    ) -> tuple[ParetoFront, FloatArray]:
+        """The batch's front (total normalised cost vs predicted accuracy) and the
+        predicted scores it was built from."""
+        policy = self._trained_policy()
+        names = tuple(self.settings.model_names)
+        cost = cost_vector(names, self.normalized_costs)
+        scores = policy_scores(
+            policy,
+            contexts,
+            cost,
+            cost_weight=self.cost_weight,
+            robust=robust,
+        )
+        return ParetoFront.build(scores=scores, costs=cost, models=names), scores
+
+    # Saving --------------------------------------------------------------------
+
+    def save(self, path: StrPath) -> None:
+        """Save what was learned and the settings its rewards depend on; a fresh
+        router embeds one probe text to learn the dimension and saves an
+        untrained policy."""
+        policy = self._policy
+        if policy is None:
+            policy = self._policy_for(self.contexts(["metallm dimension probe"]))
+        save_router(
+            path,
+            policy,
+            costs=self.settings.costs,
+            cost_weight=self.cost_weight,
+            embeddings=self.settings.embeddings,
+            tasks=self._tasks,
+        )
+
+    def restore(self, state: RouterState) -> None:
+        """Continue from a loaded save (replacing what a shared store holds)."""
+        self._tasks = state.tasks
+        policy = self._policy_for(np.empty((0, state.policy.dim)))
+        policy.load_statistics(*state.policy.statistics())
+
+    # Internals -------------------------------------------------------------------
+
+    def _lookup(
+        self, keys: list[str], texts: Sequence[str]
+    ) -> tuple[dict[str, FloatArray], dict[str, str]]:
+        """Cached embeddings among ``texts`` by key, and the distinct uncached
+        texts by key."""
+        with self._lock:
+            found = {k: self._vectors[k] for k in keys if k in self._vectors}
+        missing = {k: t for k, t in zip(keys, texts, strict=True) if k not in found}
+        return found, missing
+
+    def _remember(
+        self, missing: dict[str, str], raw: list[list[float]]
+    ) -> dict[str, FloatArray]:
+        """Validate fresh embeddings and cache them (oldest dropped)."""
+        vectors = self._checked_vectors(raw, list(missing.values()))
+        fresh = dict(zip(missing, vectors, strict=True))
+        with self._lock:
+            self._vectors.update(fresh)
+            while len(self._vectors) > self.settings.embedding_cache_size:
+                self._vectors.popitem(last=False)
+        return fresh
+
+    def _checked_vectors(
+        self, raw: list[list[float]], texts: Sequence[str]
+    ) -> list[FloatArray]:
+        """Embeddings as arrays, refusing a wrong count, dimension or NaN."""
+        if len(raw) != len(texts):
+            raise BadEmbeddingsError(
+                f"embeddings: returned {len(raw)} vectors for {len(texts)} texts"
+            )
+        vectors = [np.asarray(v, dtype=np.float64) for v in raw]
+        policy, tasks = self._policy, self._tasks
+        if policy is not None:
+            expected: tuple[int, ...] = (embedding_dim(policy.dim, tasks),)
+        elif tasks is not None:
+            expected = (tasks.embedding_dim,)
+        else:
+            expected = vectors[0].shape
+        for vector in vectors:
+            if vector.ndim != 1 or vector.shape != expected:
+                raise BadEmbeddingsError(
+                    f"embeddings: returned a vector of shape {vector.shape}, "
+                    f"but this router routes on dimension {expected[0]}"
+                )
+            if not np.all(np.isfinite(vector)):
+                raise BadEmbeddingsError("embeddings: returned NaN or infinity")
+        return vectors
+
+    def _learn_tasks(self, vectors: FloatArray, labels: list[str]) -> None:
+        """Learn the task classifier from labelled prompts; only before anything
+        is learned, since it changes what the policy's statistics mean."""
+        if self._policy is not None and self._policy.counts.sum() > 0:
+            raise ValueError(
+                "tasks: this router has already learned from rewards; a task "
+                "classifier can only be learned by the first fit (fit without "
+                "tasks to add data, or start a new router)"
+            )
+        if len(self.pending):
+            raise ValueError(
+                f"tasks: {len(self.pending)} routed calls still await feedback on "
+                "the current features; give their feedback first, or fit with tasks "
+                "before routing"
+            )
+        classifier = TaskClassifier.fit(vectors, labels)
+        with self._lock:
+            self._tasks = classifier
+            self._policy = None  # created again with the task features' dimension
+
+    def _policy_for(self, contexts: FloatArray) -> LinUCBPolicy:
+        """The policy, created on first use with the contexts' dimension."""
+        with self._lock:
+            if self._policy is None:
+                settings = self.settings
+                self._policy = LinUCBPolicy(
+                    settings.model_names,
+                    contexts.shape[1],
+                    alpha=settings.alpha,
+                    ridge=settings.ridge,
+                    store=settings.store,
+                    namespace=namespace(
+                        self.name,
+                        settings.embeddings,
+                        settings.model_names,
+                        tasks=None
+                        if self._tasks is None
+                        else self._tasks.fingerprint(),
+                    ),
+                )
+            return self._policy
+
+    def _require_policy(self) -> LinUCBPolicy:
+        if self._policy is None:
+            raise ValueError("router: no decision has been made yet")
+        return self._policy
+
+    def _trained_policy(self) -> LinUCBPolicy:
+        """The policy; planning on one that learned nothing is refused."""
+        policy = self._policy
+        if policy is None or int(policy.counts.sum()) == 0:
+            raise ValueError(
+                "router: the policy has not learned from any outcome yet, so every "
+                "predicted score is 0; warm-start it or record feedback before "
+                "planning"
+            )
+        return policy
+
+
+def check_settings(settings: EngineSettings) -> None:
+    """Refuse costs, learning settings or prices the engine cannot work with."""
+    check_costs(settings.costs, settings.model_names)
+    for field in ("cost_weight", "alpha"):
+        value = getattr(settings, field)
+        if not math.isfinite(value) or value < 0:
+            raise ValueError(f"{field}: must be finite and >= 0, got {value}")
+    if not math.isfinite(settings.ridge) or settings.ridge <= 0:
+        raise ValueError(f"ridge: must be > 0, got {settings.ridge}")
+    if settings.embedding_cache_size < 0:
+        raise ValueError(
+            f"embedding_cache_size: must be >= 0, got {settings.embedding_cache_size}"
+        )
+    if settings.cost_mode == "usage":
+        if settings.prices is None:
+            raise ValueError('prices: required with cost_mode="usage"')
+        check_reference(
+            check_prices(settings.prices, settings.model_names),
+            settings.reference_tokens,
+        )
+    elif settings.prices is not None:
+        raise ValueError('prices: only used with cost_mode="usage"')
+
+
+def check_score(score: float) -> float:
+    """``score`` as a float in [0, 1]; TypeError or ValueError otherwise."""
+    if isinstance(score, bool) or not isinstance(score, (int, float, np.number)):
+        raise TypeError(f"score: expected a number in [0, 1], got {score!r}")
+    value = float(score)
+    if not 0.0 <= value <= 1.0:  # also refuses NaN
+        raise ValueError(f"score: must be in [0, 1], got {score!r}")
+    return value
+
+
+def _key(text: str) -> str:
+    """Cache key of a query text: its sha256, so the cache holds no raw text."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()

@@ -1,0 +1,107 @@
+"""Handing the router's run to ``_stream``, which langchain-core calls without one.
+
+``BaseChatModel.stream``/``astream`` (and ``invoke`` when streaming) call
+``_stream(messages, stop, **kwargs)`` with ``run_manager=None`` on some paths, yet
+a routed stream needs its run id (the key its feedback is given under) and the
+callbacks that make the child's run a child of the router's run. So the caller
+sets a ``ContextVar`` before handing control to langchain-core and resets it
+with its token afterwards, and ``_stream`` takes it. Delete this module once
+langchain-core passes its run manager to ``_stream`` on every path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from uuid import uuid4
+
+from langchain_core.callbacks import (
+    AsyncCallbackManager,
+    AsyncCallbackManagerForLLMRun,
+    CallbackManager,
+    CallbackManagerForLLMRun,
+)
+from langchain_core.runnables import RunnableConfig, ensure_config
+
+from langchain_metallm.child_runs import without_stream_consumers
+
+RunManager = CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun
+
+
+@dataclass(frozen=True)
+class RunLink:
+    """The router run a streamed call belongs to, and the child's callbacks."""
+
+    run_id: str
+    child_config: RunnableConfig
+
+
+_RUN: ContextVar[RunLink | None] = ContextVar("metallm_stream_run", default=None)
+
+
+def child_config(run_manager: RunManager | None) -> RunnableConfig:
+    """Callbacks that make the child's run a child of the router's run (without
+    the stream consumers: they get the router's tokens, see ``child_runs``)."""
+    if run_manager is None:
+        return {}
+    manager_class = (
+        AsyncCallbackManager
+        if isinstance(run_manager, AsyncCallbackManagerForLLMRun)
+        else CallbackManager
+    )
+    handlers = without_stream_consumers(run_manager.inheritable_handlers)
+    manager = manager_class(
+        handlers=handlers,
+        inheritable_handlers=handlers,
+        parent_run_id=run_manager.run_id,
+        tags=run_manager.inheritable_tags,
+        inheritable_tags=run_manager.inheritable_tags,
+        metadata=run_manager.inheritable_metadata,
+        inheritable_metadata=run_manager.inheritable_metadata,
+    )
+    return {"callbacks": manager}
+
+
+def link_of(run_manager: RunManager | None) -> RunLink | None:
+    """The link for a known run manager (None without one)."""
+    if run_manager is None:
+        return None
+    return RunLink(str(run_manager.run_id), child_config(run_manager))
+
+
+@contextmanager
+def handing_over(link: RunLink | None) -> Iterator[None]:
+    """Make ``link`` what ``take`` returns inside the block; restore on exit."""
+    token = _RUN.set(link)
+    try:
+        yield
+    finally:
+        _RUN.reset(token)
+
+
+def stream_config(
+    config: RunnableConfig | None,
+    manager_class: type[CallbackManager] | type[AsyncCallbackManager],
+) -> tuple[RunnableConfig, RunLink]:
+    """``config`` with a fixed run id, and the link ``_stream`` should take."""
+    config = ensure_config(config)
+    run_id = config.get("run_id") or uuid4()
+    manager = manager_class.configure(
+        config.get("callbacks"),
+        inheritable_tags=config.get("tags"),
+        inheritable_metadata=config.get("metadata"),
+    )
+    manager.handlers = without_stream_consumers(manager.handlers)
+    manager.inheritable_handlers = without_stream_consumers(
+        manager.inheritable_handlers
+    )
+    manager.parent_run_id = run_id
+    return {**config, "run_id": run_id}, RunLink(str(run_id), {"callbacks": manager})
+
+
+def take(run_manager: RunManager | None) -> RunLink:
+    """The run a streamed call belongs to: its own manager's, the one handed
+    over, or a fresh id (nothing will be traced then)."""
+    return link_of(run_manager) or _RUN.get() or RunLink(str(uuid4()), {})
