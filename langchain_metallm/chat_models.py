@@ -465,8 +465,7 @@ class MetaLLMRouterChatModel(BaseChatModel):
     ) -> ChatResult:
         plan = kwargs.pop(PLAN_ARGUMENT, None)
         self._engine.pending.check_unused(_run_id(run_manager))
-        text = self._query(messages)
-        context = self._context(text, lambda: self._engine.contexts([text]))
+        context = self._context(self._query(messages))
         config = stream_run.child_config(run_manager)
 
         def call(choice: RouteDecision) -> BaseMessage:
@@ -494,14 +493,7 @@ class MetaLLMRouterChatModel(BaseChatModel):
     ) -> ChatResult:
         plan = kwargs.pop(PLAN_ARGUMENT, None)
         self._engine.pending.check_unused(_run_id(run_manager))
-        text = self._query(messages)
-        try:
-            context: FloatArray | None = (await self._engine.acontexts([text]))[0]
-        except BadEmbeddingsError:
-            raise
-        except Exception as error:
-            self._note_outage(error)
-            context = None
+        context = await self._acontext(self._query(messages))
         config = stream_run.child_config(run_manager)
 
         async def call(choice: RouteDecision) -> BaseMessage:
@@ -530,8 +522,7 @@ class MetaLLMRouterChatModel(BaseChatModel):
         link = stream_run.take(run_manager)
         plan = kwargs.pop(PLAN_ARGUMENT, None)
         self._engine.pending.check_unused(link.run_id)
-        text = self._query(messages)
-        context = self._context(text, lambda: self._engine.contexts([text]))
+        context = self._context(self._query(messages))
 
         def start(choice: RouteDecision) -> Iterator[BaseMessage]:
             child, call_kwargs = self._child(choice, kwargs)
@@ -569,14 +560,7 @@ class MetaLLMRouterChatModel(BaseChatModel):
         link = stream_run.take(run_manager)
         plan = kwargs.pop(PLAN_ARGUMENT, None)
         self._engine.pending.check_unused(link.run_id)
-        text = self._query(messages)
-        try:
-            context: FloatArray | None = (await self._engine.acontexts([text]))[0]
-        except BadEmbeddingsError:
-            raise
-        except Exception as error:
-            self._note_outage(error)
-            context = None
+        context = await self._acontext(self._query(messages))
 
         def start(choice: RouteDecision) -> AsyncIterator[BaseMessage]:
             child, call_kwargs = self._child(choice, kwargs)
@@ -740,14 +724,23 @@ class MetaLLMRouterChatModel(BaseChatModel):
                 texts.append(self.query_of(item))
         return texts
 
-    def _context(
-        self, text: str, contexts: Callable[[], FloatArray]
-    ) -> FloatArray | None:
+    def _context(self, text: str) -> FloatArray | None:
         """The call's context, or None when the embedder fails (``embedder_outage``)."""
         try:
-            context: FloatArray = contexts()[0]
+            context: FloatArray = self._engine.contexts([text])[0]
         except BadEmbeddingsError:
             raise  # a misconfigured embedder is refused loudly, not routed around
+        except Exception as error:
+            self._note_outage(error)
+            return None
+        return context
+
+    async def _acontext(self, text: str) -> FloatArray | None:
+        """Async twin of ``_context``."""
+        try:
+            context: FloatArray = (await self._engine.acontexts([text]))[0]
+        except BadEmbeddingsError:
+            raise
         except Exception as error:
             self._note_outage(error)
             return None
