@@ -368,10 +368,14 @@ class MetaLLMRouterChatModel(BaseChatModel):
 
     def set_cost_weight(self, cost_weight: float) -> None:
         """Change ``cost_weight`` and move what was learned to it exactly, as if
-        every past reward had used the new weight (``cost_mode="fixed"`` only)."""
+        every past reward had used the new weight (``cost_mode="fixed"`` only).
+        Copies sharing the engine see the new weight too."""
         with self._engine.learning_lock:
             self._engine.move_cost_weight(cost_weight)
             self.cost_weight = float(cost_weight)
+            owner = self._engine.settings  # the router the engine was built for
+            if isinstance(owner, MetaLLMRouterChatModel):
+                owner.cost_weight = self.cost_weight
 
     def save(self, path: StrPath) -> None:
         """Save what was learned to the directory ``path``, atomically (format in
