@@ -135,10 +135,13 @@ class Outcome:
 
 
 def spent(message: BaseMessage, price: tuple[float, float]) -> float:
-    """Dollars ``message`` cost at ``price``, from its token usage."""
-    if not isinstance(message, AIMessage) or message.usage_metadata is None:
+    """Dollars ``message`` cost at ``price``, from its token usage (a routed
+    answer reports its child's usage in its routing metadata)."""
+    routed = message.response_metadata.get("metallm", {})
+    usage = routed.get("usage") if routed else getattr(message, "usage_metadata", None)
+    if not isinstance(message, AIMessage) or usage is None:
         raise ValueError("the child reported no token usage; cannot price it")
-    return dollars(message.usage_metadata, price)
+    return dollars(usage, price)
 
 
 def answer_with_every_child(

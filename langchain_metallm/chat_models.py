@@ -8,12 +8,15 @@ engine's; see ``engine`` for the data path of one call and of one reward.
 
 from __future__ import annotations
 
+import logging
 import math
 import warnings
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from contextlib import suppress
 from typing import Any, Literal, cast
 from uuid import UUID, uuid4
 
+from langchain_core.caches import BaseCache
 from langchain_core.callbacks import (
     AsyncCallbackManager,
     AsyncCallbackManagerForLLMRun,
@@ -25,13 +28,22 @@ from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.messages.ai import UsageMetadata, add_usage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
-from langchain_core.runnables import Runnable, RunnableConfig
+from langchain_core.runnables import Runnable, RunnableConfig, RunnableSerializable
+from langchain_core.runnables.utils import AnyConfigurableField
 from langchain_core.tools import BaseTool
 from pydantic import ConfigDict, Field, PrivateAttr, model_validator
+from typing_extensions import Self
 
 from langchain_metallm import planned_batch, stream_run
 from langchain_metallm.calibration import CostWeightCalibration
+from langchain_metallm.child_runs import without_usage
+from langchain_metallm.cooldown import Cooldowns
 from langchain_metallm.costs import check_costs, check_prices, normalized_costs
+from langchain_metallm.embedder_outage import (
+    BadEmbeddingsError,
+    blind_decisions,
+    default_arm,
+)
 from langchain_metallm.embeddings import LocalEmbeddings
 from langchain_metallm.engine import FloatArray, RouterEngine, check_settings
 from langchain_metallm.fallback import (
@@ -42,6 +54,7 @@ from langchain_metallm.fallback import (
     stream_in_order,
 )
 from langchain_metallm.features import TaskClassifier
+from langchain_metallm.llm_cache import CACHE_HIT, as_cache_hit
 from langchain_metallm.outcomes import Scores
 from langchain_metallm.pacing import check_budget
 from langchain_metallm.pareto import ParetoFront
@@ -52,19 +65,22 @@ from langchain_metallm.planned_batch import (
     PlannedChoice,
 )
 from langchain_metallm.policy import LinUCBPolicy, RouteDecision
+from langchain_metallm.routing_text import recent_turns_text
+from langchain_metallm.shared_learning import (
+    SharedLearningConfigurableFields,
+    check_shareable,
+)
 from langchain_metallm.stores.base import PolicyStore
+from langchain_metallm.structured_output import (
+    STRUCTURED_OUTPUT,
+    StructuredOutput,
+    as_chunk,
+    unpacker,
+)
+from langchain_metallm.tool_loops import LoopDecision, loop_decision, loop_model
 
 _TOOL_KEYS = ("tools", "tool_choice", "tool_binding")
-
-
-def last_human_text(messages: Sequence[BaseMessage]) -> str:
-    """Default query text: the last human message, else the last message."""
-    if not messages:
-        raise ValueError("messages: at least one message is required to route")
-    for message in reversed(messages):
-        if message.type == "human":
-            return message.text
-    return messages[-1].text
+_logger = logging.getLogger(__name__)
 
 
 class MetaLLMRouterChatModel(BaseChatModel):
@@ -112,8 +128,8 @@ class MetaLLMRouterChatModel(BaseChatModel):
     """``lambda`` in ``A = lambda * I + sum x x^T``."""
     embeddings: Embeddings = Field(default_factory=LocalEmbeddings)
     """Embeds the query text; defaults to the packaged all-MiniLM-L6-v2."""
-    query_from_messages: Callable[[Sequence[BaseMessage]], str] = last_human_text
-    """Builds the text that is embedded to route a call."""
+    query_from_messages: Callable[[Sequence[BaseMessage]], str] = recent_turns_text
+    """Builds the text that is embedded to route a call (see ``routing_text``)."""
     max_pending: int = 10_000
     """How many decisions may await feedback before the oldest is dropped."""
     pending_ttl: float | None = None
@@ -135,17 +151,33 @@ class MetaLLMRouterChatModel(BaseChatModel):
     """If the chosen child raises, try the others by UCB (streams: only before the
     first chunk); every try is listed in ``response_metadata["metallm"]["attempts"]``
     and only the child that answered is rewarded. False: the error propagates."""
+    sticky_tool_loops: bool = True
+    """Send the step after a tool result to the child that called the tool (see
+    ``tool_loops``)."""
+    allowed_fails: int = 3
+    """Consecutive failures after which a child cools down (see ``cooldown``)."""
+    cooldown_time: float = 60.0
+    """Seconds a failing child is tried last (after every other child)."""
+    default_model: str | None = None
+    """Child that answers when the embedder fails (None: the best mean reward,
+    else the cheapest); see ``embedder_outage``."""
     cost_mode: Literal["fixed", "usage"] = "fixed"
     """``"fixed"``: an answer's cost is its child's ``costs`` entry over the largest
     (MetaLLM). ``"usage"``: its tokens times ``prices`` over the priciest child's
     price for ``reference_tokens`` (see ``costs``); the reward uses it."""
     prices: dict[str, tuple[float, float]] | None = None
     """``cost_mode="usage"`` only: (input, output) dollars per million tokens."""
+    cache: BaseCache | bool | None = Field(default=False, exclude=True)
+    """LangChain's LLM cache for the router's own answers: off by default so that
+    repeated prompts keep being routed and learned from (children still use the
+    global cache); a hit is an answer without a decision (see ``llm_cache``)."""
     reference_tokens: tuple[int, int] = (1_000, 1_000)
     """``cost_mode="usage"``: (input, output) tokens of a call that costs 1 on the
     priciest child."""
 
     _engine: RouterEngine = PrivateAttr()
+    _cooldowns: Cooldowns = PrivateAttr()
+    _warned_outage: bool = PrivateAttr(default=False)
 
     @model_validator(mode="before")
     @classmethod
@@ -181,6 +213,11 @@ class MetaLLMRouterChatModel(BaseChatModel):
                 f"models: at least 2 children needed, got {len(self.models)}"
             )
         check_settings(self)
+        if self.default_model is not None and self.default_model not in self.models:
+            raise ValueError(
+                f"default_model: {self.default_model!r} is not one of "
+                f"{list(self.models)}"
+            )
         if self.prices is not None:  # a single price stands for (input, output)
             self.prices = check_prices(self.prices, self.models)
         self._engine = RouterEngine(
@@ -189,6 +226,7 @@ class MetaLLMRouterChatModel(BaseChatModel):
             max_pending=self.max_pending,
             pending_ttl=self.pending_ttl,
         )
+        self._cooldowns = Cooldowns(self.allowed_fails, self.cooldown_time)
         return self
 
     @property
@@ -267,10 +305,18 @@ class MetaLLMRouterChatModel(BaseChatModel):
         """Whether a routed call with this run id still awaits feedback."""
         return str(run_id) in self._engine.pending
 
+    def note_feedback_error(self, run_id: UUID | str | None, problem: str) -> None:
+        """Count (``stats()["scorer_errors"]``) and log feedback that a scorer or
+        a feedback event failed to give; the decision stays pending."""
+        self._engine.pending.count("scorer_errors")
+        _logger.error("metallm feedback for run_id %s not applied: %s", run_id, problem)
+
     def stats(self) -> dict[str, int]:
         """Feedback counters: ``pending`` decisions, feedback ``applied`` and
-        ``refused``, decisions ``expired`` (``pending_ttl``) or ``evicted``."""
-        return self._engine.pending.stats()
+        ``refused``, decisions ``expired`` (``pending_ttl``) or ``evicted``,
+        ``scorer_errors``, ``embedding_failures``, ``cooldowns`` started and
+        children ``cooling_down`` now."""
+        return {**self._engine.pending.stats(), **self._cooldowns.stats()}
 
     def query_of(self, input: LanguageModelInput) -> str:
         """The text a call on ``input`` is routed by (``query_from_messages``)."""
@@ -339,6 +385,9 @@ class MetaLLMRouterChatModel(BaseChatModel):
         if not math.isfinite(cost_weight) or cost_weight < 0:
             raise ValueError(f"cost_weight: must be finite and >= 0, got {cost_weight}")
         self.cost_weight = float(cost_weight)
+        owner = self._engine.settings  # the router the engine was built for
+        if isinstance(owner, MetaLLMRouterChatModel):
+            owner.cost_weight = self.cost_weight
 
     def set_budget(self, budget: float | None) -> None:
         """Pace spend to ``budget`` from the next call on (None: fixed weight)."""
@@ -400,7 +449,8 @@ class MetaLLMRouterChatModel(BaseChatModel):
 
     def save(self, path: StrPath) -> None:
         """Save what was learned to the directory ``path``, atomically (format in
-        ``persistence``). Decisions still awaiting feedback are not saved."""
+        ``persistence``); a fresh router is saved as an untrained policy.
+        Decisions still awaiting feedback are not saved."""
         self._engine.save(path)
 
     @classmethod
@@ -437,6 +487,46 @@ class MetaLLMRouterChatModel(BaseChatModel):
 
     # LangChain chat model ------------------------------------------------------
 
+    def model_copy(
+        self, *, update: Mapping[str, Any] | None = None, deep: bool = False
+    ) -> Self:
+        """A copy that shares this router's engine (see ``shared_learning``);
+        fields that define learning cannot change, and deep copies are refused."""
+        if deep:
+            raise ValueError(
+                "model_copy: deep copies are refused (the learned state is shared "
+                "by reference); save() and load() make an independent router"
+            )
+        check_shareable(update or {}, "model_copy")
+        return super().model_copy(update=update)
+
+    def configurable_fields(
+        self, **kwargs: AnyConfigurableField
+    ) -> RunnableSerializable[LanguageModelInput, AIMessage]:
+        """Per-call fields; configured routers share this one's engine, and fields
+        that define learning cannot be configured (see ``shared_learning``)."""
+        check_shareable(kwargs, "configurable_fields")
+        for key in kwargs:
+            if key not in type(self).model_fields:
+                raise ValueError(f"configurable_fields: unknown field {key!r}")
+        return SharedLearningConfigurableFields(default=self, fields=kwargs)
+
+    def with_structured_output(
+        self,
+        schema: dict[str, Any] | type,
+        *,
+        include_raw: bool = False,
+        **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, Any]:
+        """Route, then let the chosen child's own ``with_structured_output`` (its
+        ``method``, ``strict``, ...) answer; see ``structured_output``."""
+        request = StructuredOutput(schema, kwargs)
+        routed = self.bind(
+            **{STRUCTURED_OUTPUT: request},
+            ls_structured_output_format=request.ls_format(),
+        )
+        return routed | unpacker(include_raw)
+
     def bind_tools(
         self,
         tools: Sequence[dict[str, Any] | type | Callable[..., Any] | BaseTool],
@@ -459,7 +549,8 @@ class MetaLLMRouterChatModel(BaseChatModel):
     ) -> ChatResult:
         plan = kwargs.pop(PLAN_ARGUMENT, None)
         weight = kwargs.pop("cost_weight", None)
-        context = self._engine.contexts([self._query(messages)])[0]
+        self._engine.pending.check_unused(_run_id(run_manager))
+        context = self._context(self._query(messages))
         config = stream_run.child_config(run_manager)
 
         def call(choice: RouteDecision) -> BaseMessage:
@@ -469,7 +560,10 @@ class MetaLLMRouterChatModel(BaseChatModel):
             )
 
         decision, message, attempts = call_in_order(
-            self._candidates(context, plan, weight), call, fallback=self.fallback
+            self._candidates(context, plan, messages, weight),
+            call,
+            fallback=self.fallback,
+            on_attempt=self._cooldowns.observe,
         )
         return self._answer(
             message, decision, context, _run_id(run_manager), attempts, plan
@@ -484,7 +578,8 @@ class MetaLLMRouterChatModel(BaseChatModel):
     ) -> ChatResult:
         plan = kwargs.pop(PLAN_ARGUMENT, None)
         weight = kwargs.pop("cost_weight", None)
-        context = (await self._engine.acontexts([self._query(messages)]))[0]
+        self._engine.pending.check_unused(_run_id(run_manager))
+        context = await self._acontext(self._query(messages))
         config = stream_run.child_config(run_manager)
 
         async def call(choice: RouteDecision) -> BaseMessage:
@@ -494,7 +589,10 @@ class MetaLLMRouterChatModel(BaseChatModel):
             )
 
         decision, message, attempts = await acall_in_order(
-            self._candidates(context, plan, weight), call, fallback=self.fallback
+            self._candidates(context, plan, messages, weight),
+            call,
+            fallback=self.fallback,
+            on_attempt=self._cooldowns.observe,
         )
         return self._answer(
             message, decision, context, _run_id(run_manager), attempts, plan
@@ -510,7 +608,8 @@ class MetaLLMRouterChatModel(BaseChatModel):
         link = stream_run.take(run_manager)
         plan = kwargs.pop(PLAN_ARGUMENT, None)
         weight = kwargs.pop("cost_weight", None)
-        context = self._engine.contexts([self._query(messages)])[0]
+        self._engine.pending.check_unused(link.run_id)
+        context = self._context(self._query(messages))
 
         def start(choice: RouteDecision) -> Iterator[BaseMessage]:
             child, call_kwargs = self._child(choice, kwargs)
@@ -522,14 +621,18 @@ class MetaLLMRouterChatModel(BaseChatModel):
             )
 
         decision, stream, attempts = stream_in_order(
-            self._candidates(context, plan, weight), start, fallback=self.fallback
+            self._candidates(context, plan, messages, weight),
+            start,
+            fallback=self.fallback,
+            on_attempt=self._cooldowns.observe,
         )
         last: BaseMessage | None = None
         usage: UsageMetadata | None = None
         for chunk in stream:
             if last is not None:
                 yield ChatGenerationChunk(message=cast(AIMessageChunk, last))
-            last, usage = chunk, _add_usage(usage, chunk)
+            usage = _add_usage(usage, chunk)
+            last, _ = without_usage(chunk)  # the child's run carries usage
         yield self._last_chunk(
             last, decision, context, link.run_id, attempts, usage, plan
         )
@@ -544,7 +647,8 @@ class MetaLLMRouterChatModel(BaseChatModel):
         link = stream_run.take(run_manager)
         plan = kwargs.pop(PLAN_ARGUMENT, None)
         weight = kwargs.pop("cost_weight", None)
-        context = (await self._engine.acontexts([self._query(messages)]))[0]
+        self._engine.pending.check_unused(link.run_id)
+        context = await self._acontext(self._query(messages))
 
         def start(choice: RouteDecision) -> AsyncIterator[BaseMessage]:
             child, call_kwargs = self._child(choice, kwargs)
@@ -556,14 +660,18 @@ class MetaLLMRouterChatModel(BaseChatModel):
             )
 
         decision, stream, attempts = await astream_in_order(
-            self._candidates(context, plan, weight), start, fallback=self.fallback
+            self._candidates(context, plan, messages, weight),
+            start,
+            fallback=self.fallback,
+            on_attempt=self._cooldowns.observe,
         )
         last: BaseMessage | None = None
         usage: UsageMetadata | None = None
         async for chunk in stream:
             if last is not None:
                 yield ChatGenerationChunk(message=cast(AIMessageChunk, last))
-            last, usage = chunk, _add_usage(usage, chunk)
+            usage = _add_usage(usage, chunk)
+            last, _ = without_usage(chunk)  # the child's run carries usage
         yield self._last_chunk(
             last, decision, context, link.run_id, attempts, usage, plan
         )
@@ -612,7 +720,8 @@ class MetaLLMRouterChatModel(BaseChatModel):
     ) -> ChatResult:
         # When langchain-core streams under invoke, ``_stream`` gets no run manager.
         with stream_run.handing_over(stream_run.link_of(run_manager)):
-            return super()._generate_with_cache(messages, stop, run_manager, **kwargs)
+            result = super()._generate_with_cache(messages, stop, run_manager, **kwargs)
+        return self._unless_cache_hit(result, run_manager)
 
     async def _agenerate_with_cache(
         self,
@@ -622,9 +731,23 @@ class MetaLLMRouterChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         with stream_run.handing_over(stream_run.link_of(run_manager)):
-            return await super()._agenerate_with_cache(
+            result = await super()._agenerate_with_cache(
                 messages, stop, run_manager, **kwargs
             )
+        return self._unless_cache_hit(result, run_manager)
+
+    def _unless_cache_hit(
+        self,
+        result: ChatResult,
+        run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun | None,
+    ) -> ChatResult:
+        """``result``, relabelled if it came from the LLM cache (see ``llm_cache``)."""
+        run_id = _run_id(run_manager)
+        hit = as_cache_hit(result, run_id)
+        if hit is None:
+            return result
+        self._engine.pending.refuse(run_id, CACHE_HIT)
+        return hit
 
     def batch(
         self,
@@ -637,7 +760,9 @@ class MetaLLMRouterChatModel(BaseChatModel):
         """Embed every query in one embeddings call, then route each."""
         outputs: list[AIMessage] = []
         for start, stop in self._chunks(len(inputs)):
-            self._engine.vectors([self.query_of(i) for i in inputs[start:stop]])
+            texts = self._batch_queries(inputs[start:stop])
+            with suppress(Exception):  # then each item embeds, and fails, alone
+                self._engine.vectors(texts)
             outputs += super().batch(
                 inputs[start:stop],
                 config[start:stop] if isinstance(config, list) else config,
@@ -657,7 +782,9 @@ class MetaLLMRouterChatModel(BaseChatModel):
         """Embed every query in one embeddings call, then route each."""
         outputs: list[AIMessage] = []
         for start, stop in self._chunks(len(inputs)):
-            await self._engine.avectors([self.query_of(i) for i in inputs[start:stop]])
+            texts = self._batch_queries(inputs[start:stop])
+            with suppress(Exception):  # then each item embeds, and fails, alone
+                await self._engine.avectors(texts)
             outputs += await super().abatch(
                 inputs[start:stop],
                 config[start:stop] if isinstance(config, list) else config,
@@ -676,25 +803,90 @@ class MetaLLMRouterChatModel(BaseChatModel):
             )
         return text
 
+    def _batch_queries(self, inputs: Sequence[LanguageModelInput]) -> list[str]:
+        """Query texts of the batch items that have one; a bad item is left to
+        fail on its own call, so ``return_exceptions`` gets one result per item."""
+        texts = []
+        for item in inputs:
+            with suppress(Exception):
+                texts.append(self.query_of(item))
+        return texts
+
+    def _context(self, text: str) -> FloatArray | None:
+        """The call's context, or None when the embedder fails (``embedder_outage``)."""
+        try:
+            context: FloatArray = self._engine.contexts([text])[0]
+        except BadEmbeddingsError:
+            raise  # a misconfigured embedder is refused loudly, not routed around
+        except Exception as error:
+            self._note_outage(error)
+            return None
+        return context
+
+    async def _acontext(self, text: str) -> FloatArray | None:
+        """Async twin of ``_context``."""
+        try:
+            context: FloatArray = (await self._engine.acontexts([text]))[0]
+        except BadEmbeddingsError:
+            raise
+        except Exception as error:
+            self._note_outage(error)
+            return None
+        return context
+
+    def _note_outage(self, error: Exception) -> None:
+        """Count and (once) warn that a call is routed without an embedding."""
+        self._engine.pending.count("embedding_failures")
+        if not self._warned_outage:
+            self._warned_outage = True
+            warnings.warn(
+                f"embeddings: failed ({type(error).__name__}: {error}); calls are "
+                "answered by the default child until it recovers, and not learned "
+                "from (stats()['embedding_failures'] counts them)",
+                stacklevel=6,
+            )
+
     def _candidates(
         self,
-        context: FloatArray,
+        context: FloatArray | None,
         plan: PlannedChoice | None,
+        messages: Sequence[BaseMessage],
         cost_weight: float | None,
     ) -> Iterator[RouteDecision]:
-        """Arms to call in order: the chosen (or planned) one, then the rest by
-        UCB; ``cost_weight`` (``invoke(..., cost_weight=p)`` or ``bind``)
-        overrides the router's for this call."""
-        decision = self._engine.decide(
-            context, arm=None if plan is None else plan["arm"], cost_weight=cost_weight
-        )
-        return self._engine.candidates(decision, context)
+        """Arms to call in order: the chosen (planned, or tool loop's) one, then
+        the rest by UCB (by cost without an embedding); cooling children last.
+        ``cost_weight`` (``invoke(..., cost_weight=p)`` or ``bind``) overrides
+        the router's for this call."""
+        names, costs = self.model_names, self.normalized_costs
+        if context is None:
+            first = default_arm(names, costs, self.policy, self.default_model)
+            ranked = blind_decisions(names, costs, first)
+        else:
+            sticky = self.sticky_tool_loops and plan is None
+            loop = sticky and loop_model(messages, names)
+            if loop:
+                decision: RouteDecision = loop_decision(
+                    self._engine.decide(
+                        context, arm=names.index(loop), cost_weight=cost_weight
+                    )
+                )
+            else:
+                arm = None if plan is None else plan["arm"]
+                decision = self._engine.decide(
+                    context, arm=arm, cost_weight=cost_weight
+                )
+            ranked = self._engine.candidates(decision, context)
+        cooling = self._cooldowns.cooling()
+        return self._cooldowns.deferred(ranked, cooling) if cooling else ranked
 
     def _child(
         self, decision: RouteDecision, kwargs: dict[str, Any]
     ) -> tuple[Runnable[LanguageModelInput, BaseMessage], dict[str, Any]]:
         """The chosen child, with the router's bound tools bound on it."""
         child: Runnable[LanguageModelInput, BaseMessage] = self.models[decision.model]
+        request = kwargs.get(STRUCTURED_OUTPUT)
+        if isinstance(request, StructuredOutput):
+            return request.on(self.models[decision.model]), {}
         call_kwargs = {k: v for k, v in kwargs.items() if k not in _TOOL_KEYS}
         if self.max_tokens is not None:
             call_kwargs.setdefault("max_tokens", self.max_tokens)
@@ -712,7 +904,7 @@ class MetaLLMRouterChatModel(BaseChatModel):
     def _metadata(
         self,
         decision: RouteDecision,
-        context: FloatArray,
+        context: FloatArray | None,
         run_id: str,
         attempts: list[Attempt],
         usage: UsageMetadata | None,
@@ -720,7 +912,13 @@ class MetaLLMRouterChatModel(BaseChatModel):
     ) -> dict[str, Any]:
         """Register the answered call with the engine; its ``metallm`` metadata."""
         metadata = self._engine.register(run_id, decision, context, usage)
-        metadata["attempts"] = attempts
+        metadata.update(
+            attempts=attempts,
+            usage=usage,
+            cached=False,
+            sticky=isinstance(decision, LoopDecision),
+            cooling_down=self._cooldowns.cooling(),
+        )
         if plan is not None:
             metadata.update(planned=True, predicted_score=plan["predicted_score"])
         return metadata
@@ -729,25 +927,26 @@ class MetaLLMRouterChatModel(BaseChatModel):
         self,
         message: BaseMessage,
         decision: RouteDecision,
-        context: FloatArray,
+        context: FloatArray | None,
         run_id: str,
         attempts: list[Attempt],
         plan: PlannedChoice | None,
     ) -> ChatResult:
         usage = message.usage_metadata if isinstance(message, AIMessage) else None
         metadata = self._metadata(decision, context, run_id, attempts, usage, plan)
-        routed = message.model_copy(
-            update={
-                "response_metadata": {**message.response_metadata, "metallm": metadata}
-            }
-        )
+        update: dict[str, Any] = {
+            "response_metadata": {**message.response_metadata, "metallm": metadata}
+        }
+        if usage is not None:
+            update["usage_metadata"] = None  # the child's run carries it (child_runs)
+        routed = message.model_copy(update=update)
         return ChatResult(generations=[ChatGeneration(message=routed)])
 
     def _last_chunk(
         self,
         last: BaseMessage | None,
         decision: RouteDecision,
-        context: FloatArray,
+        context: FloatArray | None,
         run_id: str,
         attempts: list[Attempt],
         usage: UsageMetadata | None,
@@ -755,7 +954,7 @@ class MetaLLMRouterChatModel(BaseChatModel):
     ) -> ChatGenerationChunk:
         """The child's last chunk, carrying the routing metadata, marked last."""
         metadata = self._metadata(decision, context, run_id, attempts, usage, plan)
-        chunk = last if isinstance(last, AIMessageChunk) else AIMessageChunk(content="")
+        chunk = AIMessageChunk(content="") if last is None else as_chunk(last)
         final = chunk.model_copy(
             update={
                 "response_metadata": {**chunk.response_metadata, "metallm": metadata},

@@ -35,6 +35,7 @@ from langchain_metallm.costs import (
     penalty,
     usage_cost,
 )
+from langchain_metallm.embedder_outage import NO_CONTEXT, BadEmbeddingsError
 from langchain_metallm.fallback import ranked_decisions
 from langchain_metallm.features import (
     TaskClassifier,
@@ -247,16 +248,20 @@ class RouterEngine:
         self,
         run_id: str,
         decision: RouteDecision,
-        context: FloatArray,
+        context: FloatArray | None,
         usage: Usage | None,
     ) -> dict[str, Any]:
-        """Remember an answered call for feedback; return its routing metadata."""
+        """Remember an answered call for feedback (a call routed without an
+        embedding cannot be learned from); return its routing metadata."""
         cost = self.answer_cost(decision.model, usage)
         if self.pacer is not None:
             self.pacer.observe(cost)
-        self.pending.add(
-            run_id, PendingDecision(decision.arm, decision.model, context, cost)
-        )
+        if context is None:
+            self.pending.refuse(run_id, NO_CONTEXT)
+        else:
+            self.pending.add(
+                run_id, PendingDecision(decision.arm, decision.model, context, cost)
+            )
         return {
             "model": decision.model,
             "arm": decision.arm,
@@ -264,7 +269,8 @@ class RouterEngine:
             "ucb": decision.ucb,
             "cost": cost,
             "run_id": run_id,
-            "task": task_of(context, self._tasks),
+            "task": None if context is None else task_of(context, self._tasks),
+            "embedding_failed": context is None,
         }
 
     # One score -----------------------------------------------------------------
@@ -347,12 +353,17 @@ class RouterEngine:
     # Saving --------------------------------------------------------------------
 
     def save(self, path: StrPath) -> None:
-        """Save what was learned and the router's cost settings."""
+        """Save what was learned and the router's cost settings; a fresh router
+        embeds one probe text to learn the dimension and saves an untrained
+        policy."""
+        policy = self._policy
+        if policy is None:
+            policy = self._policy_for(self.contexts(["metallm dimension probe"]))
         save_router(
             path,
-            self._policy,
+            policy,
             costs=self.settings.costs,
-            cost_weight=self.settings.cost_weight,
+            cost_weight=self.cost_weight,
             embeddings=self.settings.embeddings,
             tasks=self._tasks,
         )
@@ -417,7 +428,7 @@ class RouterEngine:
     ) -> list[FloatArray]:
         """Embeddings as arrays, refusing a wrong count, dimension or NaN."""
         if len(raw) != len(texts):
-            raise ValueError(
+            raise BadEmbeddingsError(
                 f"embeddings: returned {len(raw)} vectors for {len(texts)} texts"
             )
         vectors = [np.asarray(v, dtype=np.float64) for v in raw]
@@ -430,12 +441,12 @@ class RouterEngine:
             expected = vectors[0].shape
         for vector in vectors:
             if vector.ndim != 1 or vector.shape != expected:
-                raise ValueError(
+                raise BadEmbeddingsError(
                     f"embeddings: returned a vector of shape {vector.shape}, "
                     f"but this router routes on dimension {expected[0]}"
                 )
             if not np.all(np.isfinite(vector)):
-                raise ValueError("embeddings: returned NaN or infinity")
+                raise BadEmbeddingsError("embeddings: returned NaN or infinity")
         return vectors
 
     def _learn_tasks(self, vectors: FloatArray, labels: list[str]) -> None:

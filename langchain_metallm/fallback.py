@@ -53,25 +53,27 @@ def call_in_order(
     call: Callable[[RouteDecision], T],
     *,
     fallback: bool,
+    on_attempt: Callable[[Attempt], None] | None = None,
 ) -> tuple[RouteDecision, T, list[Attempt]]:
-    """The first candidate whose ``call`` returns, its result, and every attempt."""
+    """The first candidate whose ``call`` returns, its result, and every attempt
+    (each also given to ``on_attempt`` as it ends, even if all fail)."""
     pending = iter(candidates)
-    attempts: list[Attempt] = []
+    attempts = _Attempts(on_attempt)
 
     def attempt(decision: RouteDecision) -> tuple[RouteDecision, T]:
         try:
             result = call(decision)
         except Exception as error:
-            attempts.append(_failed(decision, error))
+            attempts.add(_failed(decision, error))
             following = next(pending, None) if fallback else None
             if following is None:
                 raise
             return attempt(following)
-        attempts.append(_answered(decision))
+        attempts.add(_answered(decision))
         return decision, result
 
     decision, result = attempt(_first(pending))
-    return decision, result, attempts
+    return decision, result, attempts.made
 
 
 async def acall_in_order(
@@ -79,25 +81,26 @@ async def acall_in_order(
     call: Callable[[RouteDecision], Awaitable[T]],
     *,
     fallback: bool,
+    on_attempt: Callable[[Attempt], None] | None = None,
 ) -> tuple[RouteDecision, T, list[Attempt]]:
     """Async twin of ``call_in_order``."""
     pending = iter(candidates)
-    attempts: list[Attempt] = []
+    attempts = _Attempts(on_attempt)
 
     async def attempt(decision: RouteDecision) -> tuple[RouteDecision, T]:
         try:
             result = await call(decision)
         except Exception as error:
-            attempts.append(_failed(decision, error))
+            attempts.add(_failed(decision, error))
             following = next(pending, None) if fallback else None
             if following is None:
                 raise
             return await attempt(following)
-        attempts.append(_answered(decision))
+        attempts.add(_answered(decision))
         return decision, result
 
     decision, result = await attempt(_first(pending))
-    return decision, result, attempts
+    return decision, result, attempts.made
 
 
 def stream_in_order(
@@ -105,6 +108,7 @@ def stream_in_order(
     open_stream: Callable[[RouteDecision], Iterable[T]],
     *,
     fallback: bool,
+    on_attempt: Callable[[Attempt], None] | None = None,
 ) -> tuple[RouteDecision, Iterator[T], list[Attempt]]:
     """``call_in_order`` for streams: a child that fails before its first chunk
     is replaced; the returned stream starts with that first chunk."""
@@ -114,7 +118,7 @@ def stream_in_order(
         head = list(islice(stream, 1))
         return chain(head, stream)
 
-    return call_in_order(candidates, start, fallback=fallback)
+    return call_in_order(candidates, start, fallback=fallback, on_attempt=on_attempt)
 
 
 async def astream_in_order(
@@ -122,6 +126,7 @@ async def astream_in_order(
     open_stream: Callable[[RouteDecision], AsyncIterator[T]],
     *,
     fallback: bool,
+    on_attempt: Callable[[Attempt], None] | None = None,
 ) -> tuple[RouteDecision, AsyncIterator[T], list[Attempt]]:
     """Async twin of ``stream_in_order``."""
 
@@ -133,7 +138,9 @@ async def astream_in_order(
             head = []
         return _prepend(head, stream)
 
-    return await acall_in_order(candidates, start, fallback=fallback)
+    return await acall_in_order(
+        candidates, start, fallback=fallback, on_attempt=on_attempt
+    )
 
 
 async def _prepend(head: list[T], rest: AsyncIterator[T]) -> AsyncIterator[T]:
@@ -141,6 +148,19 @@ async def _prepend(head: list[T], rest: AsyncIterator[T]) -> AsyncIterator[T]:
         yield item
     async for item in rest:
         yield item
+
+
+class _Attempts:
+    """The attempts of one call, each also reported to an observer."""
+
+    def __init__(self, observer: Callable[[Attempt], None] | None) -> None:
+        self.made: list[Attempt] = []
+        self._observer = observer
+
+    def add(self, attempt: Attempt) -> None:
+        self.made.append(attempt)
+        if self._observer is not None:
+            self._observer(attempt)
 
 
 def _first(pending: Iterator[RouteDecision]) -> RouteDecision:

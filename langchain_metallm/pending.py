@@ -58,7 +58,17 @@ class PendingDecisions:
         self.clock = clock
         self._pending: OrderedDict[str, tuple[PendingDecision, float]] = OrderedDict()
         self._closed: OrderedDict[str, str] = OrderedDict()
-        self._counts = dict.fromkeys(("applied", "refused", "expired", "evicted"), 0)
+        self._counts = dict.fromkeys(
+            (
+                "applied",
+                "refused",
+                "expired",
+                "evicted",
+                "scorer_errors",
+                "embedding_failures",
+            ),
+            0,
+        )
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -78,16 +88,29 @@ class PendingDecisions:
         tell the two decisions apart.
         """
         with self._lock:
-            if run_id in self._pending or run_id in self._closed:
-                raise ValueError(
-                    f"run_id {run_id}: already routed; run ids must be unique"
-                )
+            self._check_unused(run_id)
             self._expire()
             self._pending[run_id] = (decision, self.clock())
             while len(self._pending) > self.capacity:
                 evicted, _ = self._pending.popitem(last=False)
                 self._close(evicted, "was evicted from the pending table")
                 self._counts["evicted"] += 1
+
+    def check_unused(self, run_id: str) -> None:
+        """Refuse (``ValueError``) a run id already routed, before any child call."""
+        with self._lock:
+            self._check_unused(run_id)
+
+    def refuse(self, run_id: str, reason: str) -> None:
+        """Mark ``run_id`` as a run that cannot be rewarded, saying why."""
+        with self._lock:
+            self._close(run_id, reason)
+
+    def count(self, event: str) -> None:
+        """Count a call-side ``event``: ``scorer_errors`` (a scorer or feedback
+        event gave no valid score) or ``embedding_failures`` (routed blind)."""
+        with self._lock:
+            self._counts[event] += 1
 
     def take(self, run_id: str) -> PendingDecision:
         """Remove and return the decision for ``run_id``, or raise ``FeedbackError``."""
@@ -111,7 +134,8 @@ class PendingDecisions:
 
     def stats(self) -> dict[str, int]:
         """Counters: decisions ``pending`` now, feedback ``applied`` and
-        ``refused``, decisions ``expired`` (ttl) or ``evicted`` (capacity)."""
+        ``refused``, decisions ``expired`` (ttl) or ``evicted`` (capacity), and the
+        ``count``ed ``scorer_errors`` and ``embedding_failures``."""
         with self._lock:
             self._expire()
             return {"pending": len(self._pending), **self._counts}
@@ -128,6 +152,10 @@ class PendingDecisions:
             del self._pending[run_id]
             self._close(run_id, f"expired after {self.ttl:g} s without feedback")
             self._counts["expired"] += 1
+
+    def _check_unused(self, run_id: str) -> None:
+        if run_id in self._pending or run_id in self._closed:
+            raise ValueError(f"run_id {run_id}: already routed; run ids must be unique")
 
     def _close(self, run_id: str, reason: str) -> None:
         self._closed[run_id] = reason

@@ -176,7 +176,7 @@ def _dollars(
         return None
     total = 0.0
     for answer, model in zip(answers, models, strict=True):
-        usage = answer.usage_metadata
+        usage = answer.response_metadata["metallm"]["usage"]  # see child_runs
         if usage is None:
             return None
         total += dollars(usage, prices[model])

@@ -25,6 +25,8 @@ from langchain_core.callbacks import (
 )
 from langchain_core.runnables import RunnableConfig, ensure_config
 
+from langchain_metallm.child_runs import without_stream_consumers
+
 RunManager = CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun
 
 
@@ -40,7 +42,8 @@ _RUN: ContextVar[RunLink | None] = ContextVar("metallm_stream_run", default=None
 
 
 def child_config(run_manager: RunManager | None) -> RunnableConfig:
-    """Callbacks that make the child's run a child of the router's run."""
+    """Callbacks that make the child's run a child of the router's run (without
+    the stream consumers: they get the router's tokens, see ``child_runs``)."""
     if run_manager is None:
         return {}
     manager_class = (
@@ -48,9 +51,10 @@ def child_config(run_manager: RunManager | None) -> RunnableConfig:
         if isinstance(run_manager, AsyncCallbackManagerForLLMRun)
         else CallbackManager
     )
+    handlers = without_stream_consumers(run_manager.inheritable_handlers)
     manager = manager_class(
-        handlers=run_manager.inheritable_handlers,
-        inheritable_handlers=run_manager.inheritable_handlers,
+        handlers=handlers,
+        inheritable_handlers=handlers,
         parent_run_id=run_manager.run_id,
         tags=run_manager.inheritable_tags,
         inheritable_tags=run_manager.inheritable_tags,
@@ -88,6 +92,10 @@ def stream_config(
         config.get("callbacks"),
         inheritable_tags=config.get("tags"),
         inheritable_metadata=config.get("metadata"),
+    )
+    manager.handlers = without_stream_consumers(manager.handlers)
+    manager.inheritable_handlers = without_stream_consumers(
+        manager.inheritable_handlers
     )
     manager.parent_run_id = run_id
     return {**config, "run_id": run_id}, RunLink(str(run_id), {"callbacks": manager})

@@ -36,6 +36,13 @@ NESTED_RUNS = (
     "structured output itself is checked in test_router_openai.py"
 )
 SCRIPTED = [
+    # test_json_mode: JSON mode reaches the child as response_format json_object.
+    Rule(
+        text='{"setup": "Why do cats sit on keyboards?", "punchline": "To keep an '
+        'eye on the mouse."}',
+        contains="Tell me a joke about cats. Return the result as a JSON",
+        times=None,
+    ),
     Rule(
         tool_calls=[ScriptedToolCall("magic_function", {"input": 3})],
         contains="magic_function(3)",
@@ -136,7 +143,10 @@ class TestRouterOverChatOpenAI(ChatModelIntegrationTests):
 
     @property
     def returns_usage_metadata(self) -> bool:
-        return True
+        """Off: the child's nested run carries ``usage_metadata`` so that usage
+        callbacks count each call once; the router's answer shows it in
+        ``response_metadata["metallm"]["usage"]`` (docs/langchain-contract.md)."""
+        return False
 
     @property
     def supports_model_override(self) -> bool:

@@ -194,6 +194,10 @@ def test_evicted_duplicate_and_unknown_feedback_is_refused_and_counted() -> None
         "refused": 4,
         "expired": 0,
         "evicted": 2,
+        "scorer_errors": 0,
+        "embedding_failures": 0,
+        "cooldowns": 0,
+        "cooling_down": 0,
     }
 
 
@@ -215,6 +219,10 @@ def test_pending_ttl_expires_decisions_and_reports_late_feedback() -> None:
         "refused": 1,
         "expired": 1,
         "evicted": 0,
+        "scorer_errors": 0,
+        "embedding_failures": 0,
+        "cooldowns": 0,
+        "cooling_down": 0,
     }
 
 
@@ -238,6 +246,8 @@ def test_pending_table_refuses_reused_run_ids_and_restores_failed_updates() -> N
         "refused": 0,
         "expired": 0,
         "evicted": 0,
+        "scorer_errors": 0,
+        "embedding_failures": 0,
     }
 
 

@@ -49,7 +49,7 @@ def test_reward_and_metadata_use_the_answers_usage(model: str) -> None:
     policy.update(other, [1.0, 0.0, 0.0, 0.0, 1.0], -5.0)  # steer to ``model``
     answer = router.invoke("math x")
     meta = answer.response_metadata["metallm"]
-    usage = answer.usage_metadata
+    usage = meta["usage"]
     assert meta["model"] == model and usage is not None
     expected = dollars(usage, PRICES[model]) / 600e-6
     assert meta["cost"] == pytest.approx(expected)

@@ -293,7 +293,8 @@ async def test_a_failed_planned_call_is_not_counted_as_applied_feedback() -> Non
 
 async def test_a_failing_planned_child_falls_back_like_a_routed_call() -> None:
     tracker = Tracker()
-    router = make_router(tracker, failing="pricey")
+    # No cooldown here, so every call planned on "pricey" tries it first.
+    router = make_router(tracker, failing="pricey", allowed_fails=10_000)
     result = await abatch_planned(router, BATCH, budget=1e6)
     for answer, planned in zip(result.answers, result.plan.models, strict=True):
         meta = answer.response_metadata["metallm"]
