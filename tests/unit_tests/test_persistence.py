@@ -199,7 +199,7 @@ def test_the_format_is_a_json_manifest_and_a_plain_npz(tmp_path: Path) -> None:
     _, path = saved_router(tmp_path)
     manifest = json.loads((path / "metallm.json").read_text())
     assert manifest["format"] == "langchain-metallm"
-    assert manifest["format_version"] == 2
+    assert manifest["format_version"] == 3
     assert manifest["kind"] == "router"
     assert manifest["arms"] == NAMES
     assert (manifest["dim"], manifest["alpha"], manifest["ridge"]) == (5, 0.4, 0.7)
@@ -334,8 +334,8 @@ A3 = np.stack([np.eye(5)] * 3)
         (lambda p: (p / arrays_name(p)).unlink(), "is missing"),
         (lambda p: (p / "metallm.json").write_bytes(b"\xff\xfe"), "corrupt"),
         (
-            lambda p: rewrite_manifest(p, lambda m: m.update(format_version=3)),
-            "format version 3; this version of langchain-metallm reads versions",
+            lambda p: rewrite_manifest(p, lambda m: m.update(format_version=4)),
+            "format version 4; this version of langchain-metallm reads versions",
         ),
         (lambda p: rewrite_manifest(p, lambda m: m.update(format="x")), "not a"),
         (lambda p: rewrite_manifest(p, lambda m: m.update(dim="5")), "'dim'"),
