@@ -235,7 +235,7 @@ def test_a_save_with_task_names_but_no_weights_is_refused(tmp_path: Path) -> Non
     manifest = json.loads(path.read_text())
     manifest["router"]["tasks"] = list(TASKS)
     path.write_text(json.dumps(manifest))
-    with pytest.raises(ValueError, match="task kind .classifier. with arrays \[\]"):
+    with pytest.raises(ValueError, match=r"task kind .classifier. with arrays \[\]"):
         load(tmp_path / "r")
 
 
