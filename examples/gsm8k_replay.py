@@ -352,13 +352,17 @@ def replay_online(
     rows: list[dict[str, Any]],
     baselines: dict[str, list[Outcome]],
 ) -> list[Outcome]:
-    """The online loop on recorded answers: route each question, then learn the
-    chosen child's grade (a one-question fit observing only that child)."""
+    """The online loop on recorded answers, through the router's engine: decide,
+    register the call as answered by the child's recorded answer, learn its grade
+    (what ``invoke`` and the feedback handler do, without the HTTP call)."""
+    engine = router.engine
     outcomes = []
     for i, row in enumerate(rows):
-        model = router.route(row["prompt"]).model
-        outcome = baselines[model][i]
-        router.fit([row["prompt"]], [{model: outcome.correct}])
+        context = engine.contexts([row["prompt"]])[0]
+        decision = engine.decide(context)
+        outcome = baselines[decision.model][i]
+        engine.register(f"replay-{i}", decision, context, None)
+        engine.record_feedback(f"replay-{i}", outcome.correct)
         outcomes.append(outcome)
     return outcomes
 
