@@ -73,7 +73,7 @@ def serve(
 def check_against_bench(data: Outcomes, weights: Sequence[float]) -> None:
     split = random_split(data, seed=0)
     vectors = EmbeddingCache(LocalEmbeddings()).embed(data.prompts, progress=True)
-    problem = build_problem(data, split, vectors)
+    problem = build_problem(data, split, vectors, features="tasks")
     train = [data.prompts[i] for i in split.train]
     train_tasks = [data.tasks[i] for i in split.train]
     test = [data.prompts[i] for i in split.test]
@@ -114,7 +114,7 @@ def calibrated(data: Outcomes, budgets: Sequence[float]) -> None:
         assert router.policy is not None
         prompts = list(test.prompts)
         contexts = query_features(
-            router.embeddings.embed_documents(prompts), router.task_classifier
+            router.embeddings.embed_documents(prompts), router.task_classifier, prompts
         )
         chosen = np.argmax(router.policy.predict(contexts)[0], axis=1)
         print(

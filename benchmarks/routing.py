@@ -4,8 +4,9 @@ best single model at <=50% / <=25% of its cost (k-model data) or APGR / CPT(50%)
 (two-model data), per seed and on average, plus LinUCB's time per select+update.
 
 Run from the project root (embeddings are cached in ``.metallm_cache/``):
-``.venv/bin/python benchmarks/routing.py --seeds 5`` (``--features embedding`` for
-the LinUCB policies on the bare embedding, without task features).
+``.venv/bin/python benchmarks/routing.py --seeds 5`` (``--features tasks`` for
+the fitted LinUCB policies on task labels, ``embedding`` on the bare embedding;
+the default is automatic tasks, as ``router.fit`` without labels).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import statistics
 
 from langchain_metallm.bench import BenchmarkResult, run_benchmark
 from langchain_metallm.bench.cli import resolve_data_dir
+from langchain_metallm.bench.runner import FEATURES
 
 LEARNED = ("knn-20", "ridge-offline", "linucb-warm", "linucb-cold")
 
@@ -40,7 +42,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--datasets", default="llmrouter9,mmlu2,gsm8k2")
     parser.add_argument("--splits", default="random,tasks")
-    parser.add_argument("--features", choices=("tasks", "embedding"), default="tasks")
+    parser.add_argument("--features", choices=FEATURES, default="auto")
     args = parser.parse_args()
     for name in args.datasets.split(","):
         data_dir = resolve_data_dir(name)
@@ -53,7 +55,7 @@ def main() -> None:
                         data_dir,
                         split=kind,
                         seed=seed,
-                        task_features=args.features == "tasks",
+                        features=args.features,
                         progress=False,
                     )
                     measure = two_model if len(result.models) == 2 else margins

@@ -9,6 +9,15 @@ questions (answered by both children and graded the same way), then routes the
 rest online, learning from each grade. It is compared with always-Mixtral,
 always-GPT-4 and a random router that spends the same: accuracy, dollars (list
 prices from ``models.json`` times the tokens each answer used) and share of calls.
+The router uses the defaults a new user gets: no task labels (its warm start
+learns automatic tasks, ``auto_tasks``).
+
+Then the whole cost/accuracy curve: the same warm start and online loop at a range
+of cost weights, replayed on the recorded answers (each question's chosen answer is
+the one that child gave over HTTP above), against random routing (the straight
+line between the two children) and, as RouteLLM reports it, CPT(50%): the share
+of GPT-4 calls needed to recover half of the Mixtral-to-GPT-4 accuracy gap
+(random routing needs 50%).
 
     python examples/gsm8k_replay.py               # every question, about a minute
     python examples/gsm8k_replay.py --limit 200   # a quick look
@@ -20,7 +29,7 @@ import argparse
 import json
 import random
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +49,7 @@ from langchain_metallm import (
     MetaLLMRouterChatModel,
 )
 from langchain_metallm.bench.cache import DEFAULT_CACHE_DIR, EmbeddingCache
+from langchain_metallm.bench.metrics import apgr, cpt
 from langchain_metallm.costs import dollars
 from langchain_metallm.testing import (
     ReplayServer,
@@ -324,6 +334,142 @@ def plot(
     plt.close(fig)
 
 
+# The cost/accuracy curve -------------------------------------------------------------
+
+CURVE_WEIGHTS = (0.0, 0.15, 0.18, 0.2, 0.22, 0.25, 0.3, 0.35, 0.5)
+"""Cost weights of the curve, from "never mind the cost" to "Mixtral only": with
+GPT-4 at 33x Mixtral's price the router's choices all change between 0.15 and 0.4."""
+
+
+@dataclass(frozen=True)
+class CurvePoint:
+    """The online router at one cost weight: accuracy, spend and GPT-4 share."""
+
+    cost_weight: float
+    accuracy: float
+    dollars: float
+    gpt4_share: float
+
+
+def replay_online(
+    router: MetaLLMRouterChatModel,
+    rows: list[dict[str, Any]],
+    baselines: dict[str, list[Outcome]],
+) -> list[Outcome]:
+    """The online loop on recorded answers, through the router's engine: decide,
+    register the call as answered by the child's recorded answer, learn its grade
+    (what ``invoke`` and the feedback handler do, without the HTTP call)."""
+    engine = router.engine
+    outcomes = []
+    for i, row in enumerate(rows):
+        context = engine.contexts([row["prompt"]])[0]
+        decision = engine.decide(context)
+        outcome = baselines[decision.model][i]
+        engine.register(f"replay-{i}", decision, context, None)
+        engine.record_feedback(f"replay-{i}", outcome.correct)
+        outcomes.append(outcome)
+    return outcomes
+
+
+def cost_curve(
+    new_router: Callable[[float], MetaLLMRouterChatModel],
+    warm: list[dict[str, Any]],
+    warm_answers: dict[str, list[Outcome]],
+    online: list[dict[str, Any]],
+    baselines: dict[str, list[Outcome]],
+    weights: Sequence[float],
+) -> list[CurvePoint]:
+    """Warm start and online loop at each cost weight, from a fresh router."""
+    points = []
+    for weight in tqdm(weights, desc="cost/accuracy curve", leave=False):
+        router = new_router(weight)
+        warm_start(router, warm, warm_answers)
+        routed = replay_online(router, online, baselines)
+        points.append(
+            CurvePoint(
+                weight,
+                float(np.mean([o.correct for o in routed])),
+                sum(o.dollars for o in routed),
+                sum(o.model == "gpt-4" for o in routed) / len(routed),
+            )
+        )
+    return points
+
+
+def gap_recovered(
+    points: list[CurvePoint], baselines: dict[str, list[Outcome]]
+) -> tuple[float, float] | None:
+    """RouteLLM's APGR and CPT(50%) of the curve (None if both children tie)."""
+    weak = float(np.mean([o.correct for o in baselines["mixtral"]]))
+    strong = float(np.mean([o.correct for o in baselines["gpt-4"]]))
+    if weak == strong:
+        return None
+    shares = [p.gpt4_share for p in points]
+    accuracies = [p.accuracy for p in points]
+    return (
+        apgr(shares, accuracies, weak, strong),
+        cpt(0.5, shares, accuracies, weak, strong),
+    )
+
+
+def format_curve(
+    points: list[CurvePoint], random_accuracy: Callable[[float], float]
+) -> str:
+    """A plain-text table of the curve, with random routing at each spend."""
+    header = (
+        f"{'cost weight':>11} {'accuracy':>8} {'spend $':>9} {'% gpt-4':>8} "
+        f"{'random':>7}"
+    )
+    lines = [header, "-" * len(header)]
+    for p in points:
+        lines.append(
+            f"{p.cost_weight:>11.2f} {p.accuracy:>8.3f} {p.dollars:>9.4f} "
+            f"{100 * p.gpt4_share:>8.1f} {random_accuracy(p.dollars):>7.3f}"
+        )
+    return "\n".join(lines)
+
+
+def plot_curve(
+    path: Path,
+    points: list[CurvePoint],
+    routed: Row,
+    baselines: dict[str, list[Outcome]],
+) -> None:
+    """Accuracy against spend: the router's curve, random routing, each child."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ends = {
+        name: (
+            sum(o.dollars for o in outcomes),
+            float(np.mean([o.correct for o in outcomes])),
+        )
+        for name, outcomes in baselines.items()
+    }
+    fig, ax = plt.subplots(figsize=(7, 5))
+    (x0, y0), (x1, y1) = ends["mixtral"], ends["gpt-4"]
+    ax.plot([x0, x1], [y0, y1], "--", color="grey", label="random routing")
+    ax.plot(
+        [p.dollars for p in points],
+        [p.accuracy for p in points],
+        "o-",
+        label="MetaLLM router (cost weights)",
+    )
+    ax.plot([routed.dollars], [routed.accuracy], "*", ms=14, label="router over HTTP")
+    for name, (x, y) in ends.items():
+        ax.plot([x], [y], "s", ms=9, label=f"always {name}")
+    ax.set_xlabel("spend on the online questions ($)")
+    ax.set_ylabel("accuracy")
+    ax.legend(loc="lower right")
+    ax.set_title("GSM8K: cost/accuracy of routing Mixtral-8x7B vs GPT-4")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 # Main ---------------------------------------------------------------------------------
 
 
@@ -337,6 +483,9 @@ class Summary:
     online_questions: int
     plot: Path
     router: MetaLLMRouterChatModel
+    curve: list[CurvePoint]
+    apgr_cpt50: tuple[float, float] | None
+    curve_plot: Path
 
 
 def main(
@@ -369,17 +518,24 @@ def main(
             )
             for name, model in CHILDREN.items()
         }
-        router = MetaLLMRouterChatModel(
-            models=children,
-            costs={name: sum(price) / 2 for name, price in prices.items()},
-            cost_weight=args.cost_weight,
-            alpha=args.alpha,
-            embeddings=DiskCachedEmbeddings(cache),
-        )
+
+        def new_router(cost_weight: float) -> MetaLLMRouterChatModel:
+            return MetaLLMRouterChatModel(
+                models=children,
+                costs={name: sum(price) / 2 for name, price in prices.items()},
+                cost_weight=cost_weight,
+                alpha=args.alpha,
+                embeddings=DiskCachedEmbeddings(cache),
+            )
+
+        router = new_router(args.cost_weight)
         warm_answers = answer_with_every_child(children, warm, prices, "warm-up")
         warm_start(router, warm, warm_answers)
         baselines = answer_with_every_child(children, online, prices, "baselines")
         routed = route_online(router, online, prices)
+        curve = cost_curve(
+            new_router, warm, warm_answers, online, baselines, args.curve_weights
+        )
     table = results_table(routed, baselines)
     warm_spend = sum(o.dollars for outcomes in warm_answers.values() for o in outcomes)
     print(
@@ -392,8 +548,43 @@ def main(
     (args.out / "gsm8k_replay.json").write_text(
         json.dumps([asdict(r) for r in table], indent=2), encoding="utf-8"
     )
-    print(f"\nplot: {out}")
-    return Summary(table, len(warm), warm_spend, len(online), out, router)
+
+    def random_accuracy(dollars: float) -> float:
+        return float(equal_cost_random(dollars, baselines)[1].mean())
+
+    print(
+        "\nThe cost/accuracy curve (same warm start, online on the recorded answers):"
+    )
+    print(format_curve(curve, random_accuracy))
+    recovered = gap_recovered(curve, baselines)
+    if recovered is not None:
+        print(
+            f"APGR {recovered[0]:.3f} (random 0.5); CPT(50%) {recovered[1]:.1%}: "
+            f"half of GPT-4's gain over Mixtral for {recovered[1]:.1%} of calls to "
+            f"GPT-4, where random routing needs 50%"
+        )
+    curve_out = args.out / "gsm8k_curve.png"
+    plot_curve(curve_out, curve, table[0], baselines)
+    print(f"\nplots: {out}, {curve_out}")
+    router_row, random_row = table[0], table[-1]
+    gain = 100 * (router_row.accuracy - random_row.accuracy)
+    print(
+        f"summary: router {router_row.accuracy:.3f} for ${router_row.dollars:.4f} "
+        f"({100 * router_row.share['gpt-4']:.0f}% GPT-4) vs random at equal cost "
+        f"{random_row.accuracy:.3f} ({gain:+.1f} points)"
+        + ("" if recovered is None else f"; CPT(50%) {recovered[1]:.1%} vs 50% random")
+    )
+    return Summary(
+        table,
+        len(warm),
+        warm_spend,
+        len(online),
+        out,
+        router,
+        curve,
+        recovered,
+        curve_out,
+    )
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -407,6 +598,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--alpha", type=float, default=0.1, help="exploration width")
     parser.add_argument("--seed", type=int, default=0, help="question order")
+    parser.add_argument(
+        "--curve-weights",
+        type=lambda text: [float(w) for w in text.split(",")],
+        default=list(CURVE_WEIGHTS),
+        help="comma-separated cost weights of the cost/accuracy curve",
+    )
     parser.add_argument(
         "--data",
         type=Path,

@@ -53,7 +53,7 @@ from langchain_metallm.fallback import (
     call_in_order,
     stream_in_order,
 )
-from langchain_metallm.features import TaskClassifier
+from langchain_metallm.features import TaskModel
 from langchain_metallm.llm_cache import CACHE_HIT, as_cache_hit
 from langchain_metallm.outcomes import Scores
 from langchain_metallm.pacing import check_budget
@@ -141,6 +141,10 @@ class MetaLLMRouterChatModel(BaseChatModel):
     """Raise on feedback for unknown or already-rewarded runs (else warn, ignore)."""
     streaming: bool = False
     """Stream from the chosen child even when called with ``invoke``."""
+    auto_tasks: bool = True
+    """A first ``fit`` without task labels (of at least 300 prompts) learns
+    k-means clusters of the prompts and routes on them as tasks (``auto_tasks``);
+    False keeps the bare embedding."""
     embedding_cache_size: int = 2_048
     """Query embeddings kept in memory; ``batch`` fills it with one call."""
     stop: list[str] | None = None
@@ -274,8 +278,9 @@ class MetaLLMRouterChatModel(BaseChatModel):
         return self._engine.policy
 
     @property
-    def task_classifier(self) -> TaskClassifier | None:
-        """The task classifier learned by ``fit(..., tasks=...)``, if any."""
+    def task_classifier(self) -> TaskModel | None:
+        """What gives queries their task: the classifier ``fit(..., tasks=...)``
+        learned, or the clusters a first fit without labels learned; else None."""
         return self._engine.task_classifier
 
     # Routing and feedback -------------------------------------------------------
@@ -356,6 +361,9 @@ class MetaLLMRouterChatModel(BaseChatModel):
         classifier, and from then on the router routes on the predicted task as
         well as the embedding, which makes its per-model estimates far less noisy
         (see ``features``). Later fits and feedback use that classifier.
+        Without ``tasks``, the first fit of such a router learns automatic tasks
+        instead, k-means clusters of the prompts (``auto_tasks``), unless
+        ``auto_tasks=False`` or there are fewer than 300 prompts.
         """
         self._engine.fit(prompts, scores, tasks)
 

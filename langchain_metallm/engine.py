@@ -24,6 +24,7 @@ from typing import Any, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
+from langchain_metallm.auto_tasks import QueryClusters, cluster_count
 from langchain_metallm.calibration import CostWeightCalibration, calibrate
 from langchain_metallm.costs import (
     Usage,
@@ -39,6 +40,7 @@ from langchain_metallm.embedder_outage import NO_CONTEXT, BadEmbeddingsError
 from langchain_metallm.fallback import ranked_decisions
 from langchain_metallm.features import (
     TaskClassifier,
+    TaskModel,
     check_task_labels,
     embedding_dim,
     query_features,
@@ -93,6 +95,8 @@ class EngineSettings(Protocol):
     @property
     def embedding_cache_size(self) -> int: ...
     @property
+    def auto_tasks(self) -> bool: ...
+    @property
     def cost_mode(self) -> str: ...
     @property
     def prices(self) -> Mapping[str, tuple[float, float]] | None: ...
@@ -116,7 +120,7 @@ class RouterEngine:
         self.name = name
         self.pending = PendingDecisions(max_pending, pending_ttl)
         self._policy: LinUCBPolicy | None = None
-        self._tasks: TaskClassifier | None = None
+        self._tasks: TaskModel | None = None
         self._vectors: OrderedDict[str, FloatArray] = OrderedDict()
         self._lock = threading.RLock()
         self.pacer: BudgetPacer | None = None
@@ -128,8 +132,9 @@ class RouterEngine:
         return self._policy
 
     @property
-    def task_classifier(self) -> TaskClassifier | None:
-        """The task classifier learned by ``fit(..., tasks=...)``, if any."""
+    def task_classifier(self) -> TaskModel | None:
+        """What gives queries their task: the classifier ``fit(..., tasks=...)``
+        learned, or the clusters a first fit without labels learned; else None."""
         return self._tasks
 
     @property
@@ -159,17 +164,18 @@ class RouterEngine:
             found.update(self._remember(missing, raw))
         return np.stack([found[k] for k in keys])
 
-    def contexts_of(self, vectors: FloatArray) -> FloatArray:
-        """Policy contexts from embeddings (with task features once learned)."""
-        return query_features(vectors, self._tasks)
+    def contexts_of(self, vectors: FloatArray, texts: Sequence[str]) -> FloatArray:
+        """Policy contexts of ``texts`` embedded as ``vectors`` (with task
+        features once learned)."""
+        return query_features(vectors, self._tasks, texts)
 
     def contexts(self, texts: Sequence[str]) -> FloatArray:
         """Policy contexts for ``texts``, embedding those not cached yet."""
-        return self.contexts_of(self.vectors(texts))
+        return self.contexts_of(self.vectors(texts), texts)
 
     async def acontexts(self, texts: Sequence[str]) -> FloatArray:
         """Async twin of ``contexts``."""
-        return self.contexts_of(await self.avectors(texts))
+        return self.contexts_of(await self.avectors(texts), texts)
 
     @property
     def cost_weight(self) -> float:
@@ -300,15 +306,19 @@ class RouterEngine:
     def fit(
         self, prompts: Sequence[str], scores: Scores, tasks: Sequence[str] | None
     ) -> None:
-        """Warm start: the policy learns every observed score."""
+        """Warm start: the policy learns every observed score. A first fit
+        without labels learns automatic tasks (``auto_tasks``) if enabled."""
         names = self.settings.model_names
         texts = check_prompts(prompts)
         matrix = score_matrix(scores, names, len(texts))
         labels = None if tasks is None else check_task_labels(tasks, len(texts))
         vectors = self.vectors(texts)
         if labels is not None:
-            self._learn_tasks(vectors, labels)
-        contexts = self.contexts_of(vectors)
+            self._check_fresh()
+            self._use_tasks(TaskClassifier.fit(vectors, labels))
+        elif self._clusters_wanted(len(texts)):
+            self._use_tasks(QueryClusters.fit(vectors, texts))
+        contexts = self.contexts_of(vectors, texts)
         policy = self._policy_for(contexts)
         columns = [names.index(arm) for arm in policy.arms]
         policy.fit(contexts, matrix[:, columns])
@@ -449,9 +459,20 @@ class RouterEngine:
                 raise BadEmbeddingsError("embeddings: returned NaN or infinity")
         return vectors
 
-    def _learn_tasks(self, vectors: FloatArray, labels: list[str]) -> None:
-        """Learn the task classifier from labelled prompts; only before anything
-        is learned, since it changes what the policy's statistics mean."""
+    def _clusters_wanted(self, n_prompts: int) -> bool:
+        """Whether a fit without labels learns automatic tasks: enabled, enough
+        prompts, and nothing learned or awaiting feedback on the current features."""
+        return (
+            self.settings.auto_tasks
+            and self._tasks is None
+            and cluster_count(n_prompts) >= 2
+            and (self._policy is None or int(self._policy.counts.sum()) == 0)
+            and not len(self.pending)
+        )
+
+    def _check_fresh(self) -> None:
+        """Refuse to learn task labels once anything was learned or is awaiting
+        feedback, since they change what the policy's statistics mean."""
         if self._policy is not None and self._policy.counts.sum() > 0:
             raise ValueError(
                 "tasks: this router has already learned from rewards; a task "
@@ -464,10 +485,13 @@ class RouterEngine:
                 "the current features; give their feedback first, or fit with tasks "
                 "before routing"
             )
-        classifier = TaskClassifier.fit(vectors, labels)
+
+    def _use_tasks(self, tasks: TaskModel) -> None:
+        """Route on ``tasks`` from now on; the policy is created again with the
+        task features' dimension."""
         with self._lock:
-            self._tasks = classifier
-            self._policy = None  # created again with the task features' dimension
+            self._tasks = tasks
+            self._policy = None
 
     def _policy_for(
         self, contexts: FloatArray, arms: Sequence[str] | None = None

@@ -6,6 +6,8 @@ Without task labels a context is the embedding plus a constant bias. With a
 one mean reward per task from all of that task's queries, and the embedding
 only refines it. Per-arm ridge on the bare 384-dim embedding is too noisy to
 separate models whose accuracies differ by a few points (BENCH_RESULTS.md).
+Without labels, ``auto_tasks.QueryClusters`` (k-means of the queries) plays the
+classifier's part: its clusters are the tasks.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
+
+from langchain_metallm.auto_tasks import QueryClusters
 
 FloatArray = NDArray[np.float64]
 
@@ -94,29 +98,42 @@ class TaskClassifier:
         return digest.hexdigest()[:16]
 
 
+TaskModel = TaskClassifier | QueryClusters
+"""What gives a query its task: a classifier learned from labels, or clusters."""
+
+
 def query_features(
-    vectors: ArrayLike, tasks: TaskClassifier | None = None
+    vectors: ArrayLike,
+    tasks: TaskModel | None = None,
+    texts: Sequence[str] | None = None,
 ) -> FloatArray:
     """Context rows for the policy: ``[embedding, 1]``, or with ``tasks``
     ``[EMBEDDING_SCALE * embedding, one-hot predicted task, 1]``.
 
     The bias lets every arm learn its mean reward independently of the embedding.
+    Clusters also read the query ``texts``.
     """
     emb = np.asarray(vectors, dtype=np.float64)
     if emb.ndim != 2:
         raise ValueError(f"embeddings: expected (n, dim) vectors, got {emb.shape}")
     if tasks is None:
         return _with_bias(emb)
-    one_hot = np.eye(len(tasks.tasks))[tasks.predict(emb)]
+    if isinstance(tasks, TaskClassifier):
+        found = tasks.predict(emb)
+    elif texts is None:
+        raise ValueError("texts: clusters need the query texts next to the vectors")
+    else:
+        found = tasks.assign(emb, texts)
+    one_hot = np.eye(len(tasks.tasks))[found]
     return _with_bias(np.hstack([EMBEDDING_SCALE * emb, one_hot]))
 
 
-def embedding_dim(context_dim: int, tasks: TaskClassifier | None) -> int:
+def embedding_dim(context_dim: int, tasks: TaskModel | None) -> int:
     """Embedding length inside contexts of ``context_dim`` built with ``tasks``."""
     return context_dim - (0 if tasks is None else len(tasks.tasks)) - 1
 
 
-def task_of(context: FloatArray, tasks: TaskClassifier | None) -> str | None:
+def task_of(context: FloatArray, tasks: TaskModel | None) -> str | None:
     """The predicted task a context encodes (None without a task classifier)."""
     if tasks is None:
         return None

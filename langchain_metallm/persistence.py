@@ -10,20 +10,24 @@ A save is a directory holding two files (format version 3):
      "arrays": {"file": "arrays-<sha256 prefix>.npz", "sha256": "<hex>"},
      "router": {"costs": {name: cost}, "cost_weight": p,           (routers only)
                 "embedder": {"name": str, "dimension": e},
-                "tasks": [task names] | null}}
+                "tasks": [task names] | null,
+                "task_kind": "classifier" | "clusters"}}        (with tasks)
 
   ``d = e + len(tasks) + 1`` (``features.embedding_dim`` gives ``e``).
 
 - ``arrays-<sha256 prefix>.npz``: ``A`` (arms, d, d) float64, ``b`` (arms, d)
   float64, ``counts`` (arms,) int64: the policy's sufficient statistics of
-  SCORES (cost is weighed only when deciding); with
-  tasks also ``task_weights`` (e + 1, tasks) float64, the task classifier. It
-  holds no object arrays and is read with ``allow_pickle=False``.
+  SCORES (cost is weighed only when deciding); with a task classifier also
+  ``task_weights`` (e + 1, tasks) float64; with automatic tasks
+  ``cluster_centroids`` (tasks, e + 10), ``cluster_style_mean`` and
+  ``cluster_style_scale`` (10,) float64 (``auto_tasks.QueryClusters``). It holds
+  no object arrays and is read with ``allow_pickle=False``.
 
-Version 1 (before task features) had no ``tasks``; versions 1 and 2 learned
-rewards ``score - cost_weight * c_j`` and are still read: a router save is
-converted exactly (``costs.scores_from_rewards``, with its saved costs and cost
-weight); a bare policy save is read as it is.
+Versions 1 and 2 are still read. Version 1 (before task features) had no
+``tasks``; version 2 had no ``task_kind`` (its tasks are a classifier). Both
+learned rewards ``score - cost_weight * c_j``: a router save is converted exactly
+(``costs.scores_from_rewards``, with its saved costs and cost weight); a bare
+policy save is read as it is.
 
 Writes are atomic and the pair stays consistent: the arrays go to a temp file that
 is fsynced and renamed to its content-addressed name, then the manifest likewise;
@@ -52,8 +56,9 @@ from typing import Any
 
 import numpy as np
 
+from langchain_metallm.auto_tasks import QueryClusters
 from langchain_metallm.costs import cost_vector, normalized_costs, scores_from_rewards
-from langchain_metallm.features import TaskClassifier, embedding_dim
+from langchain_metallm.features import TaskClassifier, TaskModel, embedding_dim
 from langchain_metallm.identity import declared_dimension, embedder_label
 from langchain_metallm.policy import LinUCBPolicy
 from langchain_metallm.stores.base import PolicyStore
@@ -64,6 +69,8 @@ _READABLE_VERSIONS = (1, 2, 3)
 MANIFEST = "metallm.json"
 _ARRAYS = ("A", "b", "counts")
 _TASK_WEIGHTS = "task_weights"
+_CLUSTER_ARRAYS = ("cluster_centroids", "cluster_style_mean", "cluster_style_scale")
+_TASK_ARRAYS = (_TASK_WEIGHTS, *_CLUSTER_ARRAYS)
 _SAVED_SETTINGS = ("alpha", "ridge")
 """Settings taken from a save; costs and cost weight may be given anew at load."""
 
@@ -77,7 +84,7 @@ class RouterState:
     policy: LinUCBPolicy
     costs: dict[str, float]
     cost_weight: float
-    tasks: TaskClassifier | None
+    tasks: TaskModel | None
 
 
 def save_policy(policy: LinUCBPolicy, path: StrPath) -> None:
@@ -112,10 +119,10 @@ def save_router(
     costs: Mapping[str, float],
     cost_weight: float,
     embeddings: object,
-    tasks: TaskClassifier | None,
+    tasks: TaskModel | None,
 ) -> None:
-    """Save a router's learned policy, task classifier and the settings its
-    rewards depend on."""
+    """Save a router's learned policy, task classifier or clusters and the
+    settings its rewards depend on."""
     if policy is None:
         raise ValueError(
             "router: nothing learned yet (no fit and no routed call); nothing to save"
@@ -129,13 +136,15 @@ def save_router(
         },
         "tasks": None if tasks is None else list(tasks.tasks),
     }
+    if tasks is not None:
+        settings["task_kind"] = _task_kind(tasks)
     _save(Path(path), policy, "router", settings, tasks)
 
 
 def load_router(path: StrPath, embeddings: object) -> RouterState:
     """A router save, refused unless it was made with an embedder of the same name
     (and dimension, when ``embeddings`` declares one)."""
-    (policy, task_weights), manifest = _load(Path(path))
+    (policy, task_arrays), manifest = _load(Path(path))
     if manifest["kind"] != "router":
         raise ValueError(
             f"{path}: holds a bare policy save, not a router save; "
@@ -157,7 +166,7 @@ def load_router(path: StrPath, embeddings: object) -> RouterState:
             f"embeddings: the save at {path} has dimension {saved_dim}, "
             f"embedder {name!r} returns {declared}"
         )
-    tasks = _task_classifier(path, router.get("tasks"), task_weights, saved_dim)
+    tasks = _task_model(path, router, task_arrays, saved_dim)
     if saved_dim != embedding_dim(policy.dim, tasks):
         n_tasks = 0 if tasks is None else len(tasks.tasks)
         raise ValueError(
@@ -180,25 +189,41 @@ def load_router(path: StrPath, embeddings: object) -> RouterState:
     return RouterState(policy=policy, costs=costs, cost_weight=cost_weight, tasks=tasks)
 
 
-def _task_classifier(
-    path: StrPath, names: Any, weights: np.ndarray[Any, Any] | None, dim: int
-) -> TaskClassifier | None:
-    """The saved task classifier, checked against the manifest, or None."""
-    if names is None and weights is None:
+def _task_kind(tasks: TaskModel) -> str:
+    return "classifier" if isinstance(tasks, TaskClassifier) else "clusters"
+
+
+def _task_model(
+    path: StrPath,
+    router: dict[str, Any],
+    arrays: dict[str, np.ndarray[Any, Any]],
+    dim: int,
+) -> TaskModel | None:
+    """The saved task classifier or clusters, checked against the manifest, or
+    None."""
+    names, kind = router.get("tasks"), router.get("task_kind", "classifier")
+    if names is None and not arrays:
         return None
-    if not isinstance(names, list) or weights is None:
+    expected = (_TASK_WEIGHTS,) if kind == "classifier" else _CLUSTER_ARRAYS
+    if kind not in ("classifier", "clusters") or sorted(arrays) != sorted(expected):
         raise ValueError(
-            f"{path}: corrupt save: task names and task weights must come together"
+            f"{path}: corrupt save: task kind {kind!r} with arrays {sorted(arrays)}"
         )
-    if not all(isinstance(name, str) for name in names):
-        raise ValueError(f"{path}: corrupt save: task names must be strings")
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise ValueError(f"{path}: corrupt save: task names must be a list of str")
     try:
-        tasks = TaskClassifier(tuple(names), np.asarray(weights, dtype=np.float64))
+        tasks: TaskModel = (
+            TaskClassifier(tuple(names), arrays[_TASK_WEIGHTS])
+            if kind == "classifier"
+            else QueryClusters(*(arrays[key] for key in _CLUSTER_ARRAYS))
+        )
     except ValueError as exc:
         raise ValueError(f"{path}: corrupt save: {exc}") from exc
+    if list(tasks.tasks) != names:
+        raise ValueError(f"{path}: corrupt save: task names do not match the arrays")
     if tasks.embedding_dim != dim:
         raise ValueError(
-            f"{path}: corrupt save: the task classifier reads dimension "
+            f"{path}: corrupt save: the tasks read dimension "
             f"{tasks.embedding_dim}, the embedder's is {dim}"
         )
     return tasks
@@ -262,12 +287,20 @@ def _save(
     policy: LinUCBPolicy,
     kind: str,
     router: dict[str, Any] | None,
-    tasks: TaskClassifier | None,
+    tasks: TaskModel | None,
 ) -> None:
     A, b, counts = policy.statistics()  # noqa: N806
     arrays_to_save: dict[str, Any] = {"A": A, "b": b, "counts": counts}
-    if tasks is not None:
+    if isinstance(tasks, TaskClassifier):
         arrays_to_save[_TASK_WEIGHTS] = tasks.weights
+    elif tasks is not None:
+        arrays_to_save.update(
+            zip(
+                _CLUSTER_ARRAYS,
+                (tasks.centroids, tasks.style_mean, tasks.style_scale),
+                strict=True,
+            )
+        )
     buffer = io.BytesIO()
     np.savez(buffer, **arrays_to_save)
     arrays = buffer.getvalue()
@@ -336,8 +369,9 @@ def _remove_unreferenced(directory: Path, keep: str) -> None:
 
 def _load(
     directory: Path,
-) -> tuple[tuple[LinUCBPolicy, np.ndarray[Any, Any] | None], dict[str, Any]]:
-    """The saved policy and task weights (None if absent), and the manifest."""
+) -> tuple[tuple[LinUCBPolicy, dict[str, np.ndarray[Any, Any]]], dict[str, Any]]:
+    """The saved policy, its task arrays (by name; empty without tasks), and the
+    manifest."""
     manifest = _read_manifest(directory)
     arms = _field(manifest, "arms", list)
     if not all(isinstance(a, str) for a in arms):
@@ -353,7 +387,8 @@ def _load(
         policy.load_statistics(arrays["A"], arrays["b"], arrays["counts"])
     except ValueError as exc:
         raise ValueError(f"{directory}: corrupt save: {exc}") from exc
-    return (policy, arrays.get(_TASK_WEIGHTS)), manifest
+    tasks = {key: arrays[key] for key in _TASK_ARRAYS if key in arrays}
+    return (policy, tasks), manifest
 
 
 def _read_manifest(directory: Path) -> dict[str, Any]:
@@ -393,12 +428,12 @@ def _read_arrays(
         )
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-            if sorted(set(npz.files) - {_TASK_WEIGHTS}) != sorted(_ARRAYS):
+            if sorted(set(npz.files) - set(_TASK_ARRAYS)) != sorted(_ARRAYS):
                 raise ValueError(f"holds {sorted(npz.files)}, expected {list(_ARRAYS)}")
             arrays = {key: npz[key] for key in npz.files}
     except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
         raise ValueError(f"{directory / name}: corrupt arrays ({exc})") from exc
-    kinds = {"A": "f", "b": "f", "counts": "i", _TASK_WEIGHTS: "f"}
+    kinds = {"A": "f", "b": "f", "counts": "i", **dict.fromkeys(_TASK_ARRAYS, "f")}
     for key, array in arrays.items():
         if array.dtype.kind != kinds[key]:
             raise ValueError(

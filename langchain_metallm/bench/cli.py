@@ -11,7 +11,11 @@ from langchain_core.embeddings import Embeddings
 from langchain_metallm.bench.cache import DEFAULT_CACHE_DIR
 from langchain_metallm.bench.data import PACKAGED_SAMPLES
 from langchain_metallm.bench.plots import plot_curves
-from langchain_metallm.bench.runner import DEFAULT_COST_WEIGHTS, run_benchmark
+from langchain_metallm.bench.runner import (
+    DEFAULT_COST_WEIGHTS,
+    FEATURES,
+    run_benchmark,
+)
 
 SHARED_DATA = Path("..") / "shared" / "data"
 """Where the recorded outcomes live, relative to the project root."""
@@ -35,7 +39,7 @@ def main(
             alpha=args.alpha,
             ridge=args.ridge,
             knn_k=args.knn_k,
-            task_features=args.features == "tasks",
+            features=args.features,
             limit=args.limit,
             progress=not args.quiet,
         )
@@ -142,10 +146,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--features",
-        choices=("tasks", "embedding"),
-        default="tasks",
-        help="LinUCB context: embedding plus the predicted task, learned from the "
-        "training part's task labels (default), or the embedding only",
+        choices=FEATURES,
+        default="auto",
+        help="fitted LinUCB context: embedding plus automatic tasks, clusters of "
+        "the training queries (default, no labels needed), plus the task "
+        "predicted by a classifier of the training part's labels, or the "
+        "embedding only",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser

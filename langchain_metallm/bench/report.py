@@ -60,6 +60,9 @@ class BenchmarkResult:
     ridge: float
     cost_weights: tuple[float, ...]
     curves: tuple[Curve, ...]
+    features: str = "tasks"
+    """The fitted LinUCB policies' context: "auto" (clusters of the training
+    queries), "tasks" (classifier of their labels) or "embedding"."""
     summaries: tuple[Summary, ...] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -99,8 +102,9 @@ class BenchmarkResult:
     def table(self) -> str:
         """The summary as a Markdown table, one row per policy."""
         name, ref = self.reference
+        kind = "automatic tasks" if self.features == "auto" else "tasks"
         features = (
-            f"embedding + {len(self.task_names)} tasks"
+            f"embedding + {len(self.task_names)} {kind}"
             if self.task_names
             else "embedding only"
         )

@@ -16,7 +16,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from langchain_metallm.costs import reward_matrix
-from langchain_metallm.features import TaskClassifier, query_features
+from langchain_metallm.features import TaskModel, query_features
 from langchain_metallm.policy import LinUCBPolicy
 
 FloatArray = NDArray[np.float64]
@@ -26,11 +26,11 @@ IndexArray = NDArray[np.int64]
 @dataclass(frozen=True)
 class Problem:
     """Train and test queries as embeddings, router features and per-model scores;
-    ``tasks`` is the task classifier the features use, if any."""
+    ``tasks`` is the task classifier or clusters the features use, if any."""
 
     models: tuple[str, ...]
     cost: FloatArray
-    tasks: TaskClassifier | None
+    tasks: TaskModel | None
     train_embeddings: FloatArray
     train_features: FloatArray
     train_scores: FloatArray
@@ -187,7 +187,7 @@ class OfflineRidge:
 class OnlineLinUCB:
     """The router's policy over the test stream: select, observe the chosen model's
     true reward, update. ``warm`` first fits on the training rewards (with the
-    problem's task features, as ``router.fit(..., tasks=...)``); cold, like a
+    problem's features, as ``router.fit``); cold, like a
     router never fitted, it routes on the bare embedding."""
 
     uses_cost_weight = True

@@ -11,6 +11,7 @@ import numpy as np
 from langchain_core.embeddings import Embeddings
 from numpy.typing import NDArray
 
+from langchain_metallm.auto_tasks import QueryClusters, cluster_count
 from langchain_metallm.bench.cache import DEFAULT_CACHE_DIR, EmbeddingCache
 from langchain_metallm.bench.data import Outcomes, load_outcomes
 from langchain_metallm.bench.report import BenchmarkResult, SplitInfo
@@ -26,13 +27,16 @@ from langchain_metallm.bench.routers import (
 )
 from langchain_metallm.bench.splits import Split, make_split
 from langchain_metallm.bench.sweep import sweep
-from langchain_metallm.features import TaskClassifier, query_features
+from langchain_metallm.features import TaskClassifier, TaskModel, query_features
 
 DEFAULT_COST_WEIGHTS: tuple[float, ...] = tuple(
     round(float(p), 3) for p in np.linspace(0.0, 1.2, 49)
 )
 """0 to 1.2 in steps of 0.025: with costs in [0, 1] and scores in [0, 1], larger
 weights only repeat "always the cheapest model"."""
+
+FEATURES = ("auto", "tasks", "embedding")
+"""What the fitted LinUCB policies route on (see ``build_problem``)."""
 
 
 def run_benchmark(
@@ -47,7 +51,7 @@ def run_benchmark(
     alpha: float = 0.1,
     ridge: float = 1.0,
     knn_k: int = 20,
-    task_features: bool = True,
+    features: str = "auto",
     limit: int | None = None,
     progress: bool = True,
 ) -> BenchmarkResult:
@@ -55,9 +59,8 @@ def run_benchmark(
 
     ``embeddings`` defaults to the packaged MiniLM (``LocalEmbeddings``); vectors
     are cached under ``cache_dir``. ``alpha`` and ``ridge`` configure the LinUCB
-    policies exactly as the router's settings of the same names; with
-    ``task_features`` they route on the tasks of the training part as
-    ``router.fit(..., tasks=...)`` does (see ``build_problem``). ``limit`` keeps
+    policies exactly as the router's settings of the same names; ``features``
+    says what the fitted ones route on (see ``build_problem``). ``limit`` keeps
     a random subset of that many rows (drawn with ``seed``) for a quick run.
     """
     prepared = prepare(
@@ -67,7 +70,7 @@ def run_benchmark(
         test_fraction=test_fraction,
         embeddings=embeddings,
         cache_dir=cache_dir,
-        task_features=task_features,
+        features=features,
         limit=limit,
         progress=progress,
     )
@@ -103,6 +106,7 @@ def run_benchmark(
         ridge=ridge,
         cost_weights=tuple(float(p) for p in cost_weights),
         curves=tuple(curves),
+        features=features,
     )
 
 
@@ -124,7 +128,7 @@ def prepare(
     test_fraction: float = 0.2,
     embeddings: Embeddings | None = None,
     cache_dir: str | os.PathLike[str] = DEFAULT_CACHE_DIR,
-    task_features: bool = True,
+    features: str = "auto",
     limit: int | None = None,
     progress: bool = True,
 ) -> Prepared:
@@ -143,7 +147,7 @@ def prepare(
         embeddings = LocalEmbeddings()
     cache = EmbeddingCache(embeddings, cache_dir)
     vectors = cache.embed(data.prompts, progress=progress)
-    problem = build_problem(data, parts, vectors, task_features=task_features)
+    problem = build_problem(data, parts, vectors, features=features)
     return Prepared(data, parts, problem, cache.name)
 
 
@@ -152,28 +156,34 @@ def build_problem(
     parts: Split,
     vectors: NDArray[np.float64],
     *,
-    task_features: bool = True,
+    features: str = "auto",
 ) -> Problem:
     """Embeddings, router features (``features.query_features``) and scores per part.
 
-    With ``task_features`` and at least two tasks in the training part, a task
-    classifier is learned from the training part's labels only (test labels are
-    never read), exactly as ``router.fit(..., tasks=...)`` learns it.
+    ``features="auto"`` (the default a user without labels gets) clusters the
+    training part's queries as ``router.fit(prompts, scores)`` does;
+    ``"tasks"`` learns a task classifier from the training part's labels (with at
+    least two tasks there) as ``router.fit(..., tasks=...)`` does; ``"embedding"``
+    routes on the bare embedding. Test labels and texts never shape the features.
     """
+    if features not in FEATURES:
+        raise ValueError(f"features: expected one of {FEATURES}, got {features!r}")
     train, test = parts.train, parts.test
     train_tasks = [data.tasks[i] for i in train]
-    tasks = None
-    if task_features and len(set(train_tasks)) >= 2:
+    tasks: TaskModel | None = None
+    if features == "tasks" and len(set(train_tasks)) >= 2:
         tasks = TaskClassifier.fit(vectors[train], train_tasks)
-    features = query_features(vectors, tasks)
+    elif features == "auto" and cluster_count(len(train)) >= 2:
+        tasks = QueryClusters.fit(vectors[train], [data.prompts[i] for i in train])
+    contexts = query_features(vectors, tasks, data.prompts)
     return Problem(
         models=data.models,
         cost=data.cost,
         tasks=tasks,
         train_embeddings=vectors[train],
-        train_features=features[train],
+        train_features=contexts[train],
         train_scores=data.scores[train],
         test_embeddings=vectors[test],
-        test_features=features[test],
+        test_features=contexts[test],
         test_scores=data.scores[test],
     )

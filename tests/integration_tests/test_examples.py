@@ -69,6 +69,13 @@ def test_gsm8k_demo_table_plot_and_rewards(
     assert summary.plot.read_bytes().startswith(b"\x89PNG")
     saved = json.loads((tmp_path / "gsm8k_replay.json").read_text())
     assert [r["policy"] for r in saved] == policies
+    # The curve: one point per cost weight; spend falls as the weight rises.
+    assert [p.cost_weight for p in summary.curve] == list(gsm8k.CURVE_WEIGHTS)
+    assert summary.curve[0].dollars >= summary.curve[-1].dollars
+    assert all(0 <= p.gpt4_share <= 1 for p in summary.curve)
+    assert summary.curve_plot.read_bytes().startswith(b"\x89PNG")
+    assert "CPT(50%)" in printed or summary.apgr_cpt50 is None
+    assert "summary: router" in printed
 
 
 @pytest.mark.parametrize(

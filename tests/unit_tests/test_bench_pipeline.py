@@ -89,6 +89,7 @@ def test_run_benchmark_compares_every_policy(tmp_path: Path) -> None:
         cache_dir=tmp_path / "cache",
         cost_weights=[0.0, 0.2, 0.5, 1.0],
         knn_k=5,
+        features="tasks",
         progress=False,
     )
     names = [c.policy for c in result.curves]
@@ -195,7 +196,7 @@ def test_the_benchmark_can_route_on_the_embedding_only(tmp_path: Path) -> None:
         embeddings=counting(),
         cache_dir=tmp_path / "cache",
         cost_weights=[0.0, 0.5],
-        task_features=False,
+        features="embedding",
         progress=False,
     )
     assert result.feature_dim == 9 and result.task_names == ()
@@ -213,10 +214,10 @@ def test_warm_linucb_uses_task_features_and_cold_the_bare_embedding(
             folder,
             embeddings=embedder,
             cache_dir=tmp_path / "cache",
-            task_features=flag,
+            features=flag,
             progress=False,
         ).problem
-        for flag in (True, False)
+        for flag in ("tasks", "embedding")
     )
     assert tasks.tasks is not None and plain.tasks is None
     weights = [0.0, 0.3]
