@@ -19,10 +19,10 @@ test half, shuffled, is the stream. Four scenarios, several seeds, mean and wors
 4. a price cut: at call 300 the priciest child's cost drops 10x, under a budget;
    its share, accuracy and spend before and after.
 
-Run from the project root (needs the MiniLM vectors in ``/work/embcache``):
-``PYTHONPATH=$PWD python benchmarks/dynamics.py --seeds 3``. Prints the numbers,
-writes ``results/dynamics.json`` and plots ``results/dynamics_*.png``, copied to
-``docs/`` for the README.
+Run from the project root: ``python benchmarks/dynamics.py --seeds 3`` (prompts
+are embedded once with the packaged MiniLM into ``.metallm_cache/``). Prints the
+numbers, writes ``results/dynamics.json`` and plots ``results/dynamics_*.png``,
+copied to ``docs/`` for the README.
 """
 
 from __future__ import annotations
@@ -38,10 +38,12 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
+from langchain_metallm.bench.cache import DEFAULT_CACHE_DIR, EmbeddingCache
 from langchain_metallm.bench.cli import resolve_data_dir
 from langchain_metallm.bench.data import Outcomes, load_outcomes
 from langchain_metallm.bench.plots import save_figure, short_name
 from langchain_metallm.bench.splits import random_split
+from langchain_metallm.embeddings import LocalEmbeddings
 from langchain_metallm.features import TaskClassifier, query_features
 from langchain_metallm.pacing import BudgetPacer, weight_for_budget
 from langchain_metallm.policy import LinUCBPolicy
@@ -546,7 +548,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--data", default=None, help="folder of the data sets")
-    parser.add_argument("--embeddings", default="/work/embcache")
+    parser.add_argument(
+        "--cache-dir",
+        default=str(DEFAULT_CACHE_DIR),
+        help="where prompt embeddings are cached on disk",
+    )
     parser.add_argument("--calls", type=int, default=2000, help="stream length cap")
     parser.add_argument("--out", default="results")
     parser.add_argument(
@@ -562,10 +568,11 @@ def main() -> None:
     swept = args.sweep_datasets.split(",") if "budget" in chosen else []
     names = sorted({*swept, "llmrouter9"} if set(chosen) - {"budget"} else set(swept))
     streams: dict[str, list[Stream]] = {}
+    cache = EmbeddingCache(LocalEmbeddings(), args.cache_dir)
     for name in names:
         folder = Path(args.data) / name if args.data else resolve_data_dir(name)
         data = load_outcomes(folder)
-        vectors = load_vectors(Path(args.embeddings) / f"{name}.npz", data)
+        vectors = cache.embed(data.prompts)
         streams[name] = [load_stream(data, vectors, seed) for seed in range(args.seeds)]
     reports = {
         "budget": lambda: report_sweep({n: streams[n] for n in swept}, out, args.calls),
@@ -579,19 +586,6 @@ def main() -> None:
     for png in out.glob("dynamics_*.png"):
         shutil.copy(png, docs / png.name)
     print(f"\nwrote {out}/dynamics_*.json and plots (copied to {docs}/)")
-
-
-def load_vectors(path: Path, data: Outcomes) -> FloatArray:
-    """Precomputed embeddings aligned with ``data``'s rows (never embeds)."""
-    if not path.is_file():
-        raise SystemExit(f"{path}: missing; precompute the embeddings first")
-    with np.load(path) as saved:
-        ids, vectors = saved["ids"], saved["vectors"]
-    if len(ids) != len(data) or any(
-        str(a) != b for a, b in zip(ids, data.ids, strict=True)
-    ):
-        raise SystemExit(f"{path}: ids do not match the rows of {data.name}")
-    return np.asarray(vectors, dtype=np.float64)
 
 
 if __name__ == "__main__":
