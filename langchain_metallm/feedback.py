@@ -133,15 +133,10 @@ class MetaLLMFeedbackHandler(BaseCallbackHandler):
             inputs = self._root_inputs.pop(run_id, None)
         if self.run_scorer is None or not self._runs.is_root(run_id):
             return
-        token = _IN_SCORER.set(True)
-        try:
-            score = check_score(self.run_scorer(inputs, outputs))
-        except Exception as error:
-            self._fail(run_id, f"run_scorer failed: {type(error).__name__}: {error}")
-            return
-        finally:
-            _IN_SCORER.reset(token)
-        self.record_feedback(run_id, score)
+        run_scorer = self.run_scorer
+        score = self._score(run_id, "run_scorer", lambda: run_scorer(inputs, outputs))
+        if score is not None:
+            self.record_feedback(run_id, score)
 
     def on_chain_error(
         self, error: BaseException, *, run_id: UUID, **kwargs: Any
@@ -198,15 +193,10 @@ class MetaLLMFeedbackHandler(BaseCallbackHandler):
         to_score = self._to_score(response, run_id)
         if to_score is None:
             return
-        token = _IN_SCORER.set(True)
-        try:
-            score = check_score(cast(Scorer, self.scorer)(*to_score))
-        except Exception as error:
-            self._fail(run_id, f"scorer failed: {type(error).__name__}: {error}")
-            return
-        finally:
-            _IN_SCORER.reset(token)
-        self.router.record_feedback(run_id, score)
+        scorer = cast(Scorer, self.scorer)
+        score = self._score(run_id, "scorer", lambda: scorer(*to_score))
+        if score is not None:
+            self.router.record_feedback(run_id, score)
 
     def on_llm_error(
         self, error: BaseException, *, run_id: UUID, **kwargs: Any
@@ -249,6 +239,20 @@ class MetaLLMFeedbackHandler(BaseCallbackHandler):
         if not isinstance(generation, (ChatGeneration, Generation)):
             return None
         return inputs, generation
+
+    def _score(
+        self, run_id: UUID, what: str, grade: Callable[[], float]
+    ) -> float | None:
+        """Run a scorer with its own calls left unscored; a failure or an invalid
+        score is reported (``_fail``) and gives None."""
+        token = _IN_SCORER.set(True)
+        try:
+            return check_score(grade())
+        except Exception as error:
+            self._fail(run_id, f"{what} failed: {type(error).__name__}: {error}")
+            return None
+        finally:
+            _IN_SCORER.reset(token)
 
     def _fail(self, run_id: UUID | str | None, problem: str) -> None:
         """Count and log feedback that could not be given; raise if asked to."""
