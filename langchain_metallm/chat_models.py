@@ -9,26 +9,23 @@ engine's; see ``engine`` for the data path of one call and of one reward.
 from __future__ import annotations
 
 import logging
-import math
 import warnings
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import suppress
-from typing import Any, Literal, cast
-from uuid import UUID, uuid4
+from typing import Any, Literal
+from uuid import UUID
 
 from langchain_core.caches import BaseCache
 from langchain_core.callbacks import (
-    AsyncCallbackManager,
     AsyncCallbackManagerForLLMRun,
-    CallbackManager,
     CallbackManagerForLLMRun,
 )
 from langchain_core.embeddings import Embeddings
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
-from langchain_core.messages.ai import UsageMetadata, add_usage
-from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
-from langchain_core.runnables import Runnable, RunnableConfig, RunnableSerializable
+from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.messages.ai import UsageMetadata
+from langchain_core.outputs import ChatGenerationChunk, ChatResult
+from langchain_core.runnables import Runnable, RunnableSerializable
 from langchain_core.runnables.utils import AnyConfigurableField
 from langchain_core.tools import BaseTool
 from pydantic import ConfigDict, Field, PrivateAttr, model_validator
@@ -36,14 +33,10 @@ from typing_extensions import Self
 
 from langchain_metallm import planned_batch, stream_run
 from langchain_metallm.calibration import CostWeightCalibration
-from langchain_metallm.child_runs import without_usage
+from langchain_metallm.child_runs import ChunkRelay, routed_result
 from langchain_metallm.cooldown import Cooldowns
-from langchain_metallm.costs import check_costs, check_prices, normalized_costs
-from langchain_metallm.embedder_outage import (
-    BadEmbeddingsError,
-    blind_decisions,
-    default_arm,
-)
+from langchain_metallm.costs import check_cost_weight, check_prices
+from langchain_metallm.embedder_outage import blind_decisions, default_arm
 from langchain_metallm.embeddings import LocalEmbeddings
 from langchain_metallm.engine import FloatArray, RouterEngine, check_settings
 from langchain_metallm.fallback import (
@@ -54,9 +47,8 @@ from langchain_metallm.fallback import (
     stream_in_order,
 )
 from langchain_metallm.features import TaskModel
-from langchain_metallm.llm_cache import CACHE_HIT, as_cache_hit
+from langchain_metallm.llm_cache import CACHE_HIT
 from langchain_metallm.outcomes import Scores
-from langchain_metallm.pacing import check_budget
 from langchain_metallm.pareto import ParetoFront
 from langchain_metallm.persistence import StrPath, load_router, router_settings
 from langchain_metallm.planned_batch import (
@@ -65,6 +57,7 @@ from langchain_metallm.planned_batch import (
     PlannedChoice,
 )
 from langchain_metallm.policy import LinUCBPolicy, RouteDecision
+from langchain_metallm.router_base import RouterBase
 from langchain_metallm.routing_text import recent_turns_text
 from langchain_metallm.shared_learning import (
     SharedLearningConfigurableFields,
@@ -74,7 +67,6 @@ from langchain_metallm.stores.base import PolicyStore
 from langchain_metallm.structured_output import (
     STRUCTURED_OUTPUT,
     StructuredOutput,
-    as_chunk,
     unpacker,
 )
 from langchain_metallm.tool_loops import LoopDecision, loop_decision, loop_model
@@ -83,7 +75,7 @@ _TOOL_KEYS = ("tools", "tool_choice", "tool_binding")
 _logger = logging.getLogger(__name__)
 
 
-class MetaLLMRouterChatModel(BaseChatModel):
+class MetaLLMRouterChatModel(RouterBase):
     """Routes each call to one child chat model with a LinUCB contextual bandit.
 
     The router learns each child's expected score per query and decides by
@@ -181,7 +173,6 @@ class MetaLLMRouterChatModel(BaseChatModel):
 
     _engine: RouterEngine = PrivateAttr()
     _cooldowns: Cooldowns = PrivateAttr()
-    _warned_outage: bool = PrivateAttr(default=False)
 
     @model_validator(mode="before")
     @classmethod
@@ -388,11 +379,7 @@ class MetaLLMRouterChatModel(BaseChatModel):
 
     def set_cost_weight(self, cost_weight: float) -> None:
         """Decide with ``cost_weight`` from the next call on (nothing relearned)."""
-        if isinstance(cost_weight, bool) or not isinstance(cost_weight, (int, float)):
-            raise TypeError(f"cost_weight: expected a number, got {cost_weight!r}")
-        if not math.isfinite(cost_weight) or cost_weight < 0:
-            raise ValueError(f"cost_weight: must be finite and >= 0, got {cost_weight}")
-        self.cost_weight = float(cost_weight)
+        self.cost_weight = check_cost_weight(cost_weight)
         owner = self._engine.settings  # the router the engine was built for
         if isinstance(owner, MetaLLMRouterChatModel):
             owner.cost_weight = self.cost_weight
@@ -408,12 +395,9 @@ class MetaLLMRouterChatModel(BaseChatModel):
         unknown = sorted(set(costs) - set(self.models))
         if unknown:
             raise ValueError(
-                f"costs: unknown children {unknown}; have {list(self.models)}"
+                f"costs: unknown children {unknown}; have {self.model_names}"
             )
-        updated = {**self.costs, **{name: float(c) for name, c in costs.items()}}
-        check_costs(updated, self.model_names)
-        self._check_budget_with(updated)
-        self.costs = updated
+        self.costs = self._engine.checked_costs({**self.costs, **costs})
 
     def add_model(self, name: str, model: BaseChatModel, cost: float) -> None:
         """Add child ``name`` on the live router, keeping every other child's
@@ -425,9 +409,7 @@ class MetaLLMRouterChatModel(BaseChatModel):
             raise ValueError(f"name: {name!r} is already a child")
         if not isinstance(model, BaseChatModel):
             raise TypeError(f"model: expected a chat model, got {type(model).__name__}")
-        costs = {**self.costs, name: cost}
-        check_costs(costs, [*self.model_names, name])
-        self._check_budget_with(costs)
+        costs = self._engine.checked_costs({**self.costs, name: cost})
         old_costs, old_models = self.costs, self.models
         self.costs, self.models = costs, {**self.models, name: model}
         try:  # the child is callable before the policy can choose it
@@ -441,19 +423,15 @@ class MetaLLMRouterChatModel(BaseChatModel):
         a router keeps at least 2 children. Feedback still pending for its calls
         is refused."""
         if name not in self.models:
-            raise ValueError(f"name: {name!r} is not a child; have {list(self.models)}")
+            raise ValueError(f"name: {name!r} is not a child; have {self.model_names}")
         if len(self.models) <= 2:
             raise ValueError("models: a router needs at least 2 children")
-        costs = {k: v for k, v in self.costs.items() if k != name}
-        self._check_budget_with(costs)
+        costs = self._engine.checked_costs(
+            {k: v for k, v in self.costs.items() if k != name}
+        )
         self._engine.remove_arm(name)
         self.models = {k: v for k, v in self.models.items() if k != name}
         self.costs = costs
-
-    def _check_budget_with(self, costs: Mapping[str, float]) -> None:
-        """Refuse costs under which the current budget could not be met."""
-        if self.budget is not None:
-            check_budget(self.budget, normalized_costs(costs, list(costs)).values())
 
     def save(self, path: StrPath) -> None:
         """Save what was learned to the directory ``path``, atomically (format in
@@ -555,10 +533,9 @@ class MetaLLMRouterChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        plan = kwargs.pop(PLAN_ARGUMENT, None)
-        weight = kwargs.pop("cost_weight", None)
-        self._engine.pending.check_unused(_run_id(run_manager))
-        context = self._context(self._query(messages))
+        run_id = stream_run.run_id_of(run_manager)
+        plan, weight = self._own_arguments(run_id, kwargs)
+        context = self._engine.call_context(self._query(messages))
         config = stream_run.child_config(run_manager)
 
         def call(choice: RouteDecision) -> BaseMessage:
@@ -573,8 +550,9 @@ class MetaLLMRouterChatModel(BaseChatModel):
             fallback=self.fallback,
             on_attempt=self._cooldowns.observe,
         )
-        return self._answer(
-            message, decision, context, _run_id(run_manager), attempts, plan
+        usage = message.usage_metadata if isinstance(message, AIMessage) else None
+        return routed_result(
+            message, self._metadata(decision, context, run_id, attempts, usage, plan)
         )
 
     async def _agenerate(
@@ -584,10 +562,9 @@ class MetaLLMRouterChatModel(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        plan = kwargs.pop(PLAN_ARGUMENT, None)
-        weight = kwargs.pop("cost_weight", None)
-        self._engine.pending.check_unused(_run_id(run_manager))
-        context = await self._acontext(self._query(messages))
+        run_id = stream_run.run_id_of(run_manager)
+        plan, weight = self._own_arguments(run_id, kwargs)
+        context = await self._engine.acall_context(self._query(messages))
         config = stream_run.child_config(run_manager)
 
         async def call(choice: RouteDecision) -> BaseMessage:
@@ -602,8 +579,9 @@ class MetaLLMRouterChatModel(BaseChatModel):
             fallback=self.fallback,
             on_attempt=self._cooldowns.observe,
         )
-        return self._answer(
-            message, decision, context, _run_id(run_manager), attempts, plan
+        usage = message.usage_metadata if isinstance(message, AIMessage) else None
+        return routed_result(
+            message, self._metadata(decision, context, run_id, attempts, usage, plan)
         )
 
     def _stream(
@@ -614,10 +592,8 @@ class MetaLLMRouterChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
         link = stream_run.take(run_manager)
-        plan = kwargs.pop(PLAN_ARGUMENT, None)
-        weight = kwargs.pop("cost_weight", None)
-        self._engine.pending.check_unused(link.run_id)
-        context = self._context(self._query(messages))
+        plan, weight = self._own_arguments(link.run_id, kwargs)
+        context = self._engine.call_context(self._query(messages))
 
         def start(choice: RouteDecision) -> Iterator[BaseMessage]:
             child, call_kwargs = self._child(choice, kwargs)
@@ -634,15 +610,12 @@ class MetaLLMRouterChatModel(BaseChatModel):
             fallback=self.fallback,
             on_attempt=self._cooldowns.observe,
         )
-        last: BaseMessage | None = None
-        usage: UsageMetadata | None = None
+        relay = ChunkRelay()
         for chunk in stream:
-            if last is not None:
-                yield ChatGenerationChunk(message=cast(AIMessageChunk, last))
-            usage = _add_usage(usage, chunk)
-            last, _ = without_usage(chunk)  # the child's run carries usage
-        yield self._last_chunk(
-            last, decision, context, link.run_id, attempts, usage, plan
+            if (previous := relay.push(chunk)) is not None:
+                yield previous
+        yield relay.final(
+            self._metadata(decision, context, link.run_id, attempts, relay.usage, plan)
         )
 
     async def _astream(
@@ -653,10 +626,8 @@ class MetaLLMRouterChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
         link = stream_run.take(run_manager)
-        plan = kwargs.pop(PLAN_ARGUMENT, None)
-        weight = kwargs.pop("cost_weight", None)
-        self._engine.pending.check_unused(link.run_id)
-        context = await self._acontext(self._query(messages))
+        plan, weight = self._own_arguments(link.run_id, kwargs)
+        context = await self._engine.acall_context(self._query(messages))
 
         def start(choice: RouteDecision) -> AsyncIterator[BaseMessage]:
             child, call_kwargs = self._child(choice, kwargs)
@@ -673,135 +644,23 @@ class MetaLLMRouterChatModel(BaseChatModel):
             fallback=self.fallback,
             on_attempt=self._cooldowns.observe,
         )
-        last: BaseMessage | None = None
-        usage: UsageMetadata | None = None
+        relay = ChunkRelay()
         async for chunk in stream:
-            if last is not None:
-                yield ChatGenerationChunk(message=cast(AIMessageChunk, last))
-            usage = _add_usage(usage, chunk)
-            last, _ = without_usage(chunk)  # the child's run carries usage
-        yield self._last_chunk(
-            last, decision, context, link.run_id, attempts, usage, plan
+            if (previous := relay.push(chunk)) is not None:
+                yield previous
+        yield relay.final(
+            self._metadata(decision, context, link.run_id, attempts, relay.usage, plan)
         )
 
-    def stream(
-        self,
-        input: LanguageModelInput,
-        config: RunnableConfig | None = None,
-        *,
-        stop: list[str] | None = None,
-        **kwargs: Any,
-    ) -> Iterator[AIMessageChunk]:
-        """Stream the chosen child's answer; the last chunk carries the decision."""
-        config, link = stream_run.stream_config(config, CallbackManager)
-        chunks = super().stream(input, config, stop=stop, **kwargs)
-        with stream_run.handing_over(link):  # until _stream has taken it
-            first = next(chunks, None)
-        if first is not None:
-            yield first
-            yield from chunks
-
-    async def astream(
-        self,
-        input: LanguageModelInput,
-        config: RunnableConfig | None = None,
-        *,
-        stop: list[str] | None = None,
-        **kwargs: Any,
-    ) -> AsyncIterator[AIMessageChunk]:
-        """Async twin of ``stream``."""
-        config, link = stream_run.stream_config(config, AsyncCallbackManager)
-        chunks = super().astream(input, config, stop=stop, **kwargs)
-        with stream_run.handing_over(link):  # until _astream has taken it
-            first = await anext(chunks, None)
-        if first is not None:
-            yield first
-            async for chunk in chunks:
-                yield chunk
-
-    def _generate_with_cache(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> ChatResult:
-        # When langchain-core streams under invoke, ``_stream`` gets no run manager.
-        with stream_run.handing_over(stream_run.link_of(run_manager)):
-            result = super()._generate_with_cache(messages, stop, run_manager, **kwargs)
-        return self._unless_cache_hit(result, run_manager)
-
-    async def _agenerate_with_cache(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: AsyncCallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> ChatResult:
-        with stream_run.handing_over(stream_run.link_of(run_manager)):
-            result = await super()._agenerate_with_cache(
-                messages, stop, run_manager, **kwargs
-            )
-        return self._unless_cache_hit(result, run_manager)
-
-    def _unless_cache_hit(
-        self,
-        result: ChatResult,
-        run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun | None,
-    ) -> ChatResult:
-        """``result``, relabelled if it came from the LLM cache (see ``llm_cache``)."""
-        run_id = _run_id(run_manager)
-        hit = as_cache_hit(result, run_id)
-        if hit is None:
-            return result
-        self._engine.pending.refuse(run_id, CACHE_HIT)
-        return hit
-
-    def batch(
-        self,
-        inputs: list[LanguageModelInput],
-        config: RunnableConfig | list[RunnableConfig] | None = None,
-        *,
-        return_exceptions: bool = False,
-        **kwargs: Any,
-    ) -> list[AIMessage]:
-        """Embed every query in one embeddings call, then route each."""
-        outputs: list[AIMessage] = []
-        for start, stop in self._chunks(len(inputs)):
-            texts = self._batch_queries(inputs[start:stop])
-            with suppress(Exception):  # then each item embeds, and fails, alone
-                self._engine.vectors(texts)
-            outputs += super().batch(
-                inputs[start:stop],
-                config[start:stop] if isinstance(config, list) else config,
-                return_exceptions=return_exceptions,
-                **kwargs,
-            )
-        return outputs
-
-    async def abatch(
-        self,
-        inputs: list[LanguageModelInput],
-        config: RunnableConfig | list[RunnableConfig] | None = None,
-        *,
-        return_exceptions: bool = False,
-        **kwargs: Any,
-    ) -> list[AIMessage]:
-        """Embed every query in one embeddings call, then route each."""
-        outputs: list[AIMessage] = []
-        for start, stop in self._chunks(len(inputs)):
-            texts = self._batch_queries(inputs[start:stop])
-            with suppress(Exception):  # then each item embeds, and fails, alone
-                await self._engine.avectors(texts)
-            outputs += await super().abatch(
-                inputs[start:stop],
-                config[start:stop] if isinstance(config, list) else config,
-                return_exceptions=return_exceptions,
-                **kwargs,
-            )
-        return outputs
-
     # Internals -----------------------------------------------------------------
+
+    def _own_arguments(
+        self, run_id: str, kwargs: dict[str, Any]
+    ) -> tuple[PlannedChoice | None, float | None]:
+        """Take the router's own call arguments out of ``kwargs`` (a planned
+        choice, a per-call cost weight); refuse a run id already routed."""
+        self._engine.pending.check_unused(run_id)
+        return kwargs.pop(PLAN_ARGUMENT, None), kwargs.pop("cost_weight", None)
 
     def _query(self, messages: Sequence[BaseMessage]) -> str:
         text = self.query_from_messages(messages)
@@ -810,49 +669,6 @@ class MetaLLMRouterChatModel(BaseChatModel):
                 f"query_from_messages: must return str, got {type(text).__name__}"
             )
         return text
-
-    def _batch_queries(self, inputs: Sequence[LanguageModelInput]) -> list[str]:
-        """Query texts of the batch items that have one; a bad item is left to
-        fail on its own call, so ``return_exceptions`` gets one result per item."""
-        texts = []
-        for item in inputs:
-            with suppress(Exception):
-                texts.append(self.query_of(item))
-        return texts
-
-    def _context(self, text: str) -> FloatArray | None:
-        """The call's context, or None when the embedder fails (``embedder_outage``)."""
-        try:
-            context: FloatArray = self._engine.contexts([text])[0]
-        except BadEmbeddingsError:
-            raise  # a misconfigured embedder is refused loudly, not routed around
-        except Exception as error:
-            self._note_outage(error)
-            return None
-        return context
-
-    async def _acontext(self, text: str) -> FloatArray | None:
-        """Async twin of ``_context``."""
-        try:
-            context: FloatArray = (await self._engine.acontexts([text]))[0]
-        except BadEmbeddingsError:
-            raise
-        except Exception as error:
-            self._note_outage(error)
-            return None
-        return context
-
-    def _note_outage(self, error: Exception) -> None:
-        """Count and (once) warn that a call is routed without an embedding."""
-        self._engine.pending.count("embedding_failures")
-        if not self._warned_outage:
-            self._warned_outage = True
-            warnings.warn(
-                f"embeddings: failed ({type(error).__name__}: {error}); calls are "
-                "answered by the default child until it recovers, and not learned "
-                "from (stats()['embedding_failures'] counts them)",
-                stacklevel=6,
-            )
 
     def _candidates(
         self,
@@ -870,20 +686,14 @@ class MetaLLMRouterChatModel(BaseChatModel):
             first = default_arm(names, costs, self.policy, self.default_model)
             ranked = blind_decisions(names, costs, first)
         else:
-            sticky = self.sticky_tool_loops and plan is None
-            loop = sticky and loop_model(messages, names)
-            if loop:
-                decision: RouteDecision = loop_decision(
-                    self._engine.decide(
-                        context, arm=names.index(loop), cost_weight=cost_weight
-                    )
-                )
-            else:
-                arm = None if plan is None else plan["arm"]
-                decision = self._engine.decide(
-                    context, arm=arm, cost_weight=cost_weight
-                )
-            ranked = self._engine.candidates(decision, context)
+            loop = (
+                self.sticky_tool_loops and plan is None and loop_model(messages, names)
+            )
+            arm = names.index(loop) if loop else None if plan is None else plan["arm"]
+            decision = self._engine.decide(context, arm=arm, cost_weight=cost_weight)
+            ranked = self._engine.candidates(
+                loop_decision(decision) if loop else decision, context
+            )
         cooling = self._cooldowns.cooling()
         return self._cooldowns.deferred(ranked, cooling) if cooling else ranked
 
@@ -931,51 +741,29 @@ class MetaLLMRouterChatModel(BaseChatModel):
             metadata.update(planned=True, predicted_score=plan["predicted_score"])
         return metadata
 
-    def _answer(
-        self,
-        message: BaseMessage,
-        decision: RouteDecision,
-        context: FloatArray | None,
-        run_id: str,
-        attempts: list[Attempt],
-        plan: PlannedChoice | None,
-    ) -> ChatResult:
-        usage = message.usage_metadata if isinstance(message, AIMessage) else None
-        metadata = self._metadata(decision, context, run_id, attempts, usage, plan)
-        update: dict[str, Any] = {
-            "response_metadata": {**message.response_metadata, "metallm": metadata}
-        }
-        if usage is not None:
-            update["usage_metadata"] = None  # the child's run carries it (child_runs)
-        routed = message.model_copy(update=update)
-        return ChatResult(generations=[ChatGeneration(message=routed)])
+    # RouterBase hooks --------------------------------------------------------------
 
-    def _last_chunk(
-        self,
-        last: BaseMessage | None,
-        decision: RouteDecision,
-        context: FloatArray | None,
-        run_id: str,
-        attempts: list[Attempt],
-        usage: UsageMetadata | None,
-        plan: PlannedChoice | None,
-    ) -> ChatGenerationChunk:
-        """The child's last chunk, carrying the routing metadata, marked last."""
-        metadata = self._metadata(decision, context, run_id, attempts, usage, plan)
-        chunk = AIMessageChunk(content="") if last is None else as_chunk(last)
-        final = chunk.model_copy(
-            update={
-                "response_metadata": {**chunk.response_metadata, "metallm": metadata},
-                "chunk_position": "last",
-            }
-        )
-        return ChatGenerationChunk(message=final)
+    @property
+    def _prefetch_size(self) -> int:
+        return self.embedding_cache_size
 
-    def _chunks(self, total: int) -> Iterator[tuple[int, int]]:
-        """Slices of a batch small enough that their embeddings stay cached."""
-        size = max(self.embedding_cache_size, 1)
-        for start in range(0, total, size):
-            yield start, min(start + size, total)
+    def _prefetch(self, inputs: Sequence[LanguageModelInput]) -> None:
+        self._engine.vectors(self._batch_queries(inputs))
+
+    async def _aprefetch(self, inputs: Sequence[LanguageModelInput]) -> None:
+        await self._engine.avectors(self._batch_queries(inputs))
+
+    def _on_cache_hit(self, run_id: str) -> None:
+        self._engine.pending.refuse(run_id, CACHE_HIT)
+
+    def _batch_queries(self, inputs: Sequence[LanguageModelInput]) -> list[str]:
+        """Query texts of the batch items that have one; a bad item is left to
+        fail on its own call, so ``return_exceptions`` gets one result per item."""
+        texts = []
+        for item in inputs:
+            with suppress(Exception):
+                texts.append(self.query_of(item))
+        return texts
 
 
 def _child_name(model: BaseChatModel, index: int) -> str:
@@ -984,20 +772,6 @@ def _child_name(model: BaseChatModel, index: int) -> str:
         if isinstance(name, str) and name:
             return name
     return f"model_{index}"
-
-
-def _add_usage(
-    total: UsageMetadata | None, message: BaseMessage
-) -> UsageMetadata | None:
-    """``total`` plus ``message``'s token usage, if it reports any."""
-    usage = getattr(message, "usage_metadata", None)
-    return add_usage(total, usage) if usage else total
-
-
-def _run_id(
-    run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun | None,
-) -> str:
-    return str(run_manager.run_id if run_manager else uuid4())
 
 
 def _run_id_of(run: UUID | str | AIMessage) -> str:

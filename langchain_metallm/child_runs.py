@@ -15,11 +15,12 @@ with two exceptions that keep LangChain's totals right:
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from langchain_core.callbacks import BaseCallbackHandler
-from langchain_core.messages import AIMessage, BaseMessage
-from langchain_core.messages.ai import UsageMetadata
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.messages.ai import UsageMetadata, add_usage
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 
 # Private in langchain-core, but the documented way LangGraph recognises stream
 # consumers too: the handlers behind astream_events/astream_log/messages mode.
@@ -27,6 +28,8 @@ from langchain_core.tracers._streaming import (
     _StreamingCallbackHandler,
     _V2StreamingCallbackHandler,
 )
+
+from langchain_metallm.structured_output import as_chunk
 
 M = TypeVar("M", bound=BaseMessage)
 
@@ -50,3 +53,43 @@ def without_usage(message: M) -> tuple[M, UsageMetadata | None]:
     if usage is None:
         return message, None
     return message.model_copy(update={"usage_metadata": None}), usage
+
+
+def routed_result(message: BaseMessage, metadata: dict[str, Any]) -> ChatResult:
+    """The router's answer: the child's ``message`` without its usage (the child's
+    run carries it), with the routing ``metadata`` under ``metallm``."""
+    answer, _ = without_usage(message)
+    routed = answer.model_copy(
+        update={"response_metadata": {**message.response_metadata, "metallm": metadata}}
+    )
+    return ChatResult(generations=[ChatGeneration(message=routed)])
+
+
+class ChunkRelay:
+    """Passes a child's chunks on one behind, without usage (the child's run
+    carries it), so that the last one can carry the routing metadata."""
+
+    def __init__(self) -> None:
+        self.last: BaseMessage | None = None
+        self.usage: UsageMetadata | None = None
+        """The usage the chunks reported, summed."""
+
+    def push(self, chunk: BaseMessage) -> ChatGenerationChunk | None:
+        """Take ``chunk``; return the one before it, if any, to pass on."""
+        previous, (self.last, usage) = self.last, without_usage(chunk)
+        if usage:
+            self.usage = add_usage(self.usage, usage)
+        if previous is None:
+            return None
+        return ChatGenerationChunk(message=as_chunk(previous))
+
+    def final(self, metadata: dict[str, Any]) -> ChatGenerationChunk:
+        """The last chunk, carrying the routing ``metadata``, marked last."""
+        chunk = AIMessageChunk(content="") if self.last is None else as_chunk(self.last)
+        final = chunk.model_copy(
+            update={
+                "response_metadata": {**chunk.response_metadata, "metallm": metadata},
+                "chunk_position": "last",
+            }
+        )
+        return ChatGenerationChunk(message=final)

@@ -50,6 +50,15 @@ def check_costs(costs: Mapping[str, float], models: Iterable[str]) -> None:
         raise ValueError("costs: at least one cost must be > 0")
 
 
+def check_cost_weight(cost_weight: object) -> float:
+    """``cost_weight`` as a float, refusing anything but a finite number >= 0."""
+    if isinstance(cost_weight, bool) or not isinstance(cost_weight, (int, float)):
+        raise TypeError(f"cost_weight: expected a number, got {cost_weight!r}")
+    if not math.isfinite(cost_weight) or cost_weight < 0:
+        raise ValueError(f"cost_weight: must be finite and >= 0, got {cost_weight}")
+    return float(cost_weight)
+
+
 def normalized_costs(
     costs: Mapping[str, float], models: Sequence[str]
 ) -> dict[str, float]:

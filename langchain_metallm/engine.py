@@ -28,6 +28,7 @@ from langchain_metallm.auto_tasks import QueryClusters, cluster_count
 from langchain_metallm.calibration import CostWeightCalibration, calibrate
 from langchain_metallm.costs import (
     Usage,
+    check_cost_weight,
     check_costs,
     check_prices,
     check_reference,
@@ -125,6 +126,7 @@ class RouterEngine:
         self._lock = threading.RLock()
         self.pacer: BudgetPacer | None = None
         self.set_budget(settings.budget)
+        self._warned_outage = False
 
     @property
     def policy(self) -> LinUCBPolicy | None:
@@ -177,6 +179,29 @@ class RouterEngine:
         """Async twin of ``contexts``."""
         return self.contexts_of(await self.avectors(texts), texts)
 
+    def call_context(self, text: str) -> FloatArray | None:
+        """One call's context, or None when the embedder fails (the call is then
+        answered without one, see ``embedder_outage``)."""
+        try:
+            context: FloatArray = self.contexts([text])[0]
+        except BadEmbeddingsError:
+            raise  # a misconfigured embedder is refused loudly, not routed around
+        except Exception as error:
+            self._note_outage(error)
+            return None
+        return context
+
+    async def acall_context(self, text: str) -> FloatArray | None:
+        """Async twin of ``call_context``."""
+        try:
+            context: FloatArray = (await self.acontexts([text]))[0]
+        except BadEmbeddingsError:
+            raise
+        except Exception as error:
+            self._note_outage(error)
+            return None
+        return context
+
     @property
     def cost_weight(self) -> float:
         """The cost weight decisions use now: the pacer's under a budget, else
@@ -196,6 +221,17 @@ class RouterEngine:
         else:
             self.pacer.retarget(budget, costs)
 
+    def checked_costs(self, costs: Mapping[str, float]) -> dict[str, float]:
+        """``costs`` (every child's, after a change of prices or children) as
+        floats, if valid and the budget stays feasible under them."""
+        checked = {name: float(cost) for name, cost in costs.items()}
+        check_costs(checked, list(checked))
+        if self.pacer is not None:
+            check_budget(
+                self.pacer.budget, normalized_costs(checked, list(checked)).values()
+            )
+        return checked
+
     def decide(
         self,
         context: FloatArray,
@@ -206,16 +242,10 @@ class RouterEngine:
         """The policy's choice for one context (at ``cost_weight`` if given,
         else ``self.cost_weight``), or its estimates for ``arm`` when a plan
         already chose it."""
-        if cost_weight is not None and not (
-            isinstance(cost_weight, (int, float))
-            and math.isfinite(cost_weight)
-            and cost_weight >= 0
-        ):
-            raise ValueError(
-                f"cost_weight: must be finite and >= 0, got {cost_weight!r}"
-            )
         policy = self._policy_for(context[None])
-        weight = self.cost_weight if cost_weight is None else cost_weight
+        weight = (
+            self.cost_weight if cost_weight is None else check_cost_weight(cost_weight)
+        )
         cost = penalty(policy.arms, self.normalized_costs, weight)
         if arm is None:
             return policy.select(context, cost)
@@ -411,6 +441,18 @@ class RouterEngine:
 
     # Internals -------------------------------------------------------------------
 
+    def _note_outage(self, error: Exception) -> None:
+        """Count and (once) warn that a call is routed without an embedding."""
+        self.pending.count("embedding_failures")
+        if not self._warned_outage:
+            self._warned_outage = True
+            warnings.warn(
+                f"embeddings: failed ({type(error).__name__}: {error}); calls are "
+                "answered by the default child until it recovers, and not learned "
+                "from (stats()['embedding_failures'] counts them)",
+                stacklevel=5,
+            )
+
     def _lookup(
         self, keys: list[str], texts: Sequence[str]
     ) -> tuple[dict[str, FloatArray], dict[str, str]]:
@@ -538,10 +580,9 @@ class RouterEngine:
 def check_settings(settings: EngineSettings) -> None:
     """Refuse costs, learning settings or prices the engine cannot work with."""
     check_costs(settings.costs, settings.model_names)
-    for field in ("cost_weight", "alpha"):
-        value = getattr(settings, field)
-        if not math.isfinite(value) or value < 0:
-            raise ValueError(f"{field}: must be finite and >= 0, got {value}")
+    check_cost_weight(settings.cost_weight)
+    if not math.isfinite(settings.alpha) or settings.alpha < 0:
+        raise ValueError(f"alpha: must be finite and >= 0, got {settings.alpha}")
     if not math.isfinite(settings.ridge) or settings.ridge <= 0:
         raise ValueError(f"ridge: must be > 0, got {settings.ridge}")
     check_decay(settings.decay)

@@ -64,6 +64,11 @@ def child_config(run_manager: RunManager | None) -> RunnableConfig:
     return {"callbacks": manager}
 
 
+def run_id_of(run_manager: RunManager | None) -> str:
+    """The run's id (a fresh one without a run manager: nothing is traced then)."""
+    return str(run_manager.run_id if run_manager else uuid4())
+
+
 def link_of(run_manager: RunManager | None) -> RunLink | None:
     """The link for a known run manager (None without one)."""
     if run_manager is None:

@@ -1,0 +1,177 @@
+"""``RouterBase``: the ``BaseChatModel`` methods a router overrides, and why.
+
+* ``stream``/``astream`` and ``_generate_with_cache``: langchain-core calls
+  ``_stream`` without its run manager on some paths, yet a routed stream needs its
+  run id and the child's callbacks; these hand them over (``stream_run``).
+* ``_generate_with_cache``: an LLM-cache hit is an answer without a decision; it
+  is relabelled and its feedback refused (``llm_cache``).
+* ``batch``/``abatch``: every query of a batch is embedded in one call before the
+  items are routed one by one.
+
+The router (``chat_models``) fills in the three hooks at the bottom.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import suppress
+from typing import Any
+
+from langchain_core.callbacks import (
+    AsyncCallbackManager,
+    AsyncCallbackManagerForLLMRun,
+    CallbackManager,
+    CallbackManagerForLLMRun,
+)
+from langchain_core.language_models import BaseChatModel, LanguageModelInput
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.outputs import ChatResult
+from langchain_core.runnables import RunnableConfig
+
+from langchain_metallm import stream_run
+from langchain_metallm.llm_cache import as_cache_hit
+
+
+class RouterBase(BaseChatModel):
+    """A chat model whose ``_stream`` always knows its run, whose cache hits are
+    marked as such, and whose batches are embedded in one call."""
+
+    def stream(
+        self,
+        input: LanguageModelInput,
+        config: RunnableConfig | None = None,
+        *,
+        stop: list[str] | None = None,
+        **kwargs: Any,
+    ) -> Iterator[AIMessageChunk]:
+        """Stream the chosen child's answer; the last chunk carries the decision."""
+        config, link = stream_run.stream_config(config, CallbackManager)
+        chunks = super().stream(input, config, stop=stop, **kwargs)
+        with stream_run.handing_over(link):  # until _stream has taken it
+            first = next(chunks, None)
+        if first is not None:
+            yield first
+            yield from chunks
+
+    async def astream(
+        self,
+        input: LanguageModelInput,
+        config: RunnableConfig | None = None,
+        *,
+        stop: list[str] | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[AIMessageChunk]:
+        """Async twin of ``stream``."""
+        config, link = stream_run.stream_config(config, AsyncCallbackManager)
+        chunks = super().astream(input, config, stop=stop, **kwargs)
+        with stream_run.handing_over(link):  # until _astream has taken it
+            first = await anext(chunks, None)
+        if first is not None:
+            yield first
+            async for chunk in chunks:
+                yield chunk
+
+    def _generate_with_cache(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        # When langchain-core streams under invoke, ``_stream`` gets no run manager.
+        with stream_run.handing_over(stream_run.link_of(run_manager)):
+            result = super()._generate_with_cache(messages, stop, run_manager, **kwargs)
+        return self._unless_cache_hit(result, run_manager)
+
+    async def _agenerate_with_cache(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        with stream_run.handing_over(stream_run.link_of(run_manager)):
+            result = await super()._agenerate_with_cache(
+                messages, stop, run_manager, **kwargs
+            )
+        return self._unless_cache_hit(result, run_manager)
+
+    def batch(
+        self,
+        inputs: list[LanguageModelInput],
+        config: RunnableConfig | list[RunnableConfig] | None = None,
+        *,
+        return_exceptions: bool = False,
+        **kwargs: Any,
+    ) -> list[AIMessage]:
+        """Embed every query in one embeddings call, then route each."""
+        outputs: list[AIMessage] = []
+        for start, stop in self._slices(len(inputs)):
+            with suppress(Exception):  # then each item embeds, and fails, alone
+                self._prefetch(inputs[start:stop])
+            outputs += super().batch(
+                inputs[start:stop],
+                config[start:stop] if isinstance(config, list) else config,
+                return_exceptions=return_exceptions,
+                **kwargs,
+            )
+        return outputs
+
+    async def abatch(
+        self,
+        inputs: list[LanguageModelInput],
+        config: RunnableConfig | list[RunnableConfig] | None = None,
+        *,
+        return_exceptions: bool = False,
+        **kwargs: Any,
+    ) -> list[AIMessage]:
+        """Embed every query in one embeddings call, then route each."""
+        outputs: list[AIMessage] = []
+        for start, stop in self._slices(len(inputs)):
+            with suppress(Exception):  # then each item embeds, and fails, alone
+                await self._aprefetch(inputs[start:stop])
+            outputs += await super().abatch(
+                inputs[start:stop],
+                config[start:stop] if isinstance(config, list) else config,
+                return_exceptions=return_exceptions,
+                **kwargs,
+            )
+        return outputs
+
+    def _unless_cache_hit(
+        self,
+        result: ChatResult,
+        run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun | None,
+    ) -> ChatResult:
+        """``result``, relabelled if it came from the LLM cache (see ``llm_cache``)."""
+        run_id = stream_run.run_id_of(run_manager)
+        hit = as_cache_hit(result, run_id)
+        if hit is None:
+            return result
+        self._on_cache_hit(run_id)
+        return hit
+
+    def _slices(self, total: int) -> Iterator[tuple[int, int]]:
+        """Slices of a batch small enough that their embeddings stay cached."""
+        size = max(self._prefetch_size, 1)
+        for start in range(0, total, size):
+            yield start, min(start + size, total)
+
+    # Hooks -----------------------------------------------------------------------
+
+    @property
+    def _prefetch_size(self) -> int:
+        """How many queries' embeddings can be held at once."""
+        raise NotImplementedError
+
+    def _prefetch(self, inputs: Sequence[LanguageModelInput]) -> None:
+        """Embed the queries of ``inputs`` in one call (the cache keeps them)."""
+        raise NotImplementedError
+
+    async def _aprefetch(self, inputs: Sequence[LanguageModelInput]) -> None:
+        """Async twin of ``_prefetch``."""
+        raise NotImplementedError
+
+    def _on_cache_hit(self, run_id: str) -> None:
+        """Run ``run_id`` was answered from the LLM cache, without a decision."""
+        raise NotImplementedError
