@@ -3,22 +3,15 @@ usage counted once, tokens streamed once, structured output by the chosen child.
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 from langchain_core.callbacks import get_usage_metadata_callback
-from langchain_openai import ChatOpenAI
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field
 
-from langchain_metallm import MetaLLMFeedbackHandler, MetaLLMRouterChatModel
+from langchain_metallm import MetaLLMFeedbackHandler
 from langchain_metallm.testing import ReplayServer, Rule
 
-from .embedders import HashingEmbeddings
+from .replay_router import replay_router
 
-NAMES = {
-    "mixtral": "mistralai/Mixtral-8x7B-Instruct-v0.1",
-    "gpt-4": "gpt-4-1106-preview",
-}
 SESSION_LOOP = pytest.mark.asyncio(loop_scope="session")
 
 
@@ -29,30 +22,11 @@ class Weather(BaseModel):
     celsius: int = Field(ge=-30, le=50)
 
 
-def make_router(server: ReplayServer, **overrides: Any) -> MetaLLMRouterChatModel:
-    children = {
-        name: ChatOpenAI(
-            base_url=server.base_url,
-            api_key=SecretStr("test"),
-            model=model,
-            max_retries=0,
-            stream_usage=True,
-        )
-        for name, model in NAMES.items()
-    }
-    settings: dict[str, Any] = {
-        "models": children,
-        "costs": {"mixtral": 0.6, "gpt-4": 20.0},
-        "embeddings": HashingEmbeddings(),
-    }
-    return MetaLLMRouterChatModel(**{**settings, **overrides})
-
-
 @pytest.mark.parametrize("streaming", [False, True])
 def test_one_call_is_counted_once_by_usage_callbacks(
     replay_server: ReplayServer, streaming: bool
 ) -> None:
-    router = make_router(replay_server, streaming=streaming)
+    router = replay_router(replay_server, streaming=streaming)
     with get_usage_metadata_callback() as tally:
         answer = router.invoke("What is 1 + 2?")
     assert list(tally.usage_metadata) == [answer.response_metadata["model_name"]]
@@ -67,7 +41,7 @@ def test_one_call_is_counted_once_by_usage_callbacks(
 async def test_astream_events_stream_each_token_once(
     replay_server: ReplayServer,
 ) -> None:
-    router = make_router(replay_server)
+    router = replay_router(replay_server)
     events = [e async for e in router.astream_events("What is 1 + 2?", version="v2")]
     streamed = "".join(
         e["data"]["chunk"].text for e in events if e["event"] == "on_chat_model_stream"
@@ -79,7 +53,7 @@ async def test_astream_events_stream_each_token_once(
 def test_json_schema_is_sent_as_response_format_by_the_chosen_child(
     replay_server: ReplayServer,
 ) -> None:
-    router = make_router(replay_server)
+    router = replay_router(replay_server)
     out = router.with_structured_output(
         Weather, method="json_schema", strict=True, include_raw=True
     ).invoke("Weather in Rome?")
@@ -95,7 +69,7 @@ def test_json_schema_is_sent_as_response_format_by_the_chosen_child(
 
 def test_json_mode_is_sent_as_response_format(replay_server: ReplayServer) -> None:
     replay_server.add_rule(Rule(text='{"city": "Rome", "celsius": 21}', times=None))
-    router = make_router(replay_server)
+    router = replay_router(replay_server)
     out = router.with_structured_output(Weather, method="json_mode").invoke(
         "Weather in Rome? Answer in JSON."
     )
@@ -108,7 +82,7 @@ def test_json_mode_is_sent_as_response_format(replay_server: ReplayServer) -> No
 def test_strict_function_calling_reaches_the_tool_definition(
     replay_server: ReplayServer,
 ) -> None:
-    router = make_router(replay_server)
+    router = replay_router(replay_server)
     out = router.with_structured_output(
         Weather, method="function_calling", strict=True
     ).invoke("Weather in Rome?")
@@ -120,7 +94,7 @@ def test_strict_function_calling_reaches_the_tool_definition(
 def test_structured_output_is_scored_by_the_feedback_handler(
     replay_server: ReplayServer,
 ) -> None:
-    router = make_router(replay_server)
+    router = replay_router(replay_server)
     handler = MetaLLMFeedbackHandler(router, lambda messages, generation: 1.0)
     router.with_structured_output(Weather, method="json_schema").invoke(
         "Weather in Rome?", config={"callbacks": [handler]}
@@ -132,7 +106,7 @@ def test_structured_output_is_scored_by_the_feedback_handler(
 async def test_structured_output_async_and_streamed(
     replay_server: ReplayServer,
 ) -> None:
-    router = make_router(replay_server)
+    router = replay_router(replay_server)
     structured = router.with_structured_output(Weather, method="json_schema")
     out = await structured.ainvoke("Weather in Rome?")
     streamed = [chunk async for chunk in structured.astream("Weather in Rome?")]

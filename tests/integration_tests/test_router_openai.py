@@ -12,7 +12,6 @@ import openai
 import pytest
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
-from langchain_openai import ChatOpenAI
 from langchain_together import ChatTogether
 from pydantic import BaseModel, Field, SecretStr
 from typing_extensions import TypedDict
@@ -32,10 +31,8 @@ from langchain_metallm.testing import (
 from langchain_metallm.testing.recorded import count_tokens
 
 from .embedders import HashingEmbeddings
+from .replay_router import GPT4, MIXTRAL, NAMES, replay_router
 
-MIXTRAL = "mistralai/Mixtral-8x7B-Instruct-v0.1"
-GPT4 = "gpt-4-1106-preview"
-NAMES = {"mixtral": MIXTRAL, "gpt-4": GPT4}
 PRICES = {"mixtral": (0.6, 0.6), "gpt-4": (10.0, 30.0)}
 ROWS = [
     json.loads(line)
@@ -67,25 +64,7 @@ def get_weather(city: str, days: int = 3) -> str:
 
 
 def make_router(server: ReplayServer, **overrides: Any) -> MetaLLMRouterChatModel:
-    timeout = overrides.pop("timeout", None)
-    children = {
-        name: ChatOpenAI(
-            base_url=server.base_url,
-            api_key=SecretStr("test"),
-            model=model,
-            max_retries=0,
-            stream_usage=True,
-            timeout=timeout,
-        )
-        for name, model in NAMES.items()
-    }
-    settings: dict[str, Any] = {
-        "models": children,
-        "costs": {"mixtral": 0.6, "gpt-4": 20.0},
-        "cost_weight": 0.2,
-        "embeddings": HashingEmbeddings(),
-    }
-    return MetaLLMRouterChatModel(**{**settings, **overrides})
+    return replay_router(server, **{"cost_weight": 0.2, **overrides})
 
 
 def recorded(row: dict[str, Any], child: str) -> str:

@@ -17,6 +17,8 @@ from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import Field
 
+from langchain_metallm import MetaLLMRouterChatModel
+
 KINDS = ("math", "poetry")
 
 
@@ -178,6 +180,17 @@ class EchoChild(BaseChatModel):
     ) -> Runnable[LanguageModelInput, AIMessage]:
         formatted = [convert_to_openai_tool(t) for t in tools]
         return self.model_copy(update={"tools": formatted})
+
+
+def echo_router(costs: dict[str, float], /, **overrides: Any) -> MetaLLMRouterChatModel:
+    """A router over one ``EchoChild`` per name in ``costs``, on ``KeywordEmbeddings``;
+    ``overrides`` set any other field."""
+    settings: dict[str, Any] = {
+        "models": {name: EchoChild(name_tag=name) for name in costs},
+        "costs": costs,
+        "embeddings": KeywordEmbeddings(),
+    }
+    return MetaLLMRouterChatModel(**{**settings, **overrides})
 
 
 def query(kind: str, i: int) -> str:

@@ -11,7 +11,7 @@ import pytest
 
 from langchain_metallm import MetaLLMRouterChatModel
 
-from .fakes import EchoChild, KeywordEmbeddings
+from .fakes import EchoChild, KeywordEmbeddings, echo_router
 
 PROMPTS = [f"math question {i}" for i in range(30)] + [
     f"poem request {i}" for i in range(30)
@@ -21,17 +21,8 @@ SCORES = np.array([[0.2, 0.6, 0.9]] * 30 + [[0.9, 0.6, 0.3]] * 30)
 
 
 def make_router(**overrides: Any) -> MetaLLMRouterChatModel:
-    settings: dict[str, Any] = {
-        "models": {
-            "cheap": EchoChild(name_tag="cheap"),
-            "mid": EchoChild(name_tag="mid"),
-            "pricey": EchoChild(name_tag="pricey"),
-        },
-        "costs": {"cheap": 0.1, "mid": 0.4, "pricey": 1.0},
-        "alpha": 0.0,
-        "embeddings": KeywordEmbeddings(),
-    }
-    return MetaLLMRouterChatModel(**{**settings, **overrides})
+    costs = {"cheap": 0.1, "mid": 0.4, "pricey": 1.0}
+    return echo_router(costs, **{"alpha": 0.0, **overrides})
 
 
 def state(router: MetaLLMRouterChatModel) -> list[bytes]:

@@ -21,21 +21,13 @@ from langchain_metallm import (
     stream_run,
 )
 
-from .fakes import KINDS, EchoChild, KeywordEmbeddings, query
+from .fakes import KINDS, EchoChild, KeywordEmbeddings, echo_router, query
 
 
 def make_router(**overrides: Any) -> MetaLLMRouterChatModel:
-    settings: dict[str, Any] = {
-        "models": {
-            "cheap": EchoChild(name_tag="cheap"),
-            "pricey": EchoChild(name_tag="pricey"),
-        },
-        "costs": {"cheap": 0.1, "pricey": 1.0},
-        "cost_weight": 0.0,
-        "alpha": 0.5,
-        "embeddings": KeywordEmbeddings(),
-    }
-    return MetaLLMRouterChatModel(**{**settings, **overrides})
+    return echo_router(
+        {"cheap": 0.1, "pricey": 1.0}, **{"cost_weight": 0.0, "alpha": 0.5, **overrides}
+    )
 
 
 def state(router: MetaLLMRouterChatModel) -> list[bytes]:

@@ -9,26 +9,20 @@ import pytest
 from langchain_metallm import MetaLLMRouterChatModel
 from langchain_metallm.costs import dollars, usage_cost
 
-from .fakes import EchoChild, KeywordEmbeddings
+from .fakes import echo_router
 
 # EchoChild reports 3 input and 2 output tokens per answer.
 PRICES = {"cheap": (1.0, 2.0), "pricey": (10.0, 30.0)}
 
 
 def make_router(**overrides: Any) -> MetaLLMRouterChatModel:
-    settings: dict[str, Any] = {
-        "models": {
-            "cheap": EchoChild(name_tag="cheap"),
-            "pricey": EchoChild(name_tag="pricey"),
-        },
-        "costs": {"cheap": 0.1, "pricey": 1.0},
+    settings = {
         "cost_weight": 0.5,
         "cost_mode": "usage",
         "prices": PRICES,
         "reference_tokens": (30, 10),
-        "embeddings": KeywordEmbeddings(),
     }
-    return MetaLLMRouterChatModel(**{**settings, **overrides})
+    return echo_router({"cheap": 0.1, "pricey": 1.0}, **{**settings, **overrides})
 
 
 def test_dollars_and_normalisation_by_the_priciest_reference_call() -> None:

@@ -14,7 +14,7 @@ from langchain_metallm import LinUCBPolicy, MetaLLMRouterChatModel
 from langchain_metallm.stores import MemoryStore, PolicyStore, SQLiteStore, namespace
 from langchain_metallm.stores.base import COMPACT_AT
 
-from .fakes import EchoChild, KeywordEmbeddings, query
+from .fakes import KeywordEmbeddings, echo_router, query
 
 ARMS = ["a", "b", "c"]
 DIM = 5
@@ -197,16 +197,7 @@ def test_corrupt_rows_are_refused_and_change_nothing(
 
 
 def make_router(store: PolicyStore, **overrides: Any) -> MetaLLMRouterChatModel:
-    settings: dict[str, Any] = {
-        "models": {
-            "cheap": EchoChild(name_tag="cheap"),
-            "pricey": EchoChild(name_tag="p"),
-        },
-        "costs": {"cheap": 0.1, "pricey": 1.0},
-        "embeddings": KeywordEmbeddings(),
-        "store": store,
-    }
-    return MetaLLMRouterChatModel(**{**settings, **overrides})
+    return echo_router({"cheap": 0.1, "pricey": 1.0}, store=store, **overrides)
 
 
 def test_routers_share_a_sqlite_store_by_namespace_and_store_no_prompt(
