@@ -12,6 +12,7 @@ import logging
 import warnings
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import suppress
+from dataclasses import dataclass
 from typing import Any, Literal
 from uuid import UUID
 
@@ -533,26 +534,22 @@ class MetaLLMRouterChatModel(RouterBase):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        run_id = stream_run.run_id_of(run_manager)
-        plan, weight = self._own_arguments(run_id, kwargs)
-        context = self._engine.call_context(self._query(messages))
-        config = stream_run.child_config(run_manager)
+        call = self._call(messages, stop, run_manager, kwargs)
+        context = self._engine.call_context(call.query)
 
-        def call(choice: RouteDecision) -> BaseMessage:
-            child, call_kwargs = self._child(choice, kwargs)
-            return child.invoke(
-                messages, config=config, stop=stop or self.stop, **call_kwargs
-            )
+        def send(choice: RouteDecision) -> BaseMessage:
+            child, options = self._child(choice, call)
+            return child.invoke(messages, **options)
 
         decision, message, attempts = call_in_order(
-            self._candidates(context, plan, messages, weight),
-            call,
+            self._candidates(context, call),
+            send,
             fallback=self.fallback,
             on_attempt=self._cooldowns.observe,
         )
         usage = message.usage_metadata if isinstance(message, AIMessage) else None
         return routed_result(
-            message, self._metadata(decision, context, run_id, attempts, usage, plan)
+            message, self._metadata(decision, context, call, attempts, usage)
         )
 
     async def _agenerate(
@@ -562,26 +559,22 @@ class MetaLLMRouterChatModel(RouterBase):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        run_id = stream_run.run_id_of(run_manager)
-        plan, weight = self._own_arguments(run_id, kwargs)
-        context = await self._engine.acall_context(self._query(messages))
-        config = stream_run.child_config(run_manager)
+        call = self._call(messages, stop, run_manager, kwargs)
+        context = await self._engine.acall_context(call.query)
 
-        async def call(choice: RouteDecision) -> BaseMessage:
-            child, call_kwargs = self._child(choice, kwargs)
-            return await child.ainvoke(
-                messages, config=config, stop=stop or self.stop, **call_kwargs
-            )
+        async def send(choice: RouteDecision) -> BaseMessage:
+            child, options = self._child(choice, call)
+            return await child.ainvoke(messages, **options)
 
         decision, message, attempts = await acall_in_order(
-            self._candidates(context, plan, messages, weight),
-            call,
+            self._candidates(context, call),
+            send,
             fallback=self.fallback,
             on_attempt=self._cooldowns.observe,
         )
         usage = message.usage_metadata if isinstance(message, AIMessage) else None
         return routed_result(
-            message, self._metadata(decision, context, run_id, attempts, usage, plan)
+            message, self._metadata(decision, context, call, attempts, usage)
         )
 
     def _stream(
@@ -591,21 +584,15 @@ class MetaLLMRouterChatModel(RouterBase):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        link = stream_run.take(run_manager)
-        plan, weight = self._own_arguments(link.run_id, kwargs)
-        context = self._engine.call_context(self._query(messages))
+        call = self._call(messages, stop, run_manager, kwargs)
+        context = self._engine.call_context(call.query)
 
         def start(choice: RouteDecision) -> Iterator[BaseMessage]:
-            child, call_kwargs = self._child(choice, kwargs)
-            return child.stream(
-                messages,
-                config=link.child_config,
-                stop=stop or self.stop,
-                **call_kwargs,
-            )
+            child, options = self._child(choice, call)
+            return child.stream(messages, **options)
 
         decision, stream, attempts = stream_in_order(
-            self._candidates(context, plan, messages, weight),
+            self._candidates(context, call),
             start,
             fallback=self.fallback,
             on_attempt=self._cooldowns.observe,
@@ -615,7 +602,7 @@ class MetaLLMRouterChatModel(RouterBase):
             if (previous := relay.push(chunk)) is not None:
                 yield previous
         yield relay.final(
-            self._metadata(decision, context, link.run_id, attempts, relay.usage, plan)
+            self._metadata(decision, context, call, attempts, relay.usage)
         )
 
     async def _astream(
@@ -625,21 +612,15 @@ class MetaLLMRouterChatModel(RouterBase):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
-        link = stream_run.take(run_manager)
-        plan, weight = self._own_arguments(link.run_id, kwargs)
-        context = await self._engine.acall_context(self._query(messages))
+        call = self._call(messages, stop, run_manager, kwargs)
+        context = await self._engine.acall_context(call.query)
 
         def start(choice: RouteDecision) -> AsyncIterator[BaseMessage]:
-            child, call_kwargs = self._child(choice, kwargs)
-            return child.astream(
-                messages,
-                config=link.child_config,
-                stop=stop or self.stop,
-                **call_kwargs,
-            )
+            child, options = self._child(choice, call)
+            return child.astream(messages, **options)
 
         decision, stream, attempts = await astream_in_order(
-            self._candidates(context, plan, messages, weight),
+            self._candidates(context, call),
             start,
             fallback=self.fallback,
             on_attempt=self._cooldowns.observe,
@@ -649,18 +630,31 @@ class MetaLLMRouterChatModel(RouterBase):
             if (previous := relay.push(chunk)) is not None:
                 yield previous
         yield relay.final(
-            self._metadata(decision, context, link.run_id, attempts, relay.usage, plan)
+            self._metadata(decision, context, call, attempts, relay.usage)
         )
 
     # Internals -----------------------------------------------------------------
 
-    def _own_arguments(
-        self, run_id: str, kwargs: dict[str, Any]
-    ) -> tuple[PlannedChoice | None, float | None]:
-        """Take the router's own call arguments out of ``kwargs`` (a planned
-        choice, a per-call cost weight); refuse a run id already routed."""
-        self._engine.pending.check_unused(run_id)
-        return kwargs.pop(PLAN_ARGUMENT, None), kwargs.pop("cost_weight", None)
+    def _call(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None,
+        run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun | None,
+        kwargs: dict[str, Any],
+    ) -> _Call:
+        """One call's routing inputs, with the router's own arguments taken out
+        of ``kwargs``; a run id already routed is refused."""
+        link = stream_run.take(run_manager)
+        self._engine.pending.check_unused(link.run_id)
+        return _Call(
+            query=self._query(messages),
+            messages=messages,
+            stop=stop or self.stop,
+            link=link,
+            plan=kwargs.pop(PLAN_ARGUMENT, None),
+            cost_weight=kwargs.pop("cost_weight", None),
+            kwargs=kwargs,
+        )
 
     def _query(self, messages: Sequence[BaseMessage]) -> str:
         text = self.query_from_messages(messages)
@@ -671,11 +665,7 @@ class MetaLLMRouterChatModel(RouterBase):
         return text
 
     def _candidates(
-        self,
-        context: FloatArray | None,
-        plan: PlannedChoice | None,
-        messages: Sequence[BaseMessage],
-        cost_weight: float | None,
+        self, context: FloatArray | None, call: _Call
     ) -> Iterator[RouteDecision]:
         """Arms to call in order: the chosen (planned, or tool loop's) one, then
         the rest by UCB (by cost without an embedding); cooling children last.
@@ -686,11 +676,13 @@ class MetaLLMRouterChatModel(RouterBase):
             first = default_arm(names, costs, self.policy, self.default_model)
             ranked = blind_decisions(names, costs, first)
         else:
-            loop = (
-                self.sticky_tool_loops and plan is None and loop_model(messages, names)
-            )
+            plan = call.plan
+            sticky = self.sticky_tool_loops and plan is None
+            loop = loop_model(call.messages, names) if sticky else None
             arm = names.index(loop) if loop else None if plan is None else plan["arm"]
-            decision = self._engine.decide(context, arm=arm, cost_weight=cost_weight)
+            decision = self._engine.decide(
+                context, arm=arm, cost_weight=call.cost_weight
+            )
             ranked = self._engine.candidates(
                 loop_decision(decision) if loop else decision, context
             )
@@ -698,38 +690,38 @@ class MetaLLMRouterChatModel(RouterBase):
         return self._cooldowns.deferred(ranked, cooling) if cooling else ranked
 
     def _child(
-        self, decision: RouteDecision, kwargs: dict[str, Any]
+        self, decision: RouteDecision, call: _Call
     ) -> tuple[Runnable[LanguageModelInput, BaseMessage], dict[str, Any]]:
-        """The chosen child, with the router's bound tools bound on it."""
-        child: Runnable[LanguageModelInput, BaseMessage] = self.models[decision.model]
-        request = kwargs.get(STRUCTURED_OUTPUT)
+        """The chosen child, with the router's bound tools or structured output
+        on it, and the options to call it with."""
+        model = self.models[decision.model]
+        options: dict[str, Any] = {"config": call.link.child_config, "stop": call.stop}
+        request = call.kwargs.get(STRUCTURED_OUTPUT)
         if isinstance(request, StructuredOutput):
-            return request.on(self.models[decision.model]), {}
-        call_kwargs = {k: v for k, v in kwargs.items() if k not in _TOOL_KEYS}
+            return request.on(model), options
+        options.update((k, v) for k, v in call.kwargs.items() if k not in _TOOL_KEYS)
         if self.max_tokens is not None:
-            call_kwargs.setdefault("max_tokens", self.max_tokens)
-        binding = kwargs.get("tool_binding")
+            options.setdefault("max_tokens", self.max_tokens)
+        binding = call.kwargs.get("tool_binding")
         if binding is not None:
             tools = binding["tools"]
-            options = {k: v for k, v in binding.items() if k != "tools"}
-            child = self.models[decision.model].bind_tools(tools, **options)
-        elif "tools" in kwargs:
-            child = self.models[decision.model].bind_tools(
-                kwargs["tools"], tool_choice=kwargs.get("tool_choice")
-            )
-        return child, call_kwargs
+            extra = {k: v for k, v in binding.items() if k != "tools"}
+            return model.bind_tools(tools, **extra), options
+        if "tools" in call.kwargs:
+            tools, choice = call.kwargs["tools"], call.kwargs.get("tool_choice")
+            return model.bind_tools(tools, tool_choice=choice), options
+        return model, options
 
     def _metadata(
         self,
         decision: RouteDecision,
         context: FloatArray | None,
-        run_id: str,
+        call: _Call,
         attempts: list[Attempt],
         usage: UsageMetadata | None,
-        plan: PlannedChoice | None,
     ) -> dict[str, Any]:
         """Register the answered call with the engine; its ``metallm`` metadata."""
-        metadata = self._engine.register(run_id, decision, context, usage)
+        metadata = self._engine.register(call.link.run_id, decision, context, usage)
         metadata.update(
             attempts=attempts,
             usage=usage,
@@ -737,8 +729,8 @@ class MetaLLMRouterChatModel(RouterBase):
             sticky=isinstance(decision, LoopDecision),
             cooling_down=self._cooldowns.cooling(),
         )
-        if plan is not None:
-            metadata.update(planned=True, predicted_score=plan["predicted_score"])
+        if call.plan is not None:
+            metadata.update(planned=True, predicted_score=call.plan["predicted_score"])
         return metadata
 
     # RouterBase hooks --------------------------------------------------------------
@@ -764,6 +756,19 @@ class MetaLLMRouterChatModel(RouterBase):
             with suppress(Exception):
                 texts.append(self.query_of(item))
         return texts
+
+
+@dataclass
+class _Call:
+    """One routed call: what it is routed on, and what the child is called with."""
+
+    query: str
+    messages: list[BaseMessage]
+    stop: list[str] | None
+    link: stream_run.RunLink
+    plan: PlannedChoice | None
+    cost_weight: float | None
+    kwargs: dict[str, Any]
 
 
 def _child_name(model: BaseChatModel, index: int) -> str:
