@@ -7,6 +7,9 @@ call (by the adapter) -> pending decision (``pending``) with the answer's cost
 (``costs``), which the pacer also accounts.
 One score: run id -> pending decision -> policy update (the policy learns scores;
 cost never enters what it learns).
+A router that was never fitted learns from live feedback alone: it routes on
+``online_clusters`` of the prompts it sees, each child starting from an
+optimistic prior, with a wider exploration bonus (``LIVE_ALPHA``).
 Also the glue for ``fit``, cost-weight calibration, the Pareto front of a batch
 and saving. ``chat_models`` and ``planned_batch`` call only its public methods.
 """
@@ -19,7 +22,7 @@ import threading
 import warnings
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 from numpy.typing import NDArray
@@ -46,6 +49,7 @@ from langchain_metallm.features import (
     query_features,
     task_of,
 )
+from langchain_metallm.online_clusters import OnlineClusters
 from langchain_metallm.outcomes import Scores, check_prompts, score_matrix
 from langchain_metallm.pacing import BudgetPacer, check_budget
 from langchain_metallm.pareto import ParetoFront, policy_scores
@@ -59,6 +63,14 @@ PROBES = 30
 """Forced probes of a child added to a live router (where it could win)."""
 PRIOR_OUTCOMES = 20
 """Pseudo-outcomes of the best child a newly added child starts with."""
+FITTED_ALPHA = 0.1
+"""Exploration bonus of a policy created by ``fit`` (``alpha=None``)."""
+LIVE_ALPHA = 0.5
+"""Exploration bonus of a policy learning from live feedback alone (``alpha=None``):
+0.1 is too small next to the score gaps and locks onto early winners (issue 16)."""
+LIVE_PRIOR_SCORE = 1.0
+"""Optimistic prior of each child of a live-learning router: one pseudo-outcome
+of this score on the bias, so none is written off after a few unlucky calls."""
 
 
 class Embedder(Protocol):
@@ -83,7 +95,7 @@ class EngineSettings(Protocol):
     @property
     def decay(self) -> float: ...
     @property
-    def alpha(self) -> float: ...
+    def alpha(self) -> float | None: ...
     @property
     def ridge(self) -> float: ...
     @property
@@ -102,6 +114,15 @@ class EngineSettings(Protocol):
     def prices(self) -> Mapping[str, tuple[float, float]] | None: ...
     @property
     def reference_tokens(self) -> tuple[int, int]: ...
+
+
+@runtime_checkable
+class LiveSettings(Protocol):
+    """The live-learning switch a router may declare: ``online_clusters`` True
+    (refused with a shared store), False, or None (on unless ``store`` is set)."""
+
+    @property
+    def online_clusters(self) -> bool | None: ...
 
 
 class RouterEngine:
@@ -170,12 +191,17 @@ class RouterEngine:
         return query_features(vectors, self._tasks, texts)
 
     def contexts(self, texts: Sequence[str]) -> FloatArray:
-        """Policy contexts for ``texts``, embedding those not cached yet."""
-        return self.contexts_of(self.vectors(texts), texts)
+        """Policy contexts for the live prompts ``texts`` (embedding those not
+        cached yet), which online clusters learn from."""
+        vectors = self.vectors(texts)
+        self._observe(vectors, texts)
+        return self.contexts_of(vectors, texts)
 
     async def acontexts(self, texts: Sequence[str]) -> FloatArray:
         """Async twin of ``contexts``."""
-        return self.contexts_of(await self.avectors(texts), texts)
+        vectors = await self.avectors(texts)
+        self._observe(vectors, texts)
+        return self.contexts_of(vectors, texts)
 
     @property
     def cost_weight(self) -> float:
@@ -340,7 +366,7 @@ class RouterEngine:
         )
         return calibrate(
             self._policy,
-            self.contexts(texts),
+            self.contexts_of(self.vectors(texts), texts),
             matrix,
             self.normalized_costs,
             budget=checked,
@@ -368,7 +394,10 @@ class RouterEngine:
         policy."""
         policy = self._policy
         if policy is None:
-            policy = self._policy_for(self.contexts(["metallm dimension probe"]))
+            probe = ["metallm dimension probe"]
+            vectors = self.vectors(probe)
+            self._start_online(vectors)
+            policy = self._policy_for(self.contexts_of(vectors, probe))
         save_router(
             path,
             policy,
@@ -385,7 +414,9 @@ class RouterEngine:
         saved = list(state.policy.arms)
         kept = [name for name in self.settings.model_names if name in saved]
         rows = [saved.index(name) for name in kept]
-        policy = self._policy_for(np.empty((0, state.policy.dim)), arms=kept)
+        policy = self._policy_for(
+            np.empty((0, state.policy.dim)), arms=kept, fresh=False
+        )
         policy.load_statistics(*(a[rows] for a in state.policy.statistics()))
         for name in added:
             self.add_arm(name)
@@ -459,12 +490,37 @@ class RouterEngine:
                 raise BadEmbeddingsError("embeddings: returned NaN or infinity")
         return vectors
 
+    def _observe(self, vectors: FloatArray, texts: Sequence[str]) -> None:
+        """Let online clusters learn from live prompts (starting them first if
+        this router has learned nothing and routes on nothing else)."""
+        self._start_online(vectors)
+        tasks = self._tasks
+        if isinstance(tasks, OnlineClusters):
+            tasks.observe(vectors, texts)
+
+    def _start_online(self, vectors: FloatArray) -> None:
+        """Route on online clusters from now on if they are wanted: no policy or
+        task model yet, and the router's own memory (see ``LiveSettings``)."""
+        settings = self.settings
+        wanted = (
+            settings.online_clusters if isinstance(settings, LiveSettings) else None
+        )
+        with self._lock:
+            if (
+                self._policy is None
+                and self._tasks is None
+                and wanted is not False
+                and settings.store is None
+            ):
+                self._tasks = OnlineClusters(int(vectors.shape[1]))
+
     def _clusters_wanted(self, n_prompts: int) -> bool:
         """Whether a fit without labels learns automatic tasks: enabled, enough
-        prompts, and nothing learned or awaiting feedback on the current features."""
+        prompts, and nothing learned or awaiting feedback on the current features
+        (online clusters of the few prompts seen so far give way)."""
         return (
             self.settings.auto_tasks
-            and self._tasks is None
+            and (self._tasks is None or isinstance(self._tasks, OnlineClusters))
             and cluster_count(n_prompts) >= 2
             and (self._policy is None or int(self._policy.counts.sum()) == 0)
             and not len(self.pending)
@@ -494,17 +550,26 @@ class RouterEngine:
             self._policy = None
 
     def _policy_for(
-        self, contexts: FloatArray, arms: Sequence[str] | None = None
+        self,
+        contexts: FloatArray,
+        arms: Sequence[str] | None = None,
+        *,
+        fresh: bool = True,
     ) -> LinUCBPolicy:
         """The policy, created on first use with the contexts' dimension (and
-        ``arms``, default every child)."""
+        ``arms``, default every child); a ``fresh`` one on online clusters starts
+        from the optimistic prior."""
         with self._lock:
             if self._policy is None:
                 settings = self.settings
+                live = isinstance(self._tasks, OnlineClusters)
+                alpha = settings.alpha
+                if alpha is None:
+                    alpha = LIVE_ALPHA if live else FITTED_ALPHA
                 self._policy = LinUCBPolicy(
                     settings.model_names if arms is None else arms,
                     contexts.shape[1],
-                    alpha=settings.alpha,
+                    alpha=alpha,
                     ridge=settings.ridge,
                     decay=settings.decay,
                     store=settings.store,
@@ -516,6 +581,9 @@ class RouterEngine:
                         else self._tasks.fingerprint(),
                     ),
                 )
+                if live and fresh:
+                    prior = np.full(self._policy.n_arms, LIVE_PRIOR_SCORE)
+                    self._policy.add_prior(np.eye(contexts.shape[1])[-1], prior, 1.0)
             return self._policy
 
     def _require_policy(self) -> LinUCBPolicy:
@@ -540,8 +608,20 @@ def check_settings(settings: EngineSettings) -> None:
     check_costs(settings.costs, settings.model_names)
     for field in ("cost_weight", "alpha"):
         value = getattr(settings, field)
+        if value is None and field == "alpha":
+            continue
         if not math.isfinite(value) or value < 0:
             raise ValueError(f"{field}: must be finite and >= 0, got {value}")
+    if (
+        isinstance(settings, LiveSettings)
+        and settings.online_clusters
+        and settings.store is not None
+    ):
+        raise ValueError(
+            "online_clusters: not available with a shared store (each worker would "
+            "cluster the prompts it saw, and their statistics would not agree); "
+            "fit the router on recorded outcomes instead, or leave it None"
+        )
     if not math.isfinite(settings.ridge) or settings.ridge <= 0:
         raise ValueError(f"ridge: must be > 0, got {settings.ridge}")
     check_decay(settings.decay)

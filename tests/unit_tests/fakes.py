@@ -17,7 +17,16 @@ from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import Field
 
+from langchain_metallm import MetaLLMRouterChatModel
+
 KINDS = ("math", "poetry")
+
+
+class EmbeddingRouter(MetaLLMRouterChatModel):
+    """The router with online clusters off, so that a never-fitted one routes on
+    ``[embedding, 1]``: what the tests of its other behaviour are written for."""
+
+    online_clusters: bool | None = False
 
 
 class KeywordEmbeddings(Embeddings):

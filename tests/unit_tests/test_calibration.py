@@ -13,7 +13,7 @@ from langchain_metallm import LinUCBPolicy, MetaLLMRouterChatModel
 from langchain_metallm.calibration import CostWeightCalibration
 from langchain_metallm.costs import scores_from_rewards
 
-from .fakes import KINDS, EchoChild, KeywordEmbeddings, query
+from .fakes import KINDS, EchoChild, EmbeddingRouter, KeywordEmbeddings, query
 
 NAMES = ["cheap", "mid", "pricey"]
 COSTS = {"cheap": 0.1, "mid": 0.4, "pricey": 1.0}
@@ -27,7 +27,7 @@ def make_router(**overrides: Any) -> MetaLLMRouterChatModel:
         "alpha": 0.5,
         "embeddings": KeywordEmbeddings(),
     }
-    return MetaLLMRouterChatModel(**{**settings, **overrides})
+    return EmbeddingRouter(**{**settings, **overrides})
 
 
 def true_score(kind: str, model: str, i: int) -> float:

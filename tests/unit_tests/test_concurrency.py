@@ -16,7 +16,7 @@ from langchain_metallm import FeedbackError, LinUCBPolicy, MetaLLMRouterChatMode
 from langchain_metallm.features import query_features
 from langchain_metallm.pending import PendingDecision, PendingDecisions
 
-from .fakes import EchoChild, KeywordEmbeddings, query
+from .fakes import EchoChild, EmbeddingRouter, KeywordEmbeddings, query
 
 ARMS = [f"arm{j}" for j in range(4)]
 
@@ -85,7 +85,7 @@ def make_router(**overrides: Any) -> MetaLLMRouterChatModel:
         "alpha": 0.5,
         "embeddings": KeywordEmbeddings(),
     }
-    return MetaLLMRouterChatModel(**{**settings, **overrides})
+    return EmbeddingRouter(**{**settings, **overrides})
 
 
 def _score(text: str, model: str) -> float:

@@ -9,7 +9,7 @@ import pytest
 from langchain_metallm import MetaLLMRouterChatModel
 from langchain_metallm.costs import dollars, usage_cost
 
-from .fakes import EchoChild, KeywordEmbeddings
+from .fakes import EchoChild, EmbeddingRouter, KeywordEmbeddings
 
 # EchoChild reports 3 input and 2 output tokens per answer.
 PRICES = {"cheap": (1.0, 2.0), "pricey": (10.0, 30.0)}
@@ -28,7 +28,7 @@ def make_router(**overrides: Any) -> MetaLLMRouterChatModel:
         "reference_tokens": (30, 10),
         "embeddings": KeywordEmbeddings(),
     }
-    return MetaLLMRouterChatModel(**{**settings, **overrides})
+    return EmbeddingRouter(**{**settings, **overrides})
 
 
 def test_dollars_and_normalisation_by_the_priciest_reference_call() -> None:

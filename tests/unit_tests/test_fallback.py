@@ -14,7 +14,7 @@ from langchain_core.outputs import ChatGenerationChunk
 
 from langchain_metallm import MetaLLMFeedbackHandler, MetaLLMRouterChatModel
 
-from .fakes import EchoChild, KeywordEmbeddings, query
+from .fakes import EchoChild, EmbeddingRouter, KeywordEmbeddings, query
 
 
 class BreaksMidStream(EchoChild):
@@ -41,7 +41,7 @@ def make_router(**overrides: Any) -> MetaLLMRouterChatModel:
         "costs": {"down": 0.1, "up": 1.0},
         "embeddings": KeywordEmbeddings(),
     }
-    return MetaLLMRouterChatModel(**{**settings, **overrides})
+    return EmbeddingRouter(**{**settings, **overrides})
 
 
 def counts(router: MetaLLMRouterChatModel) -> list[int]:

@@ -35,7 +35,7 @@ from langchain_metallm import (
     MetaLLMRouterChatModel,
 )
 
-from .fakes import EchoChild, KeywordEmbeddings, query
+from .fakes import EchoChild, EmbeddingRouter, KeywordEmbeddings, query
 
 USAGE = {"input_tokens": 3, "output_tokens": 2, "total_tokens": 5}
 
@@ -80,7 +80,7 @@ def make_router(**overrides: Any) -> MetaLLMRouterChatModel:
         "alpha": 0.5,
         "embeddings": KeywordEmbeddings(),
     }
-    return MetaLLMRouterChatModel(**{**settings, **overrides})
+    return EmbeddingRouter(**{**settings, **overrides})
 
 
 def child_calls(router: MetaLLMRouterChatModel) -> int:

@@ -26,7 +26,7 @@ from langchain_metallm import (
 from langchain_metallm.pareto import policy_scores
 from langchain_metallm.planned_batch import abatch_planned, pareto_front
 
-from .fakes import KeywordEmbeddings
+from .fakes import EmbeddingRouter, KeywordEmbeddings
 
 MODELS = ("cheap", "mid", "pricey")
 COSTS = np.array([0.1, 0.4, 1.0])  # normalised: the priciest costs 1
@@ -105,7 +105,7 @@ def make_router(
     failing: str | None = None,
     **settings: Any,
 ) -> MetaLLMRouterChatModel:
-    router = MetaLLMRouterChatModel(
+    router = EmbeddingRouter(
         models={
             m: SlowChild(tag=m, tracker=tracker, fail=m == failing) for m in MODELS
         },

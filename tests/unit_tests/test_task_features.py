@@ -18,7 +18,7 @@ from langchain_metallm.features import (
     query_features,
 )
 
-from .fakes import EchoChild, NoisyTopicEmbeddings
+from .fakes import EchoChild, EmbeddingRouter, NoisyTopicEmbeddings
 
 NAMES = ["small", "medium", "large"]
 COSTS = {"small": 0.1, "medium": 0.3, "large": 1.0}
@@ -49,7 +49,7 @@ def make_router(**overrides: Any) -> MetaLLMRouterChatModel:
         "alpha": 0.0,
         "embeddings": NoisyTopicEmbeddings(TASKS, DIM),
     }
-    return MetaLLMRouterChatModel(**{**settings, **overrides})
+    return EmbeddingRouter(**{**settings, **overrides})
 
 
 def load(path: Path) -> MetaLLMRouterChatModel:
