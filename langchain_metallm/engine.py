@@ -344,6 +344,8 @@ class RouterEngine:
             self._use_tasks(TaskClassifier.fit(vectors, labels))
         elif self._clusters_wanted(len(texts)):
             self._use_tasks(QueryClusters.fit(vectors, texts))
+        elif isinstance(self._tasks, OnlineClusters) and self._unlearned():
+            self._use_tasks(None)  # fitted before any feedback: as if never routed
         contexts = self.contexts_of(vectors, texts)
         policy = self._policy_for(contexts)
         columns = [names.index(arm) for arm in policy.arms]
@@ -522,8 +524,14 @@ class RouterEngine:
             self.settings.auto_tasks
             and (self._tasks is None or isinstance(self._tasks, OnlineClusters))
             and cluster_count(n_prompts) >= 2
-            and (self._policy is None or int(self._policy.counts.sum()) == 0)
-            and not len(self.pending)
+            and self._unlearned()
+        )
+
+    def _unlearned(self) -> bool:
+        """Nothing learned from feedback and nothing awaiting it."""
+        policy = self._policy
+        return (policy is None or int(policy.counts.sum()) == 0) and not len(
+            self.pending
         )
 
     def _check_fresh(self) -> None:
@@ -542,9 +550,9 @@ class RouterEngine:
                 "before routing"
             )
 
-    def _use_tasks(self, tasks: TaskModel) -> None:
-        """Route on ``tasks`` from now on; the policy is created again with the
-        task features' dimension."""
+    def _use_tasks(self, tasks: TaskModel | None) -> None:
+        """Route on ``tasks`` (None: the bare embedding) from now on; the policy
+        is created again with the features' dimension."""
         with self._lock:
             self._tasks = tasks
             self._policy = None

@@ -183,3 +183,23 @@ def test_a_first_fit_of_enough_prompts_replaces_unused_online_clusters() -> None
     router.fit(prompts, scores)
     assert not isinstance(router.task_classifier, OnlineClusters)
     assert router.policy is not None and router.policy.alpha == 0.1
+
+
+def test_a_small_fit_before_any_feedback_is_the_fitted_router_it_was() -> None:
+    router = make_router()
+    router.route(query("math", 3))
+    prompts = stream(100, seed=9)
+    router.fit(prompts, [[score(p, m) for m in COSTS] for p in prompts])
+    assert router.task_classifier is None
+    assert router.policy is not None
+    assert (router.policy.dim, router.policy.alpha) == (5, 0.1)
+
+
+def test_feedback_before_a_fit_keeps_the_online_clusters() -> None:
+    router = make_router()
+    serve(router, stream(3, seed=10))
+    prompts = stream(400, seed=11)
+    router.fit(prompts, [[score(p, m) for m in COSTS] for p in prompts])
+    assert isinstance(router.task_classifier, OnlineClusters)
+    assert router.policy is not None and router.policy.dim == LIVE_DIM
+    assert int(router.policy.counts.sum()) == 3 + 2 * 400
