@@ -411,7 +411,13 @@ class RouterEngine:
 
     def restore(self, state: RouterState, added: Sequence[str]) -> None:
         """Continue from a loaded save (replacing what a shared store holds): the
-        saved statistics of the children still here, then ``added`` ones cold."""
+        saved statistics of the children still here, then ``added`` ones cold;
+        online clusters are refused with a shared store (see ``LiveSettings``)."""
+        if isinstance(state.tasks, OnlineClusters) and self.settings.store is not None:
+            raise ValueError(
+                "store: this save routes on online clusters, which are learned per "
+                "process; load it without a shared store"
+            )
         self._tasks = state.tasks
         saved = list(state.policy.arms)
         kept = [name for name in self.settings.model_names if name in saved]

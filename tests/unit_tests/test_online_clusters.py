@@ -172,6 +172,14 @@ def test_a_shared_store_refuses_online_clusters_and_by_default_goes_without(
     router.invoke(query("math", 1))
     assert router.task_classifier is None
     assert router.policy is not None and router.policy.dim == 5
+    make_router().save(tmp_path / "r")
+    with pytest.raises(ValueError, match="online clusters, which are learned per"):
+        MetaLLMRouterChatModel.load(
+            tmp_path / "r",
+            {name: EchoChild(name_tag=name) for name in COSTS},
+            embeddings=KeywordEmbeddings(),
+            store=SQLiteStore(tmp_path / "t.db"),
+        )
 
 
 def test_a_first_fit_of_enough_prompts_replaces_unused_online_clusters() -> None:
