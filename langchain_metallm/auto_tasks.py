@@ -113,20 +113,32 @@ class QueryClusters:
     ) -> QueryClusters:
         """Cluster the queries ``texts`` embedded as ``vectors`` (k-means++ seeds,
         seeded); ``clusters`` defaults to ``cluster_count(len(texts))``."""
+        return cls.fit_styles(vectors, text_style(texts), clusters=clusters, seed=seed)
+
+    @classmethod
+    def fit_styles(
+        cls,
+        vectors: ArrayLike,
+        styles: ArrayLike,
+        *,
+        clusters: int | None = None,
+        seed: int = 0,
+    ) -> QueryClusters:
+        """``fit`` on queries given by their ``text_style`` rows instead of their
+        texts (so a caller can keep the numbers without the texts)."""
+        style = np.asarray(styles, dtype=np.float64)
         emb = np.asarray(vectors, dtype=np.float64)
-        if emb.ndim != 2 or emb.shape[0] != len(texts):
-            raise ValueError(
-                f"embeddings: expected {len(texts)} vectors, got shape {emb.shape}"
-            )
+        n = style.shape[0]
+        if emb.ndim != 2 or emb.shape[0] != n:
+            raise ValueError(f"embeddings: expected {n} vectors, got shape {emb.shape}")
         if not np.all(np.isfinite(emb)):
             raise ValueError("embeddings: contain NaN or infinity")
-        k = cluster_count(len(texts)) if clusters is None else clusters
-        if not 2 <= k <= len(texts):
+        k = cluster_count(n) if clusters is None else clusters
+        if not 2 <= k <= n:
             raise ValueError(
-                f"clusters: need 2 to {len(texts)} for {len(texts)} queries, got {k} "
+                f"clusters: need 2 to {n} for {n} queries, got {k} "
                 f"(automatic tasks need at least {2 * QUERIES_PER_CLUSTER} queries)"
             )
-        style = text_style(texts)
         mean, scale = style.mean(axis=0), style.std(axis=0)
         scale = np.where(scale > 0, scale, 1.0)
         points = np.hstack([emb, STYLE_WEIGHT * (style - mean) / scale])
@@ -145,14 +157,20 @@ class QueryClusters:
 
     def assign(self, vectors: ArrayLike, texts: Sequence[str]) -> NDArray[np.intp]:
         """Index of each query's nearest centroid."""
+        return self.assign_styles(vectors, text_style(texts))
+
+    def assign_styles(self, vectors: ArrayLike, styles: ArrayLike) -> NDArray[np.intp]:
+        """``assign`` for queries given by their ``text_style`` rows."""
         emb = np.asarray(vectors, dtype=np.float64)
-        if emb.ndim != 2 or emb.shape != (len(texts), self.embedding_dim):
+        style = np.asarray(styles, dtype=np.float64)
+        n = style.shape[0]
+        if emb.ndim != 2 or emb.shape != (n, self.embedding_dim):
             raise ValueError(
-                f"embeddings: the clusters read {len(texts)} vectors of dimension "
+                f"embeddings: the clusters read {n} vectors of dimension "
                 f"{self.embedding_dim}, got shape {emb.shape}"
             )
-        style = (text_style(texts) - self.style_mean) / self.style_scale
-        return _nearest(np.hstack([emb, STYLE_WEIGHT * style]), self.centroids)
+        scaled = (style - self.style_mean) / self.style_scale
+        return _nearest(np.hstack([emb, STYLE_WEIGHT * scaled]), self.centroids)
 
     def fingerprint(self) -> str:
         """A short hash of the centroids and style scaling: two routers share

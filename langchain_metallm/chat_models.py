@@ -115,8 +115,9 @@ class MetaLLMRouterChatModel(RouterBase):
     """Forgetting factor in (0, 1] applied to a child's statistics at each of its
     updates (1: never forget); below 1 a child whose quality drifts is re-judged
     within about ``1 / (1 - decay)`` of its calls."""
-    alpha: float = 0.1
-    """Width of the exploration bonus."""
+    alpha: float | None = None
+    """Width of the exploration bonus; None: 0.5 for a router learning from live
+    feedback alone (online clusters), 0.1 for one created by ``fit``."""
     ridge: float = 1.0
     """``lambda`` in ``A = lambda * I + sum x x^T``."""
     embeddings: Embeddings = Field(default_factory=LocalEmbeddings)
@@ -138,6 +139,11 @@ class MetaLLMRouterChatModel(RouterBase):
     """A first ``fit`` without task labels (of at least 300 prompts) learns
     k-means clusters of the prompts and routes on them as tasks (``auto_tasks``);
     False keeps the bare embedding."""
+    online_clusters: bool | None = None
+    """A router never fitted routes on clusters of its live prompts (8 after 200,
+    32 after 1,000; see ``online_clusters``). None: on unless ``store`` is set;
+    True with a ``store``: refused (workers would disagree on the clusters);
+    False: the bare embedding."""
     embedding_cache_size: int = 2_048
     """Query embeddings kept in memory; ``batch`` fills it with one call."""
     stop: list[str] | None = None

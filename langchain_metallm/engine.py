@@ -7,6 +7,9 @@ call (by the adapter) -> pending decision (``pending``) with the answer's cost
 (``costs``), which the pacer also accounts.
 One score: run id -> pending decision -> policy update (the policy learns scores;
 cost never enters what it learns).
+A router that was never fitted learns from live feedback alone: it routes on
+``online_clusters`` of the prompts it sees, each child starting from an
+optimistic prior, with a wider exploration bonus (``LIVE_ALPHA``).
 Also the glue for ``fit``, cost-weight calibration, the Pareto front of a batch
 and saving. ``chat_models`` and ``planned_batch`` call only its public methods.
 """
@@ -47,6 +50,7 @@ from langchain_metallm.features import (
     query_features,
     task_of,
 )
+from langchain_metallm.online_clusters import OnlineClusters
 from langchain_metallm.outcomes import Scores, check_prompts, score_matrix
 from langchain_metallm.pacing import BudgetPacer, check_budget
 from langchain_metallm.pareto import ParetoFront, policy_scores
@@ -60,6 +64,14 @@ PROBES = 30
 """Forced probes of a child added to a live router (where it could win)."""
 PRIOR_OUTCOMES = 20
 """Pseudo-outcomes of the best child a newly added child starts with."""
+FITTED_ALPHA = 0.1
+"""Exploration bonus of a policy created by ``fit`` (``alpha=None``)."""
+LIVE_ALPHA = 0.5
+"""Exploration bonus of a policy learning from live feedback alone (``alpha=None``):
+0.1 is too small next to the score gaps and locks onto early winners (issue 16)."""
+LIVE_PRIOR_SCORE = 1.0
+"""Optimistic prior of each child of a live-learning router: one pseudo-outcome
+of this score on the bias, so none is written off after a few unlucky calls."""
 
 
 class Embedder(Protocol):
@@ -84,7 +96,7 @@ class EngineSettings(Protocol):
     @property
     def decay(self) -> float: ...
     @property
-    def alpha(self) -> float: ...
+    def alpha(self) -> float | None: ...
     @property
     def ridge(self) -> float: ...
     @property
@@ -97,6 +109,8 @@ class EngineSettings(Protocol):
     def embedding_cache_size(self) -> int: ...
     @property
     def auto_tasks(self) -> bool: ...
+    @property
+    def online_clusters(self) -> bool | None: ...
     @property
     def cost_mode(self) -> str: ...
     @property
@@ -172,12 +186,17 @@ class RouterEngine:
         return query_features(vectors, self._tasks, texts)
 
     def contexts(self, texts: Sequence[str]) -> FloatArray:
-        """Policy contexts for ``texts``, embedding those not cached yet."""
-        return self.contexts_of(self.vectors(texts), texts)
+        """Policy contexts for the live prompts ``texts`` (embedding those not
+        cached yet), which online clusters learn from."""
+        vectors = self.vectors(texts)
+        self._observe(vectors, texts)
+        return self.contexts_of(vectors, texts)
 
     async def acontexts(self, texts: Sequence[str]) -> FloatArray:
         """Async twin of ``contexts``."""
-        return self.contexts_of(await self.avectors(texts), texts)
+        vectors = await self.avectors(texts)
+        self._observe(vectors, texts)
+        return self.contexts_of(vectors, texts)
 
     def call_context(self, text: str) -> FloatArray | None:
         """One call's context, or None when the embedder fails (the call is then
@@ -348,6 +367,8 @@ class RouterEngine:
             self._use_tasks(TaskClassifier.fit(vectors, labels))
         elif self._clusters_wanted(len(texts)):
             self._use_tasks(QueryClusters.fit(vectors, texts))
+        elif isinstance(self._tasks, OnlineClusters) and self._unlearned():
+            self._use_tasks(None)  # fitted before any feedback: as if never routed
         contexts = self.contexts_of(vectors, texts)
         policy = self._policy_for(contexts)
         columns = [names.index(arm) for arm in policy.arms]
@@ -370,7 +391,7 @@ class RouterEngine:
         )
         return calibrate(
             self._policy,
-            self.contexts(texts),
+            self.contexts_of(self.vectors(texts), texts),
             matrix,
             self.normalized_costs,
             budget=checked,
@@ -398,7 +419,10 @@ class RouterEngine:
         policy."""
         policy = self._policy
         if policy is None:
-            policy = self._policy_for(self.contexts(["metallm dimension probe"]))
+            probe = ["metallm dimension probe"]
+            vectors = self.vectors(probe)
+            self._start_online(vectors)
+            policy = self._policy_for(self.contexts_of(vectors, probe))
         save_router(
             path,
             policy,
@@ -410,12 +434,20 @@ class RouterEngine:
 
     def restore(self, state: RouterState, added: Sequence[str]) -> None:
         """Continue from a loaded save (replacing what a shared store holds): the
-        saved statistics of the children still here, then ``added`` ones cold."""
+        saved statistics of the children still here, then ``added`` ones cold;
+        online clusters are refused with a shared store (workers would disagree)."""
+        if isinstance(state.tasks, OnlineClusters) and self.settings.store is not None:
+            raise ValueError(
+                "store: this save routes on online clusters, which are learned per "
+                "process; load it without a shared store"
+            )
         self._tasks = state.tasks
         saved = list(state.policy.arms)
         kept = [name for name in self.settings.model_names if name in saved]
         rows = [saved.index(name) for name in kept]
-        policy = self._policy_for(np.empty((0, state.policy.dim)), arms=kept)
+        policy = self._policy_for(
+            np.empty((0, state.policy.dim)), arms=kept, fresh=False
+        )
         policy.load_statistics(*(a[rows] for a in state.policy.statistics()))
         for name in added:
             self.add_arm(name)
@@ -501,15 +533,43 @@ class RouterEngine:
                 raise BadEmbeddingsError("embeddings: returned NaN or infinity")
         return vectors
 
+    def _observe(self, vectors: FloatArray, texts: Sequence[str]) -> None:
+        """Let online clusters learn from live prompts (starting them first if
+        this router has learned nothing and routes on nothing else)."""
+        self._start_online(vectors)
+        tasks = self._tasks
+        if isinstance(tasks, OnlineClusters):
+            tasks.observe(vectors, texts)
+
+    def _start_online(self, vectors: FloatArray) -> None:
+        """Route on online clusters from now on if they are wanted: no policy or
+        task model yet, and the router's own memory (``online_clusters``)."""
+        settings = self.settings
+        with self._lock:
+            if (
+                self._policy is None
+                and self._tasks is None
+                and settings.online_clusters is not False
+                and settings.store is None
+            ):
+                self._tasks = OnlineClusters(int(vectors.shape[1]))
+
     def _clusters_wanted(self, n_prompts: int) -> bool:
         """Whether a fit without labels learns automatic tasks: enabled, enough
-        prompts, and nothing learned or awaiting feedback on the current features."""
+        prompts, and nothing learned or awaiting feedback on the current features
+        (online clusters of the few prompts seen so far give way)."""
         return (
             self.settings.auto_tasks
-            and self._tasks is None
+            and (self._tasks is None or isinstance(self._tasks, OnlineClusters))
             and cluster_count(n_prompts) >= 2
-            and (self._policy is None or int(self._policy.counts.sum()) == 0)
-            and not len(self.pending)
+            and self._unlearned()
+        )
+
+    def _unlearned(self) -> bool:
+        """Nothing learned from feedback and nothing awaiting it."""
+        policy = self._policy
+        return (policy is None or int(policy.counts.sum()) == 0) and not len(
+            self.pending
         )
 
     def _check_fresh(self) -> None:
@@ -528,25 +588,34 @@ class RouterEngine:
                 "before routing"
             )
 
-    def _use_tasks(self, tasks: TaskModel) -> None:
-        """Route on ``tasks`` from now on; the policy is created again with the
-        task features' dimension."""
+    def _use_tasks(self, tasks: TaskModel | None) -> None:
+        """Route on ``tasks`` (None: the bare embedding) from now on; the policy
+        is created again with the features' dimension."""
         with self._lock:
             self._tasks = tasks
             self._policy = None
 
     def _policy_for(
-        self, contexts: FloatArray, arms: Sequence[str] | None = None
+        self,
+        contexts: FloatArray,
+        arms: Sequence[str] | None = None,
+        *,
+        fresh: bool = True,
     ) -> LinUCBPolicy:
         """The policy, created on first use with the contexts' dimension (and
-        ``arms``, default every child)."""
+        ``arms``, default every child); a ``fresh`` one on online clusters starts
+        from the optimistic prior."""
         with self._lock:
             if self._policy is None:
                 settings = self.settings
+                live = isinstance(self._tasks, OnlineClusters)
+                alpha = settings.alpha
+                if alpha is None:
+                    alpha = LIVE_ALPHA if live else FITTED_ALPHA
                 self._policy = LinUCBPolicy(
                     settings.model_names if arms is None else arms,
                     contexts.shape[1],
-                    alpha=settings.alpha,
+                    alpha=alpha,
                     ridge=settings.ridge,
                     decay=settings.decay,
                     store=settings.store,
@@ -558,6 +627,9 @@ class RouterEngine:
                         else self._tasks.fingerprint(),
                     ),
                 )
+                if live and fresh:
+                    prior = np.full(self._policy.n_arms, LIVE_PRIOR_SCORE)
+                    self._policy.add_prior(np.eye(contexts.shape[1])[-1], prior, 1.0)
             return self._policy
 
     def _require_policy(self) -> LinUCBPolicy:
@@ -581,8 +653,16 @@ def check_settings(settings: EngineSettings) -> None:
     """Refuse costs, learning settings or prices the engine cannot work with."""
     check_costs(settings.costs, settings.model_names)
     check_cost_weight(settings.cost_weight)
-    if not math.isfinite(settings.alpha) or settings.alpha < 0:
+    if settings.alpha is not None and (
+        not math.isfinite(settings.alpha) or settings.alpha < 0
+    ):
         raise ValueError(f"alpha: must be finite and >= 0, got {settings.alpha}")
+    if settings.online_clusters and settings.store is not None:
+        raise ValueError(
+            "online_clusters: not available with a shared store (each worker would "
+            "cluster the prompts it saw, and their statistics would not agree); "
+            "fit the router on recorded outcomes instead, or leave it None"
+        )
     if not math.isfinite(settings.ridge) or settings.ridge <= 0:
         raise ValueError(f"ridge: must be > 0, got {settings.ridge}")
     check_decay(settings.decay)

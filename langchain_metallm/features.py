@@ -7,7 +7,9 @@ one mean reward per task from all of that task's queries, and the embedding
 only refines it. Per-arm ridge on the bare 384-dim embedding is too noisy to
 separate models whose accuracies differ by a few points (BENCH_RESULTS.md).
 Without labels, ``auto_tasks.QueryClusters`` (k-means of the queries) plays the
-classifier's part: its clusters are the tasks.
+classifier's part: its clusters are the tasks. A router that was never fitted
+routes on ``online_clusters.OnlineClusters`` instead: clusters of its live prompts,
+without the embedding.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from langchain_metallm.auto_tasks import QueryClusters
+from langchain_metallm.online_clusters import OnlineClusters
 
 FloatArray = NDArray[np.float64]
 
@@ -98,8 +101,9 @@ class TaskClassifier:
         return digest.hexdigest()[:16]
 
 
-TaskModel = TaskClassifier | QueryClusters
-"""What gives a query its task: a classifier learned from labels, or clusters."""
+TaskModel = TaskClassifier | QueryClusters | OnlineClusters
+"""What gives a query its task: a classifier learned from labels, clusters of
+recorded prompts, or clusters of live prompts."""
 
 
 def query_features(
@@ -108,7 +112,8 @@ def query_features(
     texts: Sequence[str] | None = None,
 ) -> FloatArray:
     """Context rows for the policy: ``[embedding, 1]``, or with ``tasks``
-    ``[EMBEDDING_SCALE * embedding, one-hot predicted task, 1]``.
+    ``[EMBEDDING_SCALE * embedding, one-hot predicted task, 1]``, or with online
+    clusters their ``[one-hot per stage, 1]``.
 
     The bias lets every arm learn its mean reward independently of the embedding.
     Clusters also read the query ``texts``.
@@ -122,6 +127,8 @@ def query_features(
         found = tasks.predict(emb)
     elif texts is None:
         raise ValueError("texts: clusters need the query texts next to the vectors")
+    elif isinstance(tasks, OnlineClusters):
+        return tasks.contexts(emb, texts)
     else:
         found = tasks.assign(emb, texts)
     one_hot = np.eye(len(tasks.tasks))[found]
@@ -129,7 +136,10 @@ def query_features(
 
 
 def embedding_dim(context_dim: int, tasks: TaskModel | None) -> int:
-    """Embedding length inside contexts of ``context_dim`` built with ``tasks``."""
+    """Embedding length inside contexts of ``context_dim`` built with ``tasks``
+    (online clusters read embeddings of their own dimension but hold none)."""
+    if isinstance(tasks, OnlineClusters):
+        return tasks.embedding_dim
     return context_dim - (0 if tasks is None else len(tasks.tasks)) - 1
 
 
@@ -137,6 +147,8 @@ def task_of(context: FloatArray, tasks: TaskModel | None) -> str | None:
     """The predicted task a context encodes (None without a task classifier)."""
     if tasks is None:
         return None
+    if isinstance(tasks, OnlineClusters):
+        return tasks.task_of(context)
     start = tasks.embedding_dim
     return tasks.tasks[int(np.argmax(context[start : start + len(tasks.tasks)]))]
 

@@ -11,16 +11,20 @@ A save is a directory holding two files (format version 3):
      "router": {"costs": {name: cost}, "cost_weight": p,           (routers only)
                 "embedder": {"name": str, "dimension": e},
                 "tasks": [task names] | null,
-                "task_kind": "classifier" | "clusters"}}        (with tasks)
+                "task_kind": "classifier" | "clusters" | "online"}}  (with tasks)
 
-  ``d = e + len(tasks) + 1`` (``features.embedding_dim`` gives ``e``).
+  ``d = e + len(tasks) + 1`` (``features.embedding_dim`` gives ``e``); with
+  online clusters ``d = len(tasks) + 1`` (their contexts hold no embedding).
 
 - ``arrays-<sha256 prefix>.npz``: ``A`` (arms, d, d) float64, ``b`` (arms, d)
   float64, ``counts`` (arms,) int64: the policy's sufficient statistics of
   SCORES (cost is weighed only when deciding); with a task classifier also
   ``task_weights`` (e + 1, tasks) float64; with automatic tasks
   ``cluster_centroids`` (tasks, e + 10), ``cluster_style_mean`` and
-  ``cluster_style_scale`` (10,) float64 (``auto_tasks.QueryClusters``). It holds
+  ``cluster_style_scale`` (10,) float64 (``auto_tasks.QueryClusters``); with
+  online clusters their ``online_*`` arrays (``OnlineClusters.to_arrays``: stages,
+  which are fitted, centroids, style scaling and the prompts kept, as embedding
+  and style numbers, until the last stage is fitted). It holds
   no object arrays and is read with ``allow_pickle=False``.
 
 Versions 1 and 2 are still read. Version 1 (before task features) had no
@@ -60,6 +64,7 @@ from langchain_metallm.auto_tasks import QueryClusters
 from langchain_metallm.costs import cost_vector, normalized_costs, scores_from_rewards
 from langchain_metallm.features import TaskClassifier, TaskModel, embedding_dim
 from langchain_metallm.identity import declared_dimension, embedder_label
+from langchain_metallm.online_clusters import ARRAY_NAMES, OnlineClusters
 from langchain_metallm.policy import LinUCBPolicy
 from langchain_metallm.stores.base import PolicyStore
 
@@ -70,7 +75,8 @@ MANIFEST = "metallm.json"
 _ARRAYS = ("A", "b", "counts")
 _TASK_WEIGHTS = "task_weights"
 _CLUSTER_ARRAYS = ("cluster_centroids", "cluster_style_mean", "cluster_style_scale")
-_TASK_ARRAYS = (_TASK_WEIGHTS, *_CLUSTER_ARRAYS)
+_TASK_ARRAYS = (_TASK_WEIGHTS, *_CLUSTER_ARRAYS, *ARRAY_NAMES)
+_INTEGER_ARRAYS = ("counts", *ARRAY_NAMES[:2])
 _SAVED_SETTINGS = ("alpha", "ridge")
 """Settings taken from a save; costs and cost weight may be given anew at load."""
 
@@ -167,6 +173,11 @@ def load_router(path: StrPath, embeddings: object) -> RouterState:
             f"embedder {name!r} returns {declared}"
         )
     tasks = _task_model(path, router, task_arrays, saved_dim)
+    if isinstance(tasks, OnlineClusters) and tasks.dim != policy.dim:
+        raise ValueError(
+            f"{path}: corrupt save: online clusters of dimension {tasks.dim} do not "
+            f"fit the policy dimension {policy.dim}"
+        )
     if saved_dim != embedding_dim(policy.dim, tasks):
         n_tasks = 0 if tasks is None else len(tasks.tasks)
         raise ValueError(
@@ -190,6 +201,8 @@ def load_router(path: StrPath, embeddings: object) -> RouterState:
 
 
 def _task_kind(tasks: TaskModel) -> str:
+    if isinstance(tasks, OnlineClusters):
+        return "online"
     return "classifier" if isinstance(tasks, TaskClassifier) else "clusters"
 
 
@@ -204,8 +217,12 @@ def _task_model(
     names, kind = router.get("tasks"), router.get("task_kind", "classifier")
     if names is None and not arrays:
         return None
-    expected = (_TASK_WEIGHTS,) if kind == "classifier" else _CLUSTER_ARRAYS
-    if kind not in ("classifier", "clusters") or sorted(arrays) != sorted(expected):
+    expected = {
+        "classifier": (_TASK_WEIGHTS,),
+        "clusters": _CLUSTER_ARRAYS,
+        "online": ARRAY_NAMES,
+    }.get(kind, ())
+    if not expected or sorted(arrays) != sorted(expected):
         raise ValueError(
             f"{path}: corrupt save: task kind {kind!r} with arrays {sorted(arrays)}"
         )
@@ -215,6 +232,8 @@ def _task_model(
         tasks: TaskModel = (
             TaskClassifier(tuple(names), arrays[_TASK_WEIGHTS])
             if kind == "classifier"
+            else OnlineClusters.from_arrays(arrays)
+            if kind == "online"
             else QueryClusters(*(arrays[key] for key in _CLUSTER_ARRAYS))
         )
     except ValueError as exc:
@@ -293,6 +312,8 @@ def _save(
     arrays_to_save: dict[str, Any] = {"A": A, "b": b, "counts": counts}
     if isinstance(tasks, TaskClassifier):
         arrays_to_save[_TASK_WEIGHTS] = tasks.weights
+    elif isinstance(tasks, OnlineClusters):
+        arrays_to_save.update(tasks.to_arrays())
     elif tasks is not None:
         arrays_to_save.update(
             zip(
@@ -433,9 +454,8 @@ def _read_arrays(
             arrays = {key: npz[key] for key in npz.files}
     except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
         raise ValueError(f"{directory / name}: corrupt arrays ({exc})") from exc
-    kinds = {"A": "f", "b": "f", "counts": "i", **dict.fromkeys(_TASK_ARRAYS, "f")}
     for key, array in arrays.items():
-        if array.dtype.kind != kinds[key]:
+        if array.dtype.kind != ("i" if key in _INTEGER_ARRAYS else "f"):
             raise ValueError(
                 f"{directory / name}: corrupt arrays ({key} has dtype {array.dtype})"
             )

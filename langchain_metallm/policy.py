@@ -252,6 +252,34 @@ class LinUCBPolicy:
             self.store.merge(self.namespace, arms, A, b, counts[seen])
             self.refresh()
 
+    def add_prior(self, x: ArrayLike, scores: ArrayLike, outcomes: float) -> None:
+        """Give each arm ``outcomes`` pseudo-outcomes of score ``scores[j]`` on
+        context ``x`` (in ``A`` and ``b``, not in ``counts``): a prior its real
+        outcomes soon outweigh, e.g. an optimistic one (every score 1) so that
+        no arm is written off after a few unlucky calls."""
+        vec = self.check_context(x)
+        weight = _check_finite("outcomes", outcomes)
+        if weight <= 0:
+            raise ValueError(f"outcomes: must be > 0, got {outcomes!r}")
+        prior = np.asarray(scores, dtype=np.float64)
+        if prior.shape != (self.n_arms,) or not np.all(
+            (prior >= 0.0) & (prior <= SCORE_MAX)
+        ):
+            raise ValueError(
+                f"scores: expected {self.n_arms} scores in [0, {SCORE_MAX}], "
+                f"got {prior}"
+            )
+        gram = np.repeat(weight * np.outer(vec, vec)[None], self.n_arms, axis=0)
+        with self._lock:
+            self.store.merge(
+                self.namespace,
+                self.arms,
+                gram,
+                weight * prior[:, None] * vec[None],
+                np.zeros(self.n_arms, dtype=np.int64),
+            )
+            self.refresh()
+
     def add_arm(
         self,
         name: str,

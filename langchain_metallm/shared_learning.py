@@ -27,6 +27,7 @@ LEARNING_FIELDS = frozenset(
         "cost_weight",
         "ridge",
         "embeddings",
+        "online_clusters",
         "cost_mode",
         "prices",
         "reference_tokens",

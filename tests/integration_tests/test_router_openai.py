@@ -64,7 +64,9 @@ def get_weather(city: str, days: int = 3) -> str:
 
 
 def make_router(server: ReplayServer, **overrides: Any) -> MetaLLMRouterChatModel:
-    return replay_router(server, **{"cost_weight": 0.2, **overrides})
+    """Routes on the bare embedding (these tests are about the children's HTTP)."""
+    settings = {"cost_weight": 0.2, "online_clusters": False}
+    return replay_router(server, **{**settings, **overrides})
 
 
 def recorded(row: dict[str, Any], child: str) -> str:
@@ -329,7 +331,8 @@ def test_mixed_providers_chat_together_and_chat_openai(
     router.route(QUESTION)
     policy = router.policy
     assert policy is not None
-    policy.update(1, policy.check_context(np.r_[np.zeros(32), 1.0]), 1.0)  # gpt-4 first
+    bias_only = np.r_[np.zeros(policy.dim - 1), 1.0]
+    policy.update(1, policy.check_context(bias_only), 1.0)  # gpt-4 first
     answer = router.invoke(QUESTION)
     meta = answer.response_metadata["metallm"]
     assert [a["model"] for a in meta["attempts"]] == ["gpt-4", "mixtral"]

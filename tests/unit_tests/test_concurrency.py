@@ -85,7 +85,7 @@ def make_router(**overrides: Any) -> MetaLLMRouterChatModel:
         "alpha": 0.5,
         "embeddings": KeywordEmbeddings(),
     }
-    return MetaLLMRouterChatModel(**{**settings, **overrides})
+    return MetaLLMRouterChatModel(**{"online_clusters": False, **settings, **overrides})
 
 
 def _score(text: str, model: str) -> float:

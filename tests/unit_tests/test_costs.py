@@ -22,7 +22,10 @@ def make_router(**overrides: Any) -> MetaLLMRouterChatModel:
         "prices": PRICES,
         "reference_tokens": (30, 10),
     }
-    return echo_router({"cheap": 0.1, "pricey": 1.0}, **{**settings, **overrides})
+    return echo_router(
+        {"cheap": 0.1, "pricey": 1.0},
+        **{"online_clusters": False, **settings, **overrides},
+    )
 
 
 def test_dollars_and_normalisation_by_the_priciest_reference_call() -> None:

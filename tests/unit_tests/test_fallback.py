@@ -41,7 +41,7 @@ def make_router(**overrides: Any) -> MetaLLMRouterChatModel:
         "costs": {"down": 0.1, "up": 1.0},
         "embeddings": KeywordEmbeddings(),
     }
-    return MetaLLMRouterChatModel(**{**settings, **overrides})
+    return MetaLLMRouterChatModel(**{"online_clusters": False, **settings, **overrides})
 
 
 def counts(router: MetaLLMRouterChatModel) -> list[int]:

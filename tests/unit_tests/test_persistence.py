@@ -25,7 +25,13 @@ from langchain_metallm import (
 from langchain_metallm.identity import embedder_label
 from langchain_metallm.stores.memory import MemoryStore
 
-from .fakes import KINDS, EchoChild, KeywordEmbeddings, NamedEmbeddings, query
+from .fakes import (
+    KINDS,
+    EchoChild,
+    KeywordEmbeddings,
+    NamedEmbeddings,
+    query,
+)
 
 NAMES = ["cheap", "mid", "pricey"]
 COSTS = {"cheap": 0.1, "mid": 0.4, "pricey": 1.0}
@@ -44,7 +50,7 @@ def make_router(**overrides: Any) -> MetaLLMRouterChatModel:
         "ridge": 0.7,
         "embeddings": KeywordEmbeddings(),
     }
-    return MetaLLMRouterChatModel(**{**settings, **overrides})
+    return MetaLLMRouterChatModel(**{"online_clusters": False, **settings, **overrides})
 
 
 def score(prompt: str, model: str) -> float:

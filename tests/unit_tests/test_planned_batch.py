@@ -106,6 +106,7 @@ def make_router(
     **settings: Any,
 ) -> MetaLLMRouterChatModel:
     router = MetaLLMRouterChatModel(
+        online_clusters=False,
         models={
             m: SlowChild(tag=m, tracker=tracker, fail=m == failing) for m in MODELS
         },

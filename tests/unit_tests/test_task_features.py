@@ -49,7 +49,7 @@ def make_router(**overrides: Any) -> MetaLLMRouterChatModel:
         "alpha": 0.0,
         "embeddings": NoisyTopicEmbeddings(TASKS, DIM),
     }
-    return MetaLLMRouterChatModel(**{**settings, **overrides})
+    return MetaLLMRouterChatModel(**{"online_clusters": False, **settings, **overrides})
 
 
 def load(path: Path) -> MetaLLMRouterChatModel:

@@ -1,0 +1,259 @@
+"""Learning from live feedback alone (issue 16, target 1), measured on the package.
+
+A router engine that was never fitted (default settings: online clusters of the
+live prompts, optimistic prior, ``alpha=None``) gets a random 80% of llmrouter9's
+rows as live traffic in a seeded random order, seeing only the chosen child's
+score, then the held-out 20% (still learning). Each cost weight is one such run.
+Printed, mean and worst over seeds:
+
+- held-out accuracy and cost per cost weight, and the best accuracy within 50% of
+  the best single child's cost minus that child's accuracy (target: >= 0);
+- the two cases that must hold: at ``cost_weight=0`` never below the best single
+  child; no collapse, i.e. no cost weight where one child alone (no pricier than
+  the router's realised cost) is more accurate;
+- cumulative regret (score - p * cost) against the oracle and against a router
+  fitted on the live part's recorded outcomes (full information, routing greedily);
+- the learning curve: accuracy per 500 calls.
+
+``--baseline`` runs the issue's starting point instead (bare embedding, alpha 0.1).
+Run from the project root (vectors come from ``.metallm_cache/``):
+``python benchmarks/live_learning.py --seeds 3``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+
+from langchain_metallm.bench.cache import DEFAULT_CACHE_DIR, EmbeddingCache
+from langchain_metallm.bench.cli import resolve_data_dir
+from langchain_metallm.bench.data import Outcomes, load_outcomes
+from langchain_metallm.bench.splits import random_split
+from langchain_metallm.embeddings import LocalEmbeddings
+from langchain_metallm.engine import RouterEngine
+from langchain_metallm.stores.base import PolicyStore
+
+FloatArray = NDArray[np.float64]
+COST_WEIGHTS = (0.0, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3)
+WINDOW = 500
+"""Calls per point of the learning curve."""
+
+
+class CachedVectors:
+    """An embedder that serves precomputed vectors by text (the bench's cache)."""
+
+    def __init__(self, texts: Sequence[str], vectors: FloatArray, label: str) -> None:
+        self.model_name = label
+        self._by_text = {t: v.tolist() for t, v in zip(texts, vectors, strict=True)}
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        return [self._by_text[t] for t in texts]
+
+    async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
+        return self.embed_documents(texts)
+
+
+@dataclass
+class Settings:
+    """The router fields the engine reads, at their defaults unless given."""
+
+    model_names: list[str]
+    costs: Mapping[str, float]
+    embeddings: CachedVectors
+    cost_weight: float = 0.0
+    alpha: float | None = None
+    online_clusters: bool | None = None
+    budget: float | None = None
+    decay: float = 1.0
+    ridge: float = 1.0
+    store: PolicyStore | None = None
+    strict_feedback: bool = True
+    embedding_cache_size: int = 2_048
+    auto_tasks: bool = True
+    cost_mode: str = "fixed"
+    prices: Mapping[str, tuple[float, float]] | None = None
+    reference_tokens: tuple[int, int] = (1_000, 1_000)
+
+
+def live_choices(
+    settings: Settings, prompts: Sequence[str], scores: FloatArray
+) -> NDArray[np.int64]:
+    """Route, answer and reward each prompt in order on a never-fitted engine."""
+    engine = RouterEngine(settings, name="live", max_pending=10, pending_ttl=None)
+    names = settings.model_names
+    chosen = np.empty(len(prompts), dtype=np.int64)
+    for i, text in enumerate(prompts):
+        context = engine.contexts([text])[0]
+        decision = engine.decide(context)
+        engine.register(str(i), decision, context, None)
+        engine.record_feedback(str(i), float(scores[i, names.index(decision.model)]))
+        chosen[i] = names.index(decision.model)
+    return chosen
+
+
+def fitted_predictions(
+    settings: Settings,
+    prompts: Sequence[str],
+    scores: FloatArray,
+    stream: Sequence[str],
+) -> FloatArray:
+    """Predicted scores of the stream by a router fitted on ``prompts``' outcomes."""
+    engine = RouterEngine(settings, name="fitted", max_pending=10, pending_ttl=None)
+    engine.fit(prompts, scores, None)
+    assert engine.policy is not None
+    contexts = engine.contexts_of(engine.vectors(stream), stream)
+    return engine.policy.predict(contexts)[0]
+
+
+@dataclass
+class Point:
+    """One cost weight's run: held-out accuracy and cost, regret, learning curve."""
+
+    p: float
+    accuracy: float
+    cost: float
+    fitted_accuracy: float
+    fitted_cost: float
+    regret_oracle: list[float]
+    regret_fitted: list[float]
+    curve: list[float]
+
+
+@dataclass
+class Run:
+    """One seed: each child's held-out accuracy and the points of every weight."""
+
+    seed: int
+    single: list[float]
+    points: list[Point]
+
+
+def run_seed(
+    data: Outcomes,
+    vectors: FloatArray,
+    seed: int,
+    weights: Sequence[float],
+    baseline: bool,
+) -> Run:
+    """The live stream of one seed (training part shuffled, then the test part
+    shuffled), served once per cost weight."""
+    split = random_split(data, seed=seed)
+    rng = np.random.default_rng(seed)
+    live, held_out = rng.permutation(split.train), rng.permutation(split.test)
+    order = np.concatenate([live, held_out])
+    prompts = [data.prompts[i] for i in order]
+    scores, cost, n_live = data.scores[order], data.cost, len(live)
+    rows = np.arange(len(order))
+    names = list(data.models)
+    embedder = CachedVectors(data.prompts, vectors, "all-MiniLM-L6-v2")
+    costs = {n: float(p) for n, p in zip(names, data.price, strict=True)}
+    settings = Settings(names, costs, embedder)
+    fitted = fitted_predictions(settings, prompts[:n_live], scores[:n_live], prompts)
+    if baseline:
+        settings = replace(settings, alpha=0.1, online_clusters=False)
+    marks = [WINDOW - 1, 1_999, n_live - 1, len(order) - 1]
+    points = []
+    for p in weights:
+        chosen = live_choices(replace(settings, cost_weight=p), prompts, scores)
+        reward = scores[rows, chosen] - p * cost[chosen]
+        oracle = (scores - p * cost).max(axis=1)
+        greedy = np.argmax(fitted - p * cost, axis=1)
+        fit_reward = scores[rows, greedy] - p * cost[greedy]
+        got = scores[rows, chosen]
+        points.append(
+            Point(
+                p=p,
+                accuracy=float(got[n_live:].mean()),
+                cost=float(cost[chosen[n_live:]].mean()),
+                fitted_accuracy=float(scores[rows, greedy][n_live:].mean()),
+                fitted_cost=float(cost[greedy[n_live:]].mean()),
+                regret_oracle=np.cumsum(oracle - reward)[marks].tolist(),
+                regret_fitted=np.cumsum(fit_reward - reward)[marks].tolist(),
+                curve=[
+                    float(got[s : s + WINDOW].mean()) for s in range(0, n_live, WINDOW)
+                ],
+            )
+        )
+    single = scores[n_live:].mean(axis=0).tolist()
+    return Run(seed=seed, single=single, points=points)
+
+
+def summarize(runs: list[Run], cost: FloatArray) -> None:
+    """Print the target, the must-hold cases, regret and the learning curve."""
+    m50, p0, dominated = [], [], []
+    for run in runs:
+        single = np.array(run.single)
+        best = int(np.argmax(single))
+        cheap = [q.accuracy for q in run.points if q.cost <= 0.5 * cost[best] + 1e-9]
+        m50.append((max(cheap) if cheap else np.nan) - single[best])
+        p0.append(run.points[0].accuracy - single[best])
+        for q in run.points:
+            affordable = single[cost <= q.cost + 1e-9]
+            dominated.append(q.accuracy - (affordable.max() if len(affordable) else 0))
+    print(
+        "within 50% of the best child's cost, minus its accuracy: "
+        f"mean {np.mean(m50):+.4f} worst {np.min(m50):+.4f}"
+    )
+    print(
+        f"cost_weight=0 minus the best child: mean {np.mean(p0):+.4f} "
+        f"worst {np.min(p0):+.4f}"
+    )
+    print(
+        "minus the best child no pricier than the router (every weight and seed): "
+        f"worst {min(dominated):+.4f}, "
+        f"below 0 at {sum(d < 0 for d in dominated)}/{len(dominated)}"
+    )
+    print("p      accuracy mean/worst  cost   fitted acc/cost   regret @500/2000/")
+    print("       live end/all vs the oracle, then vs the fitted router")
+    for k, p in enumerate(q.p for q in runs[0].points):
+        pts = [run.points[k] for run in runs]
+        acc = [q.accuracy for q in pts]
+        oracle = np.mean([q.regret_oracle for q in pts], axis=0).round(0)
+        fitted = np.mean([q.regret_fitted for q in pts], axis=0).round(0)
+        print(
+            f"{p:<6} {np.mean(acc):.4f}/{np.min(acc):.4f}  "
+            f"{np.mean([q.cost for q in pts]):.3f}  "
+            f"{np.mean([q.fitted_accuracy for q in pts]):.4f}/"
+            f"{np.mean([q.fitted_cost for q in pts]):.3f}   "
+            f"{oracle.tolist()}  {fitted.tolist()}"
+        )
+        curve = np.mean([q.curve for q in pts], axis=0).round(3)
+        print(f"       accuracy per {WINDOW} live calls: {curve.tolist()}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--data", default="llmrouter9")
+    parser.add_argument("--cache-dir", default=str(DEFAULT_CACHE_DIR))
+    parser.add_argument("--baseline", action="store_true")
+    parser.add_argument("--weights", default=",".join(map(str, COST_WEIGHTS)))
+    parser.add_argument("--out", default="results")
+    args = parser.parse_args()
+    data = load_outcomes(resolve_data_dir(args.data))
+    vectors = EmbeddingCache(LocalEmbeddings(), args.cache_dir).embed(data.prompts)
+    weights = [float(w) for w in args.weights.split(",")]
+    runs = []
+    for seed in range(args.seeds):
+        run = run_seed(data, vectors, seed, weights, args.baseline)
+        runs.append(run)
+        print(
+            f"seed {seed}: "
+            + " ".join(f"p{q.p}:{q.accuracy:.3f}/{q.cost:.2f}" for q in run.points),
+            flush=True,
+        )
+    summarize(runs, data.cost)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    name = "live_learning_baseline.json" if args.baseline else "live_learning.json"
+    (out / name).write_text(json.dumps([asdict(run) for run in runs], indent=1))
+
+
+if __name__ == "__main__":
+    main()

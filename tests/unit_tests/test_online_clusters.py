@@ -1,0 +1,213 @@
+"""Online clusters: a never-fitted router learns from live feedback on clusters of
+its own prompts (issue 16)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from langchain_metallm import MetaLLMRouterChatModel
+from langchain_metallm.engine import LIVE_ALPHA
+from langchain_metallm.online_clusters import STAGES, OnlineClusters
+from langchain_metallm.policy import LinUCBPolicy
+from langchain_metallm.stores.sqlite import SQLiteStore
+
+from .fakes import KINDS, EchoChild, KeywordEmbeddings, query
+
+LIVE_DIM = sum(k for k, _ in STAGES) + 1
+COSTS = {"cheap": 0.1, "pricey": 1.0}
+
+
+class LiveRouter(MetaLLMRouterChatModel):
+    """The router with the settings it gets once ``alpha`` defaults to None and
+    ``online_clusters`` exists (None: on without a shared store)."""
+
+    alpha: float | None = None  # type: ignore[assignment]
+    online_clusters: bool | None = None
+
+
+def make_router(**overrides: Any) -> MetaLLMRouterChatModel:
+    settings: dict[str, Any] = {
+        "models": {name: EchoChild(name_tag=name) for name in COSTS},
+        "costs": COSTS,
+        "cost_weight": 0.2,
+        "embeddings": KeywordEmbeddings(),
+    }
+    return LiveRouter(**{**settings, **overrides})
+
+
+def score(prompt: str, model: str) -> float:
+    """The pricey child is far better at maths; both write poems as well."""
+    if "math" in prompt:
+        return 0.9 if model == "pricey" else 0.2
+    return 0.8
+
+
+def serve(router: MetaLLMRouterChatModel, prompts: list[str]) -> list[str]:
+    chosen = []
+    for prompt in prompts:
+        answer = router.invoke(prompt)
+        model = answer.response_metadata["metallm"]["model"]
+        router.record_feedback(answer, score(prompt, model))
+        chosen.append(model)
+    return chosen
+
+
+def stream(n: int, seed: int) -> list[str]:
+    kinds = np.random.default_rng(seed).integers(0, 2, size=n)
+    return [query(KINDS[k], seed * 100_000 + i) for i, k in enumerate(kinds)]
+
+
+def test_stages_are_fitted_once_their_prompt_counts_are_seen() -> None:
+    clusters = OnlineClusters(4, stages=((2, 6), (3, 10)))
+    prompts = stream(12, seed=1)
+    vectors = KeywordEmbeddings().embed_documents(prompts)
+    for i, (text, vector) in enumerate(zip(prompts, vectors, strict=True)):
+        clusters.observe([vector], [text])
+        fitted = [stage is not None for stage in clusters.fitted]
+        assert fitted == [i + 1 >= 6, i + 1 >= 10]
+    assert clusters.seen.shape == (0, 14)  # no prompt kept once all are fitted
+
+
+def test_contexts_keep_their_dimension_and_fill_the_slots_as_stages_appear() -> None:
+    clusters = OnlineClusters(4, stages=((2, 6), (3, 10)))
+    prompts = stream(10, seed=2)
+    vectors = KeywordEmbeddings().embed_documents(prompts)
+    before = clusters.contexts(vectors, prompts)
+    np.testing.assert_array_equal(before, np.eye(6)[[5] * 10])
+    clusters.observe(vectors[:6], prompts[:6])
+    middle = clusters.contexts(vectors, prompts)
+    assert middle.shape == (10, 6)
+    np.testing.assert_array_equal(middle[:, :2].sum(axis=1), 1.0)
+    np.testing.assert_array_equal(middle[:, 2:5], 0.0)
+    clusters.observe(vectors[6:], prompts[6:])
+    after = clusters.contexts(vectors, prompts)
+    np.testing.assert_array_equal(after[:, 2:5].sum(axis=1), 1.0)
+    np.testing.assert_array_equal(after[:, -1], 1.0)
+
+
+def test_bad_stages_and_vectors_are_refused() -> None:
+    with pytest.raises(ValueError, match="stages"):
+        OnlineClusters(4, stages=((1, 10),))
+    with pytest.raises(ValueError, match="must not decrease"):
+        OnlineClusters(4, stages=((2, 20), (4, 10)))
+    clusters = OnlineClusters(4, stages=((2, 6),))
+    with pytest.raises(ValueError, match="dimension 4"):
+        clusters.observe([[0.0] * 3], ["x"])
+    assert clusters.seen.shape == (0, 14)
+
+
+def test_a_never_fitted_router_routes_on_online_clusters_from_its_first_call() -> None:
+    router = make_router()
+    router.invoke(query("math", 0))
+    policy = router.policy
+    assert isinstance(policy, LinUCBPolicy)
+    assert isinstance(router.task_classifier, OnlineClusters)
+    assert policy.dim == LIVE_DIM
+    assert policy.alpha == LIVE_ALPHA
+    np.testing.assert_array_equal(policy.b[:, -1], 1.0)  # the optimistic prior
+    np.testing.assert_array_equal(policy.counts, 0)
+    serve(router, stream(STAGES[0][1], seed=3))
+    assert router.policy is policy and policy.dim == LIVE_DIM
+    assert router.task_classifier.fitted[0] is not None
+
+
+def test_it_learns_the_better_child_per_cluster_without_collapsing_on_the_cheap() -> (
+    None
+):
+    router = make_router()
+    serve(router, stream(600, seed=4))
+    late = stream(200, seed=5)
+    chosen = serve(router, late)
+    maths = [m for p, m in zip(late, chosen, strict=True) if "math" in p]
+    poems = [m for p, m in zip(late, chosen, strict=True) if "math" not in p]
+    assert maths.count("pricey") >= 0.9 * len(maths)  # worth its price on maths
+    assert poems.count("cheap") >= 0.9 * len(poems)  # not worth it on poems
+
+
+def test_a_save_resumes_the_clusters_and_the_prompts_they_still_wait_for(
+    tmp_path: Path,
+) -> None:
+    router = make_router()
+    serve(router, stream(250, seed=6))
+    router.save(tmp_path / "r")
+    manifest = json.loads((tmp_path / "r" / "metallm.json").read_text())
+    assert manifest["router"]["task_kind"] == "online"
+    assert manifest["dim"] == LIVE_DIM
+    loaded = MetaLLMRouterChatModel.load(
+        tmp_path / "r",
+        {name: EchoChild(name_tag=name) for name in COSTS},
+        embeddings=KeywordEmbeddings(),
+    )
+    assert loaded.policy is not None and router.policy is not None
+    for a, b in zip(
+        loaded.policy.statistics(), router.policy.statistics(), strict=True
+    ):
+        np.testing.assert_array_equal(a, b)
+    assert loaded.policy.alpha == LIVE_ALPHA
+    more = stream(STAGES[1][1] - 250, seed=7)
+    vectors = KeywordEmbeddings().embed_documents(more)
+    for r in (router, loaded):
+        tasks = r.task_classifier
+        assert isinstance(tasks, OnlineClusters)
+        tasks.observe(vectors, more)
+    first, second = router.task_classifier, loaded.task_classifier
+    assert isinstance(first, OnlineClusters) and isinstance(second, OnlineClusters)
+    for a, b in zip(first.fitted, second.fitted, strict=True):
+        assert a is not None and b is not None
+        np.testing.assert_array_equal(a.centroids, b.centroids)
+
+
+def test_a_shared_store_refuses_online_clusters_and_by_default_goes_without(
+    tmp_path: Path,
+) -> None:
+    store = SQLiteStore(tmp_path / "s.db")
+    with pytest.raises(ValueError, match="online_clusters: not available"):
+        make_router(online_clusters=True, store=store)
+    router = make_router(store=store)
+    router.invoke(query("math", 1))
+    assert router.task_classifier is None
+    assert router.policy is not None and router.policy.dim == 5
+    make_router().save(tmp_path / "r")
+    with pytest.raises(ValueError, match="online clusters, which are learned per"):
+        MetaLLMRouterChatModel.load(
+            tmp_path / "r",
+            {name: EchoChild(name_tag=name) for name in COSTS},
+            embeddings=KeywordEmbeddings(),
+            store=SQLiteStore(tmp_path / "t.db"),
+        )
+
+
+def test_a_first_fit_of_enough_prompts_replaces_unused_online_clusters() -> None:
+    router = make_router()
+    router.route(query("math", 2))
+    assert isinstance(router.task_classifier, OnlineClusters)
+    prompts = stream(400, seed=8)
+    scores = [[score(p, m) for m in COSTS] for p in prompts]
+    router.fit(prompts, scores)
+    assert not isinstance(router.task_classifier, OnlineClusters)
+    assert router.policy is not None and router.policy.alpha == 0.1
+
+
+def test_a_small_fit_before_any_feedback_is_the_fitted_router_it_was() -> None:
+    router = make_router()
+    router.route(query("math", 3))
+    prompts = stream(100, seed=9)
+    router.fit(prompts, [[score(p, m) for m in COSTS] for p in prompts])
+    assert router.task_classifier is None
+    assert router.policy is not None
+    assert (router.policy.dim, router.policy.alpha) == (5, 0.1)
+
+
+def test_feedback_before_a_fit_keeps_the_online_clusters() -> None:
+    router = make_router()
+    serve(router, stream(3, seed=10))
+    prompts = stream(400, seed=11)
+    router.fit(prompts, [[score(p, m) for m in COSTS] for p in prompts])
+    assert isinstance(router.task_classifier, OnlineClusters)
+    assert router.policy is not None and router.policy.dim == LIVE_DIM
+    assert int(router.policy.counts.sum()) == 3 + 2 * 400
