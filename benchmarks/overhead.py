@@ -60,9 +60,9 @@ def timed(fn: Callable[[int], object], n: int) -> list[float]:
     return out
 
 
-def policy_decisions(n: int = 5_000) -> None:
+def policy_decisions(n: int = 5_000, decay: float = 1.0) -> None:
     rng = np.random.default_rng(0)
-    policy = LinUCBPolicy([f"m{i}" for i in range(ARMS)], DIM, alpha=0.5)
+    policy = LinUCBPolicy([f"m{i}" for i in range(ARMS)], DIM, alpha=0.5, decay=decay)
     xs = rng.normal(size=(n, DIM)) / np.sqrt(DIM)
     rewards = rng.uniform(size=n)
 
@@ -71,9 +71,10 @@ def policy_decisions(n: int = 5_000) -> None:
         policy.update(decision.arm, xs[i], float(rewards[i]))
 
     timed(step, 200)  # warm up
+    samples = timed(step, n)
     print(
-        f"policy select+update ({ARMS} arms x {DIM} dims): "
-        f"{percentiles(timed(step, n))}"
+        f"policy select+update ({ARMS} arms x {DIM} dims, decay {decay}): "
+        f"{percentiles(samples)}  mean {np.mean(samples) * 1e3:.3f} ms"
     )
 
 
@@ -124,5 +125,6 @@ def batch_throughput(n: int = 1_000) -> None:
 
 if __name__ == "__main__":
     policy_decisions()
+    policy_decisions(decay=0.99)
     router_overhead()
     batch_throughput()

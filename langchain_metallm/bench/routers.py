@@ -1,7 +1,8 @@
 """Routing policies compared by the benchmark, all on the same train/test problem.
 
-Each policy maps cost weights ``p`` to one chosen model per test query; rewards are
-``score - p * cost`` as in the router. The LinUCB policies run exactly what
+Each policy maps cost weights ``p`` to one chosen model per test query, the one
+with the best ``score - p * cost``. As in the router, the LinUCB policies learn
+scores and apply ``p`` only when deciding; they run exactly what
 ``MetaLLMRouterChatModel`` runs: ``LinUCBPolicy`` over ``features.query_features``.
 """
 
@@ -159,7 +160,7 @@ class NearestNeighbours:
 
 
 class OfflineRidge:
-    """LinUCB with ``alpha = 0`` fit on the training rewards and never updated."""
+    """LinUCB with ``alpha = 0`` fit on the training scores and never updated."""
 
     name = "ridge-offline"
     uses_cost_weight = True
@@ -168,27 +169,26 @@ class OfflineRidge:
         self.ridge = ridge
 
     def route(self, problem: Problem, cost_weights: Sequence[float]) -> list[Routing]:
-        """Greedy on the fitted per-model linear reward estimates."""
-        return [self._route(problem, p) for p in cost_weights]
-
-    def _route(self, problem: Problem, cost_weight: float) -> Routing:
+        """Greedy on the fitted per-model linear score estimates less ``p * cost``
+        (one fit serves every cost weight)."""
         policy = LinUCBPolicy(
             problem.models, problem.train_features.shape[1], alpha=0.0, ridge=self.ridge
         )
-        policy.fit(
-            problem.train_features, problem.rewards(problem.train_scores, cost_weight)
-        )
+        policy.fit(problem.train_features, problem.train_scores)
         start = time.perf_counter()
-        mean = problem.test_features @ policy.theta.T
-        choices = _argmax(mean)
-        return Routing(choices, (time.perf_counter() - start) / len(choices))
+        predicted = problem.test_features @ policy.theta.T
+        per_query = (time.perf_counter() - start) / len(predicted)
+        return [
+            Routing(_argmax(problem.rewards(predicted, p)), per_query)
+            for p in cost_weights
+        ]
 
 
 class OnlineLinUCB:
-    """The router's policy over the test stream: select, observe the chosen model's
-    true reward, update. ``warm`` first fits on the training rewards (with the
-    problem's features, as ``router.fit``); cold, like a
-    router never fitted, it routes on the bare embedding."""
+    """The router's policy over the test stream: select at the cost weight,
+    observe the chosen model's true score, update. ``warm`` first fits on the
+    training scores (with the problem's features, as ``router.fit``); cold, like
+    a router never fitted, it routes on the bare embedding."""
 
     uses_cost_weight = True
 
@@ -213,16 +213,14 @@ class OnlineLinUCB:
             problem.models, contexts.shape[1], alpha=self.alpha, ridge=self.ridge
         )
         if self.warm:
-            policy.fit(
-                problem.train_features,
-                problem.rewards(problem.train_scores, cost_weight),
-            )
-        rewards = problem.rewards(problem.test_scores, cost_weight)
-        choices = np.empty(len(rewards), dtype=np.int64)
+            policy.fit(problem.train_features, problem.train_scores)
+        scores = problem.test_scores
+        penalty = cost_weight * problem.cost
+        choices = np.empty(len(scores), dtype=np.int64)
         start = time.perf_counter()
         for i, x in enumerate(contexts):
-            arm = policy.select(x).arm
-            policy.update(arm, x, float(rewards[i, arm]))
+            arm = policy.select(x, penalty).arm
+            policy.update(arm, x, float(scores[i, arm]))
             choices[i] = arm
         return Routing(choices, (time.perf_counter() - start) / len(choices))
 

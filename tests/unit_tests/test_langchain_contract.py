@@ -246,10 +246,51 @@ def test_configured_variant_feedback_through_the_handler() -> None:
     assert learned(router) == 1 and router.stats()["refused"] == 0
 
 
-@pytest.mark.parametrize("field", ["cost_weight", "costs", "embeddings", "ridge"])
+@pytest.mark.parametrize(
+    "field", ["costs", "embeddings", "ridge", "budget", "decay", "alpha"]
+)
 def test_configuring_a_field_that_defines_learning_is_refused(field: str) -> None:
     with pytest.raises(ValueError, match=field):
         make_router().configurable_fields(**{field: ConfigurableField(id=field)})
+
+
+def test_a_configured_cost_weight_changes_decisions_not_statistics() -> None:
+    """The cost weight enters decisions only: a configured variant decides with
+    its own, the router keeps its weight, and feedback on the variant's answer
+    learns the same score statistics as feedback on the router's."""
+    router = make_router()
+    router.fit([query("math", i) for i in range(6)], [[0.6, 0.9]] * 6)
+    configurable = router.configurable_fields(cost_weight=ConfigurableField(id="p"))
+    before = [a.tobytes() for a in router.policy.statistics()]  # type: ignore[union-attr]
+
+    def chosen(answer: BaseMessage) -> str:
+        return str(answer.response_metadata["metallm"]["model"])
+
+    frugal = configurable.invoke("math 7", config={"configurable": {"p": 1.0}})
+    assert chosen(frugal) == "cheap" and router.cost_weight == 0.0
+    assert chosen(router.invoke("math 8")) == "pricey"
+    assert chosen(configurable.invoke("math 9")) == "pricey"  # not configured: 0
+    lavish = configurable.invoke("math 10", config={"configurable": {"p": 0.0}})
+    assert chosen(lavish) == "pricey"
+    after = [a.tobytes() for a in router.policy.statistics()]  # type: ignore[union-attr]
+    assert after == before  # deciding learned nothing
+    reference = make_router()
+    reference.fit([query("math", i) for i in range(6)], [[0.6, 0.9]] * 6)
+    reference_answer = reference.invoke("math 7", cost_weight=1.0)
+    router.record_feedback(frugal, 0.5)
+    reference.record_feedback(reference_answer, 0.5)
+    for mine, theirs in zip(
+        router.policy.statistics(),  # type: ignore[union-attr]
+        reference.policy.statistics(),  # type: ignore[union-attr]
+        strict=True,
+    ):
+        np.testing.assert_array_equal(mine, theirs)
+    with pytest.raises(ValueError, match="cost_weight"):
+        configurable.invoke("math 11", config={"configurable": {"p": -1.0}})
+    assert [a.tobytes() for a in router.policy.statistics()] == [  # type: ignore[union-attr]
+        a.tobytes()
+        for a in reference.policy.statistics()  # type: ignore[union-attr]
+    ]
 
 
 def test_model_copy_shares_learning_and_refuses_a_different_cost_weight() -> None:

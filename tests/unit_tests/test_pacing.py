@@ -103,3 +103,13 @@ def test_weight_for_budget_is_the_smallest_weight_that_spends_the_budget() -> No
         weight_for_budget(scores, costs, 0.05)
     with pytest.raises(ValueError, match=r"expected shape \(rows, 3\)"):
         weight_for_budget(scores[:, :2], costs, 0.3)
+
+
+def test_weight_for_budget_reaches_a_budget_at_the_cheapest_cost() -> None:
+    """The mean of 2,804 costs of 1/9 rounds above 1/9: the search must still
+    end, at a weight where every row picks the cheapest child."""
+    scores = np.random.default_rng(2).uniform(size=(2_804, 3))
+    costs = np.array([2 / 9, 1 / 9, 1.0])
+    assert costs[np.ones(2_804, dtype=np.int64)].mean() > 1 / 9
+    p = weight_for_budget(scores, costs, 1 / 9)
+    assert np.all(np.argmax(scores - p * costs, axis=1) == 1)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from langchain_metallm import LinUCBPolicy
+from langchain_metallm.policy import RIDGE_SLACK
 
 ARMS = ["a", "b", "c"]
 
@@ -163,24 +164,38 @@ def test_a_bad_penalty_is_refused(penalty: list[float], error: str) -> None:
         policy.select_many(np.ones((2, 4)), penalty)
 
 
-@pytest.mark.parametrize("decay", [0.9, 0.5])
-def test_decay_discounts_toward_the_prior_on_each_update(decay: float) -> None:
+@pytest.mark.parametrize(("decay", "steps"), [(0.99, 200), (0.9, 120), (0.5, 120)])
+def test_decay_discounts_toward_the_prior_on_each_update(
+    decay: float, steps: int
+) -> None:
+    """The statistics follow the design formula exactly; decisions use them
+    with the ridge less a deficit that grows by ``(1 - decay) * ridge`` per
+    update and is cleared by an exact rebuild before it passes the slack (at
+    0.99 and 0.9 both paths run, at 0.5 every update rebuilds)."""
     dim, ridge = 5, 0.7
     policy = LinUCBPolicy(ARMS, dim, ridge=ridge, decay=decay, alpha=0.4)
     A = np.stack([ridge * np.eye(dim)] * 3)
     b = np.zeros((3, dim))
-    for arm, x, s in _steps(120, dim):
-        policy.update(arm, x, s)
+    deficit = np.zeros(3)
+    x = np.linspace(-1, 1, dim)
+    for i, (arm, context, s) in enumerate(_steps(steps, dim)):
+        policy.update(arm, context, s)
         A[arm] = decay * (A[arm] - ridge * np.eye(dim)) + ridge * np.eye(dim)
-        A[arm] += np.outer(x, x)
-        b[arm] = decay * b[arm] + s * x
+        A[arm] += np.outer(context, context)
+        b[arm] = decay * b[arm] + s * context
+        deficit[arm] = decay * deficit[arm] + (1 - decay) * ridge
+        if deficit[arm] > RIDGE_SLACK * ridge:
+            deficit[arm] = 0.0
+        cached = A - deficit[:, None, None] * np.eye(dim)
+        if i % 10 == 0 or i == steps - 1:
+            theta = np.linalg.solve(cached, b[..., None])[..., 0]
+            np.testing.assert_allclose(policy.theta, theta, rtol=1e-8, atol=1e-10)
+            ucbs = _ucb(cached, b, x, 0.4)
+            np.testing.assert_allclose(policy.select(x).ucbs, ucbs, atol=1e-9)
     for mine, theirs in zip(policy.statistics(), (A, b), strict=False):
         np.testing.assert_allclose(mine, theirs, rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(policy.A, A, rtol=1e-10, atol=1e-10)
-    theta = np.linalg.solve(A, b[..., None])[..., 0]
-    np.testing.assert_allclose(policy.theta, theta, rtol=1e-8, atol=1e-10)
-    x = np.linspace(-1, 1, dim)
-    np.testing.assert_allclose(policy.select(x).ucbs, _ucb(A, b, x, 0.4), atol=1e-9)
+    assert (deficit.max() > 0) == (decay != 0.5)
 
 
 def test_decay_one_is_bit_identical_to_learning_without_forgetting() -> None:
