@@ -498,7 +498,7 @@ class MetaLLMRouterChatModel(RouterBase):
     ) -> RunnableSerializable[LanguageModelInput, AIMessage]:
         """Per-call fields; configured routers share this one's engine, and fields
         that define learning cannot be configured (see ``shared_learning``)."""
-        check_shareable(kwargs, "configurable_fields")
+        check_shareable(kwargs, "configurable_fields", per_call=True)
         for key in kwargs:
             if key not in type(self).model_fields:
                 raise ValueError(f"configurable_fields: unknown field {key!r}")

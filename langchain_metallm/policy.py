@@ -198,19 +198,6 @@ class LinUCBPolicy:
             quad = np.einsum("ki,i->k", proj.reshape(k, d), vec)
             return self._decide(mean, np.sqrt(np.maximum(quad, 0.0)), cost)
 
-    def select_many(
-        self,
-        X: ArrayLike,  # noqa: N803
-        penalty: ArrayLike | None = None,
-    ) -> list[RouteDecision]:
-        """``select`` for each row of ``X``, vectorised."""
-        ctx = self._check_matrix(X)
-        with self._lock:
-            self._maybe_refresh()
-            cost = self._check_penalty(penalty)
-            mean, width = self._predict(ctx)
-            return [self._decide(m, w, cost) for m, w in zip(mean, width, strict=True)]
-
     def update(self, arm: int | str, x: ArrayLike, score: float) -> None:
         """Learn that ``arm`` (index or name) scored ``score`` on context ``x``.
 

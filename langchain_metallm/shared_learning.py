@@ -49,14 +49,14 @@ LEARNING_FIELDS = frozenset(
 PER_CALL_FIELDS = frozenset({"cost_weight"})
 """Of those, the ones a configured variant applies as a call argument instead
 (``SharedLearningConfigurableFields``); a copy still cannot change them."""
-CONFIGURING = "configurable_fields"
-"""The ``action`` under which ``check_shareable`` allows ``PER_CALL_FIELDS``."""
 
 
-def check_shareable(fields: Iterable[str], action: str) -> None:
+def check_shareable(
+    fields: Iterable[str], action: str, *, per_call: bool = False
+) -> None:
     """Refuse changing a learning-defining field on a state-sharing variant
-    (``PER_CALL_FIELDS`` are allowed when ``action`` is ``CONFIGURING``)."""
-    allowed = PER_CALL_FIELDS if action == CONFIGURING else frozenset()
+    (``PER_CALL_FIELDS`` are allowed when the variant applies them ``per_call``)."""
+    allowed = PER_CALL_FIELDS if per_call else frozenset()
     clashing = sorted(set(fields) & (LEARNING_FIELDS - allowed))
     if clashing:
         raise ValueError(

@@ -136,7 +136,10 @@ def _parser() -> argparse.ArgumentParser:
         help="comma-separated cost weights p (default 0 to 1.2 step 0.025)",
     )
     parser.add_argument(
-        "--alpha", type=float, default=0.1, help="LinUCB exploration (default 0.1)"
+        "--alpha",
+        type=float,
+        default=None,
+        help="LinUCB exploration (default: the router's, 0.1 fitted and 0.5 cold)",
     )
     parser.add_argument(
         "--ridge", type=float, default=1.0, help="LinUCB ridge (default 1.0)"

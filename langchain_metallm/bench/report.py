@@ -56,7 +56,7 @@ class BenchmarkResult:
     split: SplitInfo
     feature_dim: int
     task_names: tuple[str, ...]
-    alpha: float
+    alpha: float | None
     ridge: float
     cost_weights: tuple[float, ...]
     curves: tuple[Curve, ...]

@@ -17,7 +17,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from langchain_metallm.costs import reward_matrix
-from langchain_metallm.features import TaskModel, query_features
+from langchain_metallm.engine import FITTED_ALPHA, LIVE_ALPHA, LIVE_PRIOR_SCORE
+from langchain_metallm.features import TaskModel
+from langchain_metallm.online_clusters import OnlineClusters
 from langchain_metallm.policy import LinUCBPolicy
 
 FloatArray = NDArray[np.float64]
@@ -38,6 +40,7 @@ class Problem:
     test_embeddings: FloatArray
     test_features: FloatArray
     test_scores: FloatArray
+    test_texts: tuple[str, ...]
 
     def rewards(self, scores: FloatArray, cost_weight: float) -> FloatArray:
         """``score - p * cost`` per query and model (``costs.reward_matrix``)."""
@@ -187,12 +190,15 @@ class OfflineRidge:
 class OnlineLinUCB:
     """The router's policy over the test stream: select at the cost weight,
     observe the chosen model's true score, update. ``warm`` first fits on the
-    training scores (with the problem's features, as ``router.fit``); cold, like
-    a router never fitted, it routes on the bare embedding."""
+    training scores (with the problem's features, as ``router.fit``); cold, it
+    is a router never fitted with its defaults: online clusters of the stream's
+    prompts, an optimistic prior (``engine``). ``alpha`` None: the router's."""
 
     uses_cost_weight = True
 
-    def __init__(self, *, warm: bool, alpha: float = 0.1, ridge: float = 1.0) -> None:
+    def __init__(
+        self, *, warm: bool, alpha: float | None = None, ridge: float = 1.0
+    ) -> None:
         self.warm = warm
         self.alpha = alpha
         self.ridge = ridge
@@ -200,29 +206,41 @@ class OnlineLinUCB:
 
     def route(self, problem: Problem, cost_weights: Sequence[float]) -> list[Routing]:
         """One ``select`` and one ``update`` per test query, timed together."""
-        contexts = problem.test_features
-        if not self.warm:
-            emb = problem.test_embeddings
-            contexts = query_features(emb)
-        return [self._route(problem, contexts, p) for p in cost_weights]
+        return [self._route(problem, p) for p in cost_weights]
 
-    def _route(
-        self, problem: Problem, contexts: FloatArray, cost_weight: float
-    ) -> Routing:
-        policy = LinUCBPolicy(
-            problem.models, contexts.shape[1], alpha=self.alpha, ridge=self.ridge
-        )
-        if self.warm:
-            policy.fit(problem.train_features, problem.train_scores)
+    def _route(self, problem: Problem, cost_weight: float) -> Routing:
         scores = problem.test_scores
         penalty = cost_weight * problem.cost
+        policy, clusters = self._policy(problem)
         choices = np.empty(len(scores), dtype=np.int64)
         start = time.perf_counter()
-        for i, x in enumerate(contexts):
+        for i, x in enumerate(problem.test_features):
+            if clusters is not None:  # the router's contexts() on one live prompt
+                vector, text = problem.test_embeddings[i : i + 1], problem.test_texts[i]
+                clusters.observe(vector, [text])
+                x = clusters.contexts(vector, [text])[0]
             arm = policy.select(x, penalty).arm
             policy.update(arm, x, float(scores[i, arm]))
             choices[i] = arm
         return Routing(choices, (time.perf_counter() - start) / len(choices))
+
+    def _policy(self, problem: Problem) -> tuple[LinUCBPolicy, OnlineClusters | None]:
+        """A fitted policy on the problem's features, or a fresh live one on
+        online clusters, as the router creates them."""
+        if self.warm:
+            dim = problem.train_features.shape[1]
+            alpha = FITTED_ALPHA if self.alpha is None else self.alpha
+            policy = LinUCBPolicy(problem.models, dim, alpha=alpha, ridge=self.ridge)
+            policy.fit(problem.train_features, problem.train_scores)
+            return policy, None
+        clusters = OnlineClusters(problem.test_embeddings.shape[1])
+        alpha = LIVE_ALPHA if self.alpha is None else self.alpha
+        policy = LinUCBPolicy(
+            problem.models, clusters.dim, alpha=alpha, ridge=self.ridge
+        )
+        prior = np.full(len(problem.models), LIVE_PRIOR_SCORE)
+        policy.add_prior(np.eye(clusters.dim)[-1], prior, 1.0)
+        return policy, clusters
 
 
 def _argmax(values: FloatArray) -> IndexArray:

@@ -48,7 +48,7 @@ def run_benchmark(
     embeddings: Embeddings | None = None,
     cache_dir: str | os.PathLike[str] = DEFAULT_CACHE_DIR,
     cost_weights: Sequence[float] = DEFAULT_COST_WEIGHTS,
-    alpha: float = 0.1,
+    alpha: float | None = None,
     ridge: float = 1.0,
     knn_k: int = 20,
     features: str = "auto",
@@ -186,4 +186,5 @@ def build_problem(
         test_embeddings=vectors[test],
         test_features=contexts[test],
         test_scores=data.scores[test],
+        test_texts=tuple(data.prompts[i] for i in test),
     )

@@ -92,6 +92,7 @@ def make_problem(
         test_embeddings=test_emb,
         test_features=feats[n:],
         test_scores=test_scores,
+        test_texts=tuple(f"query {i}" for i in range(len(test_emb))),
     )
 
 
@@ -147,9 +148,8 @@ def test_cold_linucb_learns_online_and_is_timed() -> None:
     train_emb, train_scores = clustered(10, 0)
     test_emb, test_scores = clustered(600, 1)
     problem = make_problem(train_emb, train_scores, test_emb, test_scores, [0.1, 1.0])
-    # Scores are learned from a prior of 0, so the untried pricier model is tried
-    # only while its bonus beats its penalty gap (0.5 * 0.9): alpha 0.5 does.
-    (cold,) = OnlineLinUCB(warm=False, alpha=0.5).route(problem, [0.5])
+    # As a never-fitted router: online clusters of the stream, optimistic prior.
+    (cold,) = OnlineLinUCB(warm=False).route(problem, [0.5])
     oracle = Oracle().route(problem, [0.5])[0].choices
     assert np.mean(cold.choices[-200:] == oracle[-200:]) > 0.9
     assert cold.seconds_per_query > 0
