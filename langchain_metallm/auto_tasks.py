@@ -23,6 +23,13 @@ from numpy.typing import ArrayLike, NDArray
 
 FloatArray = NDArray[np.float64]
 
+MIN_QUERIES = 300
+"""Fewer training queries keep the bare embedding."""
+
+MIN_CLUSTERS = 8
+"""Clusters of a small fit: on 300-1,200 queries, 8 route better than one per
+``QUERIES_PER_CLUSTER`` (2-7) on held-out data (BENCH_RESULTS.md)."""
+
 QUERIES_PER_CLUSTER = 150
 """One cluster per this many training queries (about 30 for 4,500 queries)."""
 
@@ -40,13 +47,12 @@ _OPTIONS = re.compile(r"(^|\n)\s*\(?[A-D][).:]")
 
 
 def cluster_count(n_queries: int) -> int:
-    """Clusters that ``n_queries`` training queries support: 0 below two clusters'
-    worth, else one per ``QUERIES_PER_CLUSTER`` up to ``MAX_CLUSTERS``."""
-    return (
-        min(MAX_CLUSTERS, n_queries // QUERIES_PER_CLUSTER)
-        if n_queries >= 2 * QUERIES_PER_CLUSTER
-        else 0
-    )
+    """Clusters that ``n_queries`` training queries support: 0 below
+    ``MIN_QUERIES``, else one per ``QUERIES_PER_CLUSTER``, at least
+    ``MIN_CLUSTERS`` and at most ``MAX_CLUSTERS``."""
+    if n_queries < MIN_QUERIES:
+        return 0
+    return min(MAX_CLUSTERS, max(MIN_CLUSTERS, n_queries // QUERIES_PER_CLUSTER))
 
 
 def text_style(texts: Sequence[str]) -> FloatArray:
@@ -137,7 +143,7 @@ class QueryClusters:
         if not 2 <= k <= n:
             raise ValueError(
                 f"clusters: need 2 to {n} for {n} queries, got {k} "
-                f"(automatic tasks need at least {2 * QUERIES_PER_CLUSTER} queries)"
+                f"(automatic tasks need at least {MIN_QUERIES} queries)"
             )
         mean, scale = style.mean(axis=0), style.std(axis=0)
         scale = np.where(scale > 0, scale, 1.0)
