@@ -193,6 +193,22 @@ def echo_router(costs: dict[str, float], /, **overrides: Any) -> MetaLLMRouterCh
     return MetaLLMRouterChatModel(**{**settings, **overrides})
 
 
+def serve(
+    router: MetaLLMRouterChatModel,
+    prompts: list[str],
+    score: Callable[[str, str], float],
+) -> list[str]:
+    """Route each prompt and reward the answer with ``score(prompt, model)``;
+    the chosen models in order."""
+    chosen = []
+    for prompt in prompts:
+        answer = router.invoke(prompt)
+        model = answer.response_metadata["metallm"]["model"]
+        router.record_feedback(answer, score(prompt, model))
+        chosen.append(model)
+    return chosen
+
+
 def query(kind: str, i: int) -> str:
     """A query of ``kind`` that the keyword embedder recognises."""
     return (

@@ -16,6 +16,7 @@ from langchain_metallm.online_clusters import STAGES, OnlineClusters
 from langchain_metallm.policy import LinUCBPolicy
 from langchain_metallm.stores.sqlite import SQLiteStore
 
+from . import fakes
 from .fakes import KINDS, EchoChild, KeywordEmbeddings, query
 
 LIVE_DIM = sum(k for k, _ in STAGES) + 1
@@ -48,13 +49,8 @@ def score(prompt: str, model: str) -> float:
 
 
 def serve(router: MetaLLMRouterChatModel, prompts: list[str]) -> list[str]:
-    chosen = []
-    for prompt in prompts:
-        answer = router.invoke(prompt)
-        model = answer.response_metadata["metallm"]["model"]
-        router.record_feedback(answer, score(prompt, model))
-        chosen.append(model)
-    return chosen
+    """Route and reward each prompt by ``score``; the chosen models in order."""
+    return fakes.serve(router, prompts, score)
 
 
 def stream(n: int, seed: int) -> list[str]:

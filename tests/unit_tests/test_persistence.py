@@ -25,6 +25,7 @@ from langchain_metallm import (
 from langchain_metallm.identity import embedder_label
 from langchain_metallm.stores.memory import MemoryStore
 
+from . import fakes
 from .fakes import (
     KINDS,
     EchoChild,
@@ -65,14 +66,8 @@ def stream(n: int, seed: int) -> list[str]:
 
 
 def serve(router: MetaLLMRouterChatModel, prompts: list[str]) -> list[str]:
-    """Route each prompt, reward the answer; the chosen models in order."""
-    chosen = []
-    for prompt in prompts:
-        answer = router.invoke(prompt)
-        model = answer.response_metadata["metallm"]["model"]
-        router.record_feedback(answer, score(prompt, model))
-        chosen.append(model)
-    return chosen
+    """Route and reward each prompt by ``score``; the chosen models in order."""
+    return fakes.serve(router, prompts, score)
 
 
 def learned(router: MetaLLMRouterChatModel) -> list[np.ndarray]:
