@@ -36,6 +36,8 @@ QUERIES_PER_CLUSTER = 150
 MAX_CLUSTERS = 64
 """More clusters only split kinds of queries into look-alike halves."""
 
+STYLE_DIM = 10
+"""Numbers per text from ``text_style``."""
 STYLE_WEIGHT = 0.2
 """Weight of the standardised style numbers next to the unit-norm embedding."""
 
@@ -76,7 +78,7 @@ def text_style(texts: Sequence[str]) -> FloatArray:
                 sum(ch.isupper() for ch in text) / n,
             ]
         )
-    return np.array(rows, dtype=np.float64).reshape(len(rows), 10)
+    return np.array(rows, dtype=np.float64).reshape(len(rows), STYLE_DIM)
 
 
 @dataclass(frozen=True, eq=False)

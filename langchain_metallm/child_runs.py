@@ -58,10 +58,12 @@ def without_usage(message: M) -> tuple[M, UsageMetadata | None]:
 def routed_result(message: BaseMessage, metadata: dict[str, Any]) -> ChatResult:
     """The router's answer: the child's ``message`` without its usage (the child's
     run carries it), with the routing ``metadata`` under ``metallm``."""
-    answer, _ = without_usage(message)
-    routed = answer.model_copy(
-        update={"response_metadata": {**message.response_metadata, "metallm": metadata}}
-    )
+    update: dict[str, Any] = {
+        "response_metadata": {**message.response_metadata, "metallm": metadata}
+    }
+    if isinstance(message, AIMessage) and message.usage_metadata is not None:
+        update["usage_metadata"] = None
+    routed = message.model_copy(update=update)
     return ChatResult(generations=[ChatGeneration(message=routed)])
 
 

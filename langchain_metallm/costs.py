@@ -13,7 +13,7 @@ The policy learns each child's SCORE; cost enters only when deciding, as the
 penalty ``p * cost`` (``penalty``), so a new cost weight, budget or price needs no
 relearning. Saves before format 3 learned rewards ``score - p * cost``;
 ``scores_from_rewards`` converts their statistics exactly. ``reward_matrix`` is
-that reward, for the benchmark's reward-learning baselines. Plain Python and
+that reward per query and model, which the benchmark chooses by. Plain Python and
 numpy: no LangChain here.
 """
 

@@ -15,8 +15,6 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Mapping, Sequence
 
-import numpy as np
-
 from langchain_metallm.policy import LinUCBPolicy, RouteDecision
 
 NO_CONTEXT = (
@@ -40,11 +38,9 @@ def default_arm(
     """The arm that answers without an embedding (see the module docstring)."""
     if default_model is not None:
         return list(arms).index(default_model)
-    if policy is not None and policy.counts.sum() > 0:
-        _, b, counts = policy.statistics()
-        # Contexts end in the bias 1, so b's last column sums each arm's rewards.
-        means = np.where(counts > 0, b[:, -1] / np.maximum(counts, 1), -np.inf)
-        return int(np.argmax(means))
+    best = None if policy is None else policy.best_mean_arm()
+    if best is not None:
+        return best
     return min(range(len(arms)), key=lambda j: costs[arms[j]])
 
 

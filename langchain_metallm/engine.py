@@ -459,11 +459,8 @@ class RouterEngine:
         policy = self._policy
         if policy is None:
             return
-        b, counts = policy.b, policy.counts
-        like = None
-        if counts.sum() > 0:
-            means = b[:, -1] / np.maximum(counts, 1)  # contexts end with the bias 1
-            like = policy.arms[int(np.argmax(np.where(counts > 0, means, -np.inf)))]
+        best = policy.best_mean_arm()
+        like = None if best is None else policy.arms[best]
         policy.add_arm(name, probes=PROBES, like=like, prior_outcomes=PRIOR_OUTCOMES)
 
     def remove_arm(self, name: str) -> None:
@@ -628,8 +625,7 @@ class RouterEngine:
                     ),
                 )
                 if live and fresh:
-                    prior = np.full(self._policy.n_arms, LIVE_PRIOR_SCORE)
-                    self._policy.add_prior(np.eye(contexts.shape[1])[-1], prior, 1.0)
+                    add_live_prior(self._policy)
             return self._policy
 
     def _require_policy(self) -> LinUCBPolicy:
@@ -647,6 +643,13 @@ class RouterEngine:
                 "planning"
             )
         return policy
+
+
+def add_live_prior(policy: LinUCBPolicy) -> None:
+    """Start a live-learning policy optimistic: one pseudo-outcome of
+    ``LIVE_PRIOR_SCORE`` per child on the bias feature (contexts end in 1)."""
+    prior = np.full(policy.n_arms, LIVE_PRIOR_SCORE)
+    policy.add_prior(np.eye(policy.dim)[-1], prior, 1.0)
 
 
 def check_settings(settings: EngineSettings) -> None:

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from langchain_metallm.auto_tasks import QueryClusters, text_style
+from langchain_metallm.auto_tasks import STYLE_DIM, QueryClusters, text_style
 
 FloatArray = NDArray[np.float64]
 
@@ -36,9 +36,6 @@ STAGES: tuple[tuple[int, int], ...] = ((8, 200), (32, 1_000))
 
 SEED = 0
 """k-means seed, so one stream of prompts always gives the same clusters."""
-
-_STYLE_DIM = 10
-"""Numbers per prompt from ``auto_tasks.text_style``."""
 
 ARRAY_NAMES = (
     "online_stages",
@@ -77,7 +74,7 @@ class OnlineClusters:
         self._fitted: list[QueryClusters | None] = (
             [None] * len(self.stages) if fitted is None else list(fitted)
         )
-        width = embedding_dim + _STYLE_DIM
+        width = embedding_dim + STYLE_DIM
         points = np.zeros((0, width)) if seen is None else np.asarray(seen, float)
         self._check_state(points)
         self._seen: list[FloatArray] = list(points)
@@ -108,7 +105,7 @@ class OnlineClusters:
         """Prompts kept for stages still to fit: rows ``[embedding, text_style]``."""
         with self._lock:
             return np.array(self._seen, dtype=np.float64).reshape(
-                len(self._seen), self.embedding_dim + _STYLE_DIM
+                len(self._seen), self.embedding_dim + STYLE_DIM
             )
 
     def observe(self, vectors: ArrayLike, texts: Sequence[str]) -> None:
@@ -166,10 +163,10 @@ class OnlineClusters:
     def to_arrays(self) -> dict[str, NDArray[Any]]:
         """Its state as the named arrays of a save (``from_arrays`` reads them)."""
         fitted, seen = self.fitted, self.seen
-        width = self.embedding_dim + _STYLE_DIM
+        width = self.embedding_dim + STYLE_DIM
         centroids = np.zeros((self.dim - 1, width))
-        mean = np.zeros((len(self.stages), _STYLE_DIM))
-        scale = np.ones((len(self.stages), _STYLE_DIM))
+        mean = np.zeros((len(self.stages), STYLE_DIM))
+        scale = np.ones((len(self.stages), STYLE_DIM))
         flags = np.zeros(len(self.stages), dtype=np.int64)
         start = 0
         for s, ((k, _), clusters) in enumerate(zip(self.stages, fitted, strict=True)):
@@ -198,11 +195,11 @@ class OnlineClusters:
         stages = [(int(k), int(n)) for k, n in table]
         if (
             centroids.ndim != 2
-            or centroids.shape[1] <= _STYLE_DIM
+            or centroids.shape[1] <= STYLE_DIM
             or centroids.shape[0] != sum(k for k, _ in stages)
         ):
             raise ValueError(f"online clusters: centroids of shape {centroids.shape}")
-        if mean.shape != scale.shape or mean.shape != (len(stages), _STYLE_DIM):
+        if mean.shape != scale.shape or mean.shape != (len(stages), STYLE_DIM):
             raise ValueError(f"online clusters: style scaling of shape {mean.shape}")
         fitted: list[QueryClusters | None] = []
         start = 0
@@ -210,7 +207,7 @@ class OnlineClusters:
             block = centroids[start : start + k]
             fitted.append(QueryClusters(block, mean[s], scale[s]) if flags[s] else None)
             start += k
-        dim = int(centroids.shape[1]) - _STYLE_DIM
+        dim = int(centroids.shape[1]) - STYLE_DIM
         return cls(dim, stages, fitted=fitted, seen=seen)
 
     def _check_vectors(self, vectors: ArrayLike, texts: Sequence[str]) -> FloatArray:
@@ -240,7 +237,7 @@ class OnlineClusters:
                     f"online clusters: a stage of {k} clusters on dimension "
                     f"{self.embedding_dim} got centroids {clusters.centroids.shape}"
                 )
-        width = self.embedding_dim + _STYLE_DIM
+        width = self.embedding_dim + STYLE_DIM
         if seen.ndim != 2 or seen.shape[1] != width or not np.all(np.isfinite(seen)):
             raise ValueError(
                 f"online clusters: kept prompts must be finite rows of {width} "

@@ -157,6 +157,19 @@ class LinUCBPolicy:
             b_copy: FloatArray = self._b.copy()
             return b_copy
 
+    def best_mean_arm(self) -> int | None:
+        """The arm with the best mean learned score, or None before any outcome
+        (contexts end in the bias 1, so ``b``'s last column sums each arm's
+        scores, any prior included)."""
+        with self._lock:
+            self._maybe_refresh()
+            counts = self._counts.copy()
+            sums = self._b[:, -1].copy()
+        if counts.sum() == 0:
+            return None
+        means = np.where(counts > 0, sums / np.maximum(counts, 1), -np.inf)
+        return int(np.argmax(means))
+
     @property
     def theta(self) -> FloatArray:
         """Per-arm ridge coefficients ``A^-1 b`` as this policy last saw them

@@ -17,7 +17,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from langchain_metallm.costs import reward_matrix
-from langchain_metallm.engine import FITTED_ALPHA, LIVE_ALPHA, LIVE_PRIOR_SCORE
+from langchain_metallm.engine import FITTED_ALPHA, LIVE_ALPHA, add_live_prior
 from langchain_metallm.features import TaskModel
 from langchain_metallm.online_clusters import OnlineClusters
 from langchain_metallm.policy import LinUCBPolicy
@@ -238,8 +238,7 @@ class OnlineLinUCB:
         policy = LinUCBPolicy(
             problem.models, clusters.dim, alpha=alpha, ridge=self.ridge
         )
-        prior = np.full(len(problem.models), LIVE_PRIOR_SCORE)
-        policy.add_prior(np.eye(clusters.dim)[-1], prior, 1.0)
+        add_live_prior(policy)
         return policy, clusters
 
 
