@@ -25,7 +25,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from langchain_metallm import LinUCBPolicy
-from langchain_metallm.stores import PolicyStore, RedisStore, SQLiteStore
+from langchain_metallm.core.stores import PolicyStore, RedisStore, SQLiteStore
 
 ARMS = [f"m{i}" for i in range(9)]
 DIM = 385

@@ -47,10 +47,10 @@ from langchain_metallm.bench.cli import resolve_data_dir
 from langchain_metallm.bench.data import Outcomes, load_outcomes
 from langchain_metallm.bench.plots import save_figure, short_name
 from langchain_metallm.bench.splits import random_split
+from langchain_metallm.core.features import TaskClassifier, query_features
+from langchain_metallm.core.pacing import BudgetPacer, weight_for_budget
+from langchain_metallm.core.policy import LinUCBPolicy
 from langchain_metallm.embeddings import LocalEmbeddings
-from langchain_metallm.features import TaskClassifier, query_features
-from langchain_metallm.pacing import BudgetPacer, weight_for_budget
-from langchain_metallm.policy import LinUCBPolicy
 
 FloatArray = NDArray[np.float64]
 WINDOW = 200

@@ -35,9 +35,9 @@ from langchain_metallm.bench.cache import DEFAULT_CACHE_DIR, EmbeddingCache
 from langchain_metallm.bench.cli import resolve_data_dir
 from langchain_metallm.bench.data import Outcomes, load_outcomes
 from langchain_metallm.bench.splits import random_split
+from langchain_metallm.core.router import RouterEngine
+from langchain_metallm.core.stores.base import PolicyStore
 from langchain_metallm.embeddings import LocalEmbeddings
-from langchain_metallm.engine import RouterEngine
-from langchain_metallm.stores.base import PolicyStore
 
 FloatArray = NDArray[np.float64]
 COST_WEIGHTS = (0.0, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3)

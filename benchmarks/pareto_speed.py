@@ -19,8 +19,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from langchain_metallm.pareto import ParetoFront, policy_scores
-from langchain_metallm.policy import LinUCBPolicy
+from langchain_metallm.core.pareto import ParetoFront, policy_scores
+from langchain_metallm.core.policy import LinUCBPolicy
 
 
 def make_batch(n: int, k: int, seed: int) -> tuple[np.ndarray, np.ndarray, list[str]]:

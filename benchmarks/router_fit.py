@@ -27,7 +27,7 @@ from langchain_metallm.bench.data import Outcomes, load_outcomes
 from langchain_metallm.bench.routers import OnlineLinUCB
 from langchain_metallm.bench.runner import build_problem
 from langchain_metallm.bench.splits import random_split
-from langchain_metallm.features import query_features
+from langchain_metallm.core.features import query_features
 
 
 class CachedEmbeddings(Embeddings):

@@ -50,7 +50,7 @@ from langchain_metallm import (
 )
 from langchain_metallm.bench.cache import DEFAULT_CACHE_DIR, EmbeddingCache
 from langchain_metallm.bench.metrics import apgr, cpt
-from langchain_metallm.costs import dollars
+from langchain_metallm.core.costs import dollars
 from langchain_metallm.testing import (
     ReplayServer,
     default_gsm8k_models_path,

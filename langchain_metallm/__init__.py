@@ -1,6 +1,6 @@
 """A LangChain chat model that routes each call to the cheapest good child.
 
-Names are imported on first use, so ``import langchain_metallm.policy`` (or any
+Names are imported on first use, so ``import langchain_metallm.core.policy`` (or any
 other numpy-only core module) does not pull in LangChain.
 """
 
@@ -10,39 +10,40 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from langchain_metallm.calibration import CostWeightCalibration
     from langchain_metallm.chat_models import MetaLLMRouterChatModel
-    from langchain_metallm.embeddings import LocalEmbeddings
-    from langchain_metallm.engine import RouterEngine
-    from langchain_metallm.feedback import FEEDBACK_EVENT, MetaLLMFeedbackHandler
-    from langchain_metallm.pareto import ParetoFront, PlannedAssignment
-    from langchain_metallm.pending import FeedbackError
-    from langchain_metallm.planned_batch import PlannedBatchResult
-    from langchain_metallm.policy import LinUCBPolicy, RouteDecision
-    from langchain_metallm.stores import (
+    from langchain_metallm.core.calibration import CostWeightCalibration
+    from langchain_metallm.core.decision import Decision
+    from langchain_metallm.core.pareto import ParetoFront, PlannedAssignment
+    from langchain_metallm.core.pending import FeedbackError
+    from langchain_metallm.core.policy import LinUCBPolicy
+    from langchain_metallm.core.router import RouterCore
+    from langchain_metallm.core.stores import (
         MemoryStore,
         PolicyStore,
         RedisStore,
         SQLiteStore,
     )
+    from langchain_metallm.embeddings import LocalEmbeddings
+    from langchain_metallm.feedback import FEEDBACK_EVENT, MetaLLMFeedbackHandler
+    from langchain_metallm.planned_batch import PlannedBatchResult
 
 _MODULE_OF = {
-    "CostWeightCalibration": "calibration",
+    "CostWeightCalibration": "core.calibration",
+    "Decision": "core.decision",
     "FEEDBACK_EVENT": "feedback",
-    "FeedbackError": "pending",
-    "LinUCBPolicy": "policy",
+    "FeedbackError": "core.pending",
+    "LinUCBPolicy": "core.policy",
     "LocalEmbeddings": "embeddings",
-    "MemoryStore": "stores",
+    "MemoryStore": "core.stores",
     "MetaLLMFeedbackHandler": "feedback",
     "MetaLLMRouterChatModel": "chat_models",
-    "ParetoFront": "pareto",
-    "PlannedAssignment": "pareto",
+    "ParetoFront": "core.pareto",
+    "PlannedAssignment": "core.pareto",
     "PlannedBatchResult": "planned_batch",
-    "PolicyStore": "stores",
-    "RedisStore": "stores",
-    "RouteDecision": "policy",
-    "RouterEngine": "engine",
-    "SQLiteStore": "stores",
+    "PolicyStore": "core.stores",
+    "RedisStore": "core.stores",
+    "RouterCore": "core.router",
+    "SQLiteStore": "core.stores",
 }
 
 
@@ -59,6 +60,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "FEEDBACK_EVENT",
     "CostWeightCalibration",
+    "Decision",
     "FeedbackError",
     "LinUCBPolicy",
     "LocalEmbeddings",
@@ -70,7 +72,6 @@ __all__ = [
     "PlannedBatchResult",
     "PolicyStore",
     "RedisStore",
-    "RouteDecision",
-    "RouterEngine",
+    "RouterCore",
     "SQLiteStore",
 ]

@@ -2,7 +2,8 @@
 
 After ``allowed_fails`` consecutive failed calls (any exception: HTTP 5xx, rate
 limit, timeout), a child cools down for ``cooldown_time`` seconds: the router
-still decides as usual, but calls the cooling children after all the others (as
+still decides as usual, but ``Decision.order`` puts the cooling children after
+all the others (as
 LiteLLM's router does; here they stay a last resort, so cooldown alone never
 fails a call). One success ends a child's failure streak. The answer's
 ``response_metadata["metallm"]["cooling_down"]`` lists the children deferred for
@@ -13,10 +14,10 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 
+from langchain_metallm.core.checks import check_number
 from langchain_metallm.fallback import Attempt
-from langchain_metallm.policy import RouteDecision
 
 
 class Cooldowns:
@@ -29,17 +30,31 @@ class Cooldowns:
         *,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if allowed_fails < 1:
-            raise ValueError(f"allowed_fails: must be >= 1, got {allowed_fails}")
-        if not cooldown_time >= 0:
-            raise ValueError(f"cooldown_time: must be >= 0 s, got {cooldown_time}")
-        self.allowed_fails = allowed_fails
-        self.cooldown_time = cooldown_time
+        self.allowed_fails = 1
+        self.cooldown_time = 0.0
+        self.configure(allowed_fails=allowed_fails, cooldown_time=cooldown_time)
         self._clock = clock
         self._streaks: dict[str, int] = {}
         self._until: dict[str, float] = {}
         self._started = 0
         self._lock = threading.Lock()
+
+    def configure(
+        self, *, allowed_fails: object = None, cooldown_time: object = None
+    ) -> None:
+        """Change the failures allowed or the cooldown's length (checked)."""
+        if allowed_fails is not None:
+            if (
+                isinstance(allowed_fails, bool)
+                or not isinstance(allowed_fails, int)
+                or allowed_fails < 1
+            ):
+                raise ValueError(
+                    f"allowed_fails: must be an integer >= 1, got {allowed_fails!r}"
+                )
+            self.allowed_fails = allowed_fails
+        if cooldown_time is not None:
+            self.cooldown_time = check_number("cooldown_time", cooldown_time, low=0.0)
 
     def observe(self, attempt: Attempt) -> None:
         """Learn from one child call: a failure extends its streak, a success
@@ -63,18 +78,6 @@ class Cooldowns:
         now = self._clock()
         with self._lock:
             return sorted(m for m, until in self._until.items() if until > now)
-
-    def deferred(
-        self, candidates: Iterable[RouteDecision], cooling: list[str]
-    ) -> Iterator[RouteDecision]:
-        """``candidates`` in order, with the ``cooling`` ones moved to the end."""
-        later = []
-        for decision in candidates:
-            if decision.model in cooling:
-                later.append(decision)
-            else:
-                yield decision
-        yield from later
 
     def stats(self) -> dict[str, int]:
         """``cooldowns`` started so far and children ``cooling_down`` now."""

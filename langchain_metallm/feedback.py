@@ -20,8 +20,8 @@ from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import BaseMessage
 from langchain_core.outputs import ChatGeneration, Generation, LLMResult
 
-from langchain_metallm.engine import check_score
-from langchain_metallm.pending import FeedbackError
+from langchain_metallm.core.checks import check_score
+from langchain_metallm.core.pending import FeedbackError
 from langchain_metallm.run_credit import RunTree
 
 FEEDBACK_EVENT = "metallm_feedback"

@@ -1,7 +1,7 @@
 """Running a planned batch: predicted scores -> Pareto front -> one routed call each.
 
-The front comes from the engine (``RouterEngine.pareto_front``); each prompt then
-runs through the router itself with its planned arm (the ``metallm_plan`` call
+The front comes from the core (``RouterCore.pareto_front``); each prompt then
+runs through the router itself with its planned child (the ``metallm_plan`` call
 argument), so a planned call gets what a routed one gets: the same metadata,
 fallback, ``stop``, ``max_tokens``, bound tools, usage cost and feedback
 bookkeeping, plus ``planned`` and ``predicted_score`` in its metadata.
@@ -18,19 +18,19 @@ from langchain_core.language_models import LanguageModelInput
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.runnables import RunnableConfig
 
-from langchain_metallm.costs import Price, check_prices, dollars
-from langchain_metallm.engine import RouterEngine
-from langchain_metallm.pareto import ParetoFront, PlannedAssignment
+from langchain_metallm.core.costs import Price, check_prices, dollars
+from langchain_metallm.core.pareto import ParetoFront, PlannedAssignment
+from langchain_metallm.core.router import RouterCore
 
 PLAN_ARGUMENT = "metallm_plan"
 """Call argument (a ``PlannedChoice``) that makes the router answer with a
-planned arm instead of choosing one."""
+planned child instead of choosing one."""
 
 
 class PlannedChoice(TypedDict):
-    """The arm a plan chose for one prompt and the score it predicted there."""
+    """The child a plan chose for one prompt and the score it predicted there."""
 
-    arm: int
+    child: str
     predicted_score: float
 
 
@@ -38,7 +38,7 @@ class PlanningRouter(Protocol):
     """What running a plan needs of a router (``MetaLLMRouterChatModel`` is one)."""
 
     @property
-    def engine(self) -> RouterEngine: ...
+    def core(self) -> RouterCore: ...
 
     def query_of(self, input: LanguageModelInput) -> str: ...
 
@@ -77,10 +77,10 @@ def pareto_front(
     Embeds uncached prompts (one call). ``robust`` plans on the lower confidence
     bound of each score instead of its mean.
     """
-    engine = router.engine
-    return engine.pareto_front(engine.contexts(_texts(router, prompts)), robust=robust)[
-        0
-    ]
+    core = router.core
+    texts = _texts(router, prompts)
+    contexts = core.contexts_of(core.vectors(texts), texts)
+    return core.pareto_front(contexts, robust=robust)[0]
 
 
 async def abatch_planned(
@@ -110,11 +110,13 @@ async def abatch_planned(
         raise TypeError(f"max_concurrency: expected an int, got {max_concurrency!r}")
     if max_concurrency < 1:
         raise ValueError(f"max_concurrency: must be >= 1, got {max_concurrency}")
-    engine = router.engine
-    names = engine.settings.model_names
-    checked_prices = None if prices is None else check_prices(prices, names)
-    contexts = await engine.acontexts(_texts(router, prompts))
-    front, scores = engine.pareto_front(contexts, robust=robust)
+    core = router.core
+    checked_prices = (
+        None if prices is None else check_prices(prices, core.catalogue.names)
+    )
+    texts = _texts(router, prompts)
+    contexts = core.contexts_of(await core.avectors(texts), texts)
+    front, scores = core.pareto_front(contexts, robust=robust)
     plan = (
         front.for_budget(by_budget[1])
         if by_budget[0]
@@ -123,8 +125,10 @@ async def abatch_planned(
     limit = asyncio.Semaphore(max_concurrency)
 
     async def run(i: int) -> AIMessage:
-        arm = int(plan.arms[i])
-        choice = PlannedChoice(arm=arm, predicted_score=float(scores[i, arm]))
+        arm = int(plan.arms[i])  # an index into the front's children, named here
+        choice = PlannedChoice(
+            child=front.models[arm], predicted_score=float(scores[i, arm])
+        )
         async with limit:
             return await router.ainvoke(
                 prompts[i], config, **{PLAN_ARGUMENT: choice}, **kwargs
@@ -137,7 +141,7 @@ async def abatch_planned(
         for task in tasks:
             task.cancel()
         raise
-    cost = engine.normalized_costs
+    cost = core.catalogue.normalized
     answered = [a.response_metadata["metallm"]["model"] for a in answers]
     return PlannedBatchResult(
         answers=answers,

@@ -1,21 +1,21 @@
 """Learned state that a router shares with its copies and configured variants.
 
-A router's ``RouterEngine`` (policy, task classifier, pending decisions, budget
-pacer, embedding cache) is shared by its ``model_copy()`` and
-``configurable_fields(...)`` variants, so a call made through any of them routes
-on everything learned and its feedback lands in the same statistics. Fields that
-would change what those statistics mean (costs, children, embedder, decay, ...)
-or that the shared state owns (the budget's pacer) cannot differ between
-sharers: changing them on a copy or per call is refused; use the router's
-setters (``set_cost_weight``, ``set_budget``, ``set_costs``) or a separate
-router (``save``/``load``) instead. The cost weight only enters decisions, so a
-configured variant may set it: it is applied as that call's ``cost_weight``
-argument, and the statistics stay scores.
+A router's ``RouterCore`` (settings, catalogue, policy, pending decisions,
+budget pacer, embedding cache) and its children are shared by its
+``model_copy()`` and ``configurable_fields(...)`` variants: the handles. A call
+made through any handle routes on everything learned and its feedback lands in
+the same statistics. A shared field set on any handle (``router.budget = 0.2``
+or ``copy.set_budget(0.2)``) acts on the core and shows on every handle
+(``Handles``); a field that defines the statistics is refused after
+construction. Giving a copy or a configured variant its own value of such a
+field is refused too; the cost weight only enters decisions, so a configured
+variant may set it: it is applied as that call's ``cost_weight`` argument.
 """
 
 from __future__ import annotations
 
 import copy
+import weakref
 from collections.abc import Iterable, Mapping
 from typing import Any, cast
 
@@ -43,6 +43,10 @@ LEARNING_FIELDS = frozenset(
         "pending_ttl",
         "embedding_cache_size",
         "cache",
+        "strict_feedback",
+        "default_model",
+        "allowed_fails",
+        "cooldown_time",
     }
 )
 """Fields whose value the shared statistics, tables or pacer depend on."""
@@ -68,9 +72,49 @@ def check_shareable(
         )
 
 
+SHARED_FIELDS = frozenset(
+    {
+        "cost_weight",
+        "budget",
+        "decay",
+        "alpha",
+        "strict_feedback",
+        "costs",
+        "default_model",
+        "allowed_fails",
+        "cooldown_time",
+    }
+)
+"""Fields that may be set on a running router: the change acts on the shared
+core and shows on every handle."""
+FIXED_FIELDS = (LEARNING_FIELDS | {"models"}) - SHARED_FIELDS
+"""Fields fixed at construction: setting one afterwards is refused."""
+
+
+class Handles:
+    """The live handles sharing one core; a change is written to each of them."""
+
+    def __init__(self, first: BaseModel) -> None:
+        self._refs = [weakref.ref(first)]
+
+    def add(self, handle: BaseModel) -> None:
+        """Let ``handle`` show the shared values from now on."""
+        self._refs = [r for r in self._refs if r() is not None]
+        self._refs.append(weakref.ref(handle))
+
+    def show(self, name: str, value: Any) -> None:
+        """Write field ``name``'s new ``value`` on every live handle."""
+        for ref in self._refs:
+            handle = ref()
+            if handle is not None and name in type(handle).model_fields:
+                handle.__dict__[name] = value
+
+
 def share_private_state(source: BaseModel, target: BaseModel) -> None:
-    """Make ``target`` use ``source``'s private state (policy, tables, caches)."""
+    """Make ``target`` a handle on ``source``'s private state (core, children)."""
     target.__pydantic_private__ = copy.copy(source.__pydantic_private__)
+    private = target.__pydantic_private__ or {}
+    cast(Handles, private["_handles"]).add(target)
 
 
 class SharedLearningConfigurableFields(RunnableConfigurableFields):  # type: ignore[type-arg]

@@ -7,8 +7,9 @@ differ in tool-call formats and in how they use results. Re-routing each step
 switched children mid-loop in 10 of 10 agent runs with a per-step scorer. With
 ``sticky_tool_loops=True`` (the default) a call whose last message is a tool
 result goes to the child named in the routing metadata of the AI message that
-made the tool calls; it is still a routed decision (pending, rewarded, with the
-policy's estimates for that child) and says ``"sticky": True`` in its metadata.
+made the tool calls (``RouterCore.decide(..., sticky=name)``); it is still a
+routed decision (pending, rewarded, with the policy's estimates for that child)
+and says ``"sticky": True`` in its metadata.
 If that child fails, fallback tries the others as usual. The first step of each
 loop is routed normally, so the router keeps learning which child starts tool
 work best.
@@ -17,16 +18,8 @@ work best.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from langchain_core.messages import AIMessage, BaseMessage
-
-from langchain_metallm.policy import RouteDecision
-
-
-@dataclass(frozen=True)
-class LoopDecision(RouteDecision):
-    """A decision that keeps a tool loop on the child that started it."""
 
 
 def loop_model(messages: Sequence[BaseMessage], models: Sequence[str]) -> str | None:
@@ -39,14 +32,3 @@ def loop_model(messages: Sequence[BaseMessage], models: Sequence[str]) -> str | 
             model = metadata.get("model") if isinstance(metadata, dict) else None
             return model if model in models else None
     return None
-
-
-def loop_decision(decision: RouteDecision) -> LoopDecision:
-    """``decision`` (the policy's estimates for the loop's child) as a loop's."""
-    return LoopDecision(
-        decision.arm,
-        decision.model,
-        decision.expected_reward,
-        decision.ucb,
-        decision.ucbs,
-    )

@@ -20,7 +20,7 @@ from langchain_core.embeddings import Embeddings
 from numpy.typing import NDArray
 from tqdm.auto import tqdm
 
-from langchain_metallm.identity import embedder_label
+from langchain_metallm.core.identity import embedder_label
 
 DEFAULT_CACHE_DIR = Path(".metallm_cache")
 

@@ -21,8 +21,8 @@ from langchain_metallm.bench.metrics import Point, best_within_budget, evaluate
 from langchain_metallm.bench.plots import save_figure, short_name
 from langchain_metallm.bench.routers import OnlineLinUCB, Problem
 from langchain_metallm.bench.runner import DEFAULT_COST_WEIGHTS, Prepared
-from langchain_metallm.pareto import ParetoFront
-from langchain_metallm.policy import LinUCBPolicy
+from langchain_metallm.core.pareto import ParetoFront
+from langchain_metallm.core.policy import LinUCBPolicy
 
 FloatArray = NDArray[np.float64]
 _PLOT_POINTS = 400  # fronts are thinned to this many points for JSON and plots

@@ -16,11 +16,11 @@ from typing import Protocol
 import numpy as np
 from numpy.typing import NDArray
 
-from langchain_metallm.costs import reward_matrix
-from langchain_metallm.engine import FITTED_ALPHA, LIVE_ALPHA, add_live_prior
-from langchain_metallm.features import TaskModel
-from langchain_metallm.online_clusters import OnlineClusters
-from langchain_metallm.policy import LinUCBPolicy
+from langchain_metallm.core.costs import reward_matrix
+from langchain_metallm.core.features import TaskModel
+from langchain_metallm.core.online_clusters import OnlineClusters
+from langchain_metallm.core.policy import LinUCBPolicy
+from langchain_metallm.core.router import FITTED_ALPHA, LIVE_ALPHA, add_live_prior
 
 FloatArray = NDArray[np.float64]
 IndexArray = NDArray[np.int64]
@@ -219,7 +219,8 @@ class OnlineLinUCB:
                 vector, text = problem.test_embeddings[i : i + 1], problem.test_texts[i]
                 clusters.observe(vector, [text])
                 x = clusters.contexts(vector, [text])[0]
-            arm = policy.select(x, penalty).arm
+            _, mean, bonus, _ = policy.estimate(x)
+            arm = int(np.argmax(mean - penalty + bonus))
             policy.update(arm, x, float(scores[i, arm]))
             choices[i] = arm
         return Routing(choices, (time.perf_counter() - start) / len(choices))

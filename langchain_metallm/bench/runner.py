@@ -11,7 +11,6 @@ import numpy as np
 from langchain_core.embeddings import Embeddings
 from numpy.typing import NDArray
 
-from langchain_metallm.auto_tasks import QueryClusters, cluster_count
 from langchain_metallm.bench.cache import DEFAULT_CACHE_DIR, EmbeddingCache
 from langchain_metallm.bench.data import Outcomes, load_outcomes
 from langchain_metallm.bench.report import BenchmarkResult, SplitInfo
@@ -27,7 +26,8 @@ from langchain_metallm.bench.routers import (
 )
 from langchain_metallm.bench.splits import Split, make_split
 from langchain_metallm.bench.sweep import sweep
-from langchain_metallm.features import TaskClassifier, TaskModel, query_features
+from langchain_metallm.core.auto_tasks import QueryClusters, cluster_count
+from langchain_metallm.core.features import TaskClassifier, TaskModel, query_features
 
 DEFAULT_COST_WEIGHTS: tuple[float, ...] = tuple(
     round(float(p), 3) for p in np.linspace(0.0, 1.2, 49)

@@ -21,7 +21,7 @@ from langchain_metallm import (
     MetaLLMFeedbackHandler,
     MetaLLMRouterChatModel,
 )
-from langchain_metallm.costs import dollars
+from langchain_metallm.core.costs import dollars
 from langchain_metallm.testing import (
     ReplayServer,
     Rule,

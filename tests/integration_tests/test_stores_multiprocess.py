@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from langchain_metallm import LinUCBPolicy
-from langchain_metallm.stores import PolicyStore, RedisStore, SQLiteStore
+from langchain_metallm.core.stores import PolicyStore, RedisStore, SQLiteStore
 
 ARMS = ["small", "medium", "large", "huge"]
 DIM = 12

@@ -9,14 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from langchain_metallm.auto_tasks import (
+from langchain_metallm.core.auto_tasks import (
     MAX_CLUSTERS,
     MIN_CLUSTERS,
     QueryClusters,
     cluster_count,
     text_style,
 )
-from langchain_metallm.features import EMBEDDING_SCALE, query_features
+from langchain_metallm.core.features import EMBEDDING_SCALE, query_features
 
 from .test_task_features import (
     DIM,

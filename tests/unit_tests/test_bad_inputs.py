@@ -12,7 +12,7 @@ import pytest
 from langchain_core.messages import AIMessage
 
 from langchain_metallm import FeedbackError, LinUCBPolicy, MetaLLMRouterChatModel
-from langchain_metallm.stores import SQLiteStore
+from langchain_metallm.core.stores import SQLiteStore
 
 from .fakes import EchoChild, KeywordEmbeddings, query
 

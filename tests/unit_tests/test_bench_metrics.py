@@ -21,7 +21,7 @@ from langchain_metallm.bench.routers import (
     RandomPolicy,
     SingleModel,
 )
-from langchain_metallm.features import query_features
+from langchain_metallm.core.features import query_features
 
 
 def test_evaluate_accuracy_cost_and_shares() -> None:

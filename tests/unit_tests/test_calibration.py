@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from langchain_metallm import LinUCBPolicy, MetaLLMRouterChatModel
-from langchain_metallm.calibration import CostWeightCalibration
-from langchain_metallm.costs import scores_from_rewards
+from langchain_metallm.core.calibration import CostWeightCalibration
+from langchain_metallm.core.costs import scores_from_rewards
 
 from .fakes import KINDS, EchoChild, KeywordEmbeddings, query
 

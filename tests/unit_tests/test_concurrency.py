@@ -13,8 +13,8 @@ import pytest
 from langchain_core.messages import AIMessage
 
 from langchain_metallm import FeedbackError, LinUCBPolicy, MetaLLMRouterChatModel
-from langchain_metallm.features import query_features
-from langchain_metallm.pending import PendingDecision, PendingDecisions
+from langchain_metallm.core.features import query_features
+from langchain_metallm.core.pending import PendingDecision, PendingDecisions
 
 from .fakes import EchoChild, KeywordEmbeddings, query
 

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from langchain_metallm import MetaLLMRouterChatModel
-from langchain_metallm.costs import dollars, usage_cost
+from langchain_metallm.core.costs import dollars, usage_cost
 
 from .fakes import echo_router
 

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from langchain_metallm import MetaLLMRouterChatModel
-from langchain_metallm.engine import LIVE_ALPHA
-from langchain_metallm.online_clusters import STAGES, OnlineClusters
-from langchain_metallm.policy import LinUCBPolicy
-from langchain_metallm.stores.sqlite import SQLiteStore
+from langchain_metallm.core.online_clusters import STAGES, OnlineClusters
+from langchain_metallm.core.policy import LinUCBPolicy
+from langchain_metallm.core.router import LIVE_ALPHA
+from langchain_metallm.core.stores.sqlite import SQLiteStore
 
 from . import fakes
 from .fakes import KINDS, EchoChild, KeywordEmbeddings, query

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from langchain_metallm.pacing import BudgetPacer, check_budget, weight_for_budget
+from langchain_metallm.core.pacing import BudgetPacer, check_budget, weight_for_budget
 
 COSTS = [0.1, 0.4, 1.0]
 

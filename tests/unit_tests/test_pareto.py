@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from langchain_metallm.pareto import ParetoFront, PlannedAssignment
+from langchain_metallm.core.pareto import ParetoFront, PlannedAssignment
 
 TOL = 1e-9
 GRID = 0.05

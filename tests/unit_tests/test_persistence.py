@@ -22,8 +22,8 @@ from langchain_metallm import (
     MetaLLMRouterChatModel,
     persistence,
 )
-from langchain_metallm.identity import embedder_label
-from langchain_metallm.stores.memory import MemoryStore
+from langchain_metallm.core.identity import embedder_label
+from langchain_metallm.core.stores.memory import MemoryStore
 
 from . import fakes
 from .fakes import (
@@ -416,8 +416,8 @@ WRITER = textwrap.dedent(
     import signal
     import sys
     import numpy as np
-    from langchain_metallm.persistence import save_policy
-    from langchain_metallm.policy import LinUCBPolicy
+    from langchain_metallm.core.persistence import save_policy
+    from langchain_metallm.core.policy import LinUCBPolicy
 
     path, saves, kill_at_fsync = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     real_fsync = os.fsync

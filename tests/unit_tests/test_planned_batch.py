@@ -23,7 +23,7 @@ from langchain_metallm import (
     MetaLLMRouterChatModel,
     ParetoFront,
 )
-from langchain_metallm.pareto import policy_scores
+from langchain_metallm.core.pareto import policy_scores
 from langchain_metallm.planned_batch import abatch_planned, pareto_front
 
 from .fakes import KeywordEmbeddings

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from langchain_metallm import LinUCBPolicy
-from langchain_metallm.policy import RIDGE_SLACK
+from langchain_metallm.core.policy import RIDGE_SLACK
 
 ARMS = ["a", "b", "c"]
 

@@ -11,8 +11,13 @@ import numpy as np
 import pytest
 
 from langchain_metallm import LinUCBPolicy, MetaLLMRouterChatModel
-from langchain_metallm.stores import MemoryStore, PolicyStore, SQLiteStore, namespace
-from langchain_metallm.stores.base import COMPACT_AT
+from langchain_metallm.core.stores import (
+    MemoryStore,
+    PolicyStore,
+    SQLiteStore,
+    namespace,
+)
+from langchain_metallm.core.stores.base import COMPACT_AT
 
 from .fakes import KeywordEmbeddings, echo_router, query
 

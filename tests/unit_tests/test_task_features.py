@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from langchain_metallm import MetaLLMRouterChatModel
-from langchain_metallm.features import (
+from langchain_metallm.core.features import (
     EMBEDDING_SCALE,
     TaskClassifier,
     embedding_dim,

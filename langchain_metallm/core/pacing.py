@@ -18,24 +18,11 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Iterable
 
 import numpy as np
 from numpy.typing import ArrayLike
 
-
-def check_budget(budget: float, costs: Iterable[float]) -> float:
-    """``budget`` as a float in [cheapest normalised cost, 1], else a
-    ``ValueError`` that names the feasible range."""
-    if isinstance(budget, bool) or not isinstance(budget, (int, float)):
-        raise TypeError(f"budget: expected a number, got {type(budget).__name__}")
-    cheapest = min(costs)
-    if not math.isfinite(budget) or not cheapest <= budget <= 1.0:
-        raise ValueError(
-            f"budget: must be between the cheapest child's normalised cost "
-            f"({cheapest:.4g}) and 1 (the priciest child's), got {budget!r}"
-        )
-    return float(budget)
+from langchain_metallm.core.checks import check_number
 
 
 class BudgetPacer:
@@ -45,18 +32,17 @@ class BudgetPacer:
     def __init__(
         self,
         budget: float,
-        costs: Iterable[float],
         *,
         step: float = 0.05,
         weight: float = 0.0,
+        started: bool = False,
     ) -> None:
-        if not math.isfinite(step) or step <= 0:
-            raise ValueError(f"step: must be > 0, got {step!r}")
-        if not math.isfinite(weight) or weight < 0:
-            raise ValueError(f"weight: must be finite and >= 0, got {weight!r}")
-        self.budget = check_budget(budget, costs)
-        self.step = float(step)
-        self._weight = float(weight)
+        self.budget = check_number("budget", budget, low=0.0)
+        self.step = check_number("step", step, low=0.0, low_open=True)
+        self._weight = check_number("weight", weight, low=0.0)
+        self.started = started
+        """Whether the weight was started from predicted decisions (else the
+        router starts it once it has seen enough contexts)."""
         self._spent = 0.0
         self._calls = 0
         self._lock = threading.Lock()
@@ -82,23 +68,25 @@ class BudgetPacer:
             self._weight = max(0.0, self._weight + self.step * (cost - self.budget))
             return self._weight
 
-    def retarget(self, budget: float, costs: Iterable[float]) -> None:
-        """Track a new ``budget`` (checked against ``costs``) from the next
-        call on; the weight carries over, the running mean restarts."""
-        checked = check_budget(budget, costs)
+    def resume(self, weight: float) -> None:
+        """Continue from a saved ``weight`` (a restart keeps its pace)."""
         with self._lock:
-            self.budget = checked
-            self._spent, self._calls = 0.0, 0
+            self._weight = check_number("weight", weight, low=0.0)
+            self.started = True
 
 
-def weight_for_budget(scores: ArrayLike, costs: ArrayLike, budget: float) -> float:
+def weight_for_budget(
+    scores: ArrayLike, costs: ArrayLike, budget: float, *, high: float = 1.0
+) -> float:
     """The smallest cost weight ``p`` whose decisions ``argmax_j scores_ij - p *
     costs_j`` spend at most ``budget`` per row on average (0 if ``p = 0`` does).
 
-    ``scores`` (rows, arms) are predicted scores, e.g. a policy's ``predict`` on
-    recorded queries; the mean spend only falls as ``p`` grows, so bisection
-    finds ``p`` to 1e-6. Once ``p`` outweighs every score gap all rows pick a
-    cheapest child, so a budget at the cheapest cost is always reached.
+    ``scores`` (rows, arms) are decision values before the penalty, e.g. a
+    policy's predictions on recorded queries; ``budget`` lies between the
+    cheapest cost and ``high`` (the priciest child's normalised cost); the
+    mean spend only falls as ``p`` grows, so bisection finds ``p`` to 1e-6.
+    Once ``p`` outweighs every score gap all rows pick a cheapest child, so a
+    budget at the cheapest cost is always reached.
     """
     s = np.asarray(scores, dtype=np.float64)
     c = np.asarray(costs, dtype=np.float64)
@@ -110,7 +98,8 @@ def weight_for_budget(scores: ArrayLike, costs: ArrayLike, budget: float) -> flo
         raise ValueError("scores and costs: must be finite")
     # A mean of equal costs can round just above them (1/9 averaged over 2,804
     # rows does): without slack a budget at the cheapest cost is never met.
-    limit = check_budget(budget, c.tolist()) * (1.0 + 1e-9)
+    limit = check_number("budget", budget, low=float(c.min()), high=high)
+    limit *= 1.0 + 1e-9
 
     def within(p: float) -> bool:
         return float(c[np.argmax(s - p * c, axis=1)].mean()) <= limit

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from langchain_metallm.costs import cost_vector
-from langchain_metallm.policy import LinUCBPolicy
+from langchain_metallm.core.costs import cost_vector
+from langchain_metallm.core.policy import LinUCBPolicy
 
 FloatArray = NDArray[np.float64]
 

@@ -9,6 +9,9 @@ A save is a directory holding two files (format version 3):
      "arms": [model names, in arm order], "dim": d, "alpha": a, "ridge": l,
      "arrays": {"file": "arrays-<sha256 prefix>.npz", "sha256": "<hex>"},
      "router": {"costs": {name: cost}, "cost_weight": p,           (routers only)
+                "unit": u, "probes": {name: n}, "default": name | null,
+                "decay": g, "alpha": a | null, "budget": B | null,
+                "pacer_weight": p | null,
                 "embedder": {"name": str, "dimension": e},
                 "tasks": [task names] | null,
                 "task_kind": "classifier" | "clusters" | "online"}}  (with tasks)
@@ -26,6 +29,11 @@ A save is a directory holding two files (format version 3):
   which are fitted, centroids, style scaling and the prompts kept, as embedding
   and style numbers, until the last stage is fitted). It holds
   no object arrays and is read with ``allow_pickle=False``.
+
+``unit`` (the cost that normalises to 1, see ``catalogue``), ``probes``,
+``default``, ``decay``, ``alpha`` (the setting; the top-level ``alpha`` is the
+one resolved), ``budget`` and ``pacer_weight`` are what resuming needs; a save
+without them (before this release) resumes with the defaults.
 
 Versions 1 and 2 are still read. Version 1 (before task features) had no
 ``tasks``; version 2 had no ``task_kind`` (its tasks are a classifier). Both
@@ -60,13 +68,18 @@ from typing import Any
 
 import numpy as np
 
-from langchain_metallm.auto_tasks import QueryClusters
-from langchain_metallm.costs import cost_vector, normalized_costs, scores_from_rewards
-from langchain_metallm.features import TaskClassifier, TaskModel, embedding_dim
-from langchain_metallm.identity import declared_dimension, embedder_label
-from langchain_metallm.online_clusters import ARRAY_NAMES, OnlineClusters
-from langchain_metallm.policy import LinUCBPolicy
-from langchain_metallm.stores.base import PolicyStore
+from langchain_metallm.core.auto_tasks import QueryClusters
+from langchain_metallm.core.catalogue import Catalogue
+from langchain_metallm.core.costs import (
+    cost_vector,
+    normalized_costs,
+    scores_from_rewards,
+)
+from langchain_metallm.core.features import TaskClassifier, TaskModel, embedding_dim
+from langchain_metallm.core.identity import declared_dimension, embedder_label
+from langchain_metallm.core.online_clusters import ARRAY_NAMES, OnlineClusters
+from langchain_metallm.core.policy import LinUCBPolicy
+from langchain_metallm.core.stores.base import PolicyStore
 
 FORMAT = "langchain-metallm"
 FORMAT_VERSION = 3
@@ -77,8 +90,10 @@ _TASK_WEIGHTS = "task_weights"
 _CLUSTER_ARRAYS = ("cluster_centroids", "cluster_style_mean", "cluster_style_scale")
 _TASK_ARRAYS = (_TASK_WEIGHTS, *_CLUSTER_ARRAYS, *ARRAY_NAMES)
 _INTEGER_ARRAYS = ("counts", *ARRAY_NAMES[:2])
-_SAVED_SETTINGS = ("alpha", "ridge")
-"""Settings taken from a save; costs and cost weight may be given anew at load."""
+SAVED_SETTINGS = ("cost_weight", "decay", "alpha", "budget", "pacer_weight")
+"""Router settings a save holds besides its catalogue; passed at load they override."""
+_CATALOGUE = ("unit", "probes", "default")
+"""Catalogue entries a save holds besides the costs."""
 
 StrPath = str | os.PathLike[str]
 
@@ -91,6 +106,9 @@ class RouterState:
     costs: dict[str, float]
     cost_weight: float
     tasks: TaskModel | None
+    settings: dict[str, Any]
+    """The saved ``unit``, ``probes``, ``default``, ``decay``, ``alpha``,
+    ``budget`` and ``pacer_weight`` (those the save holds)."""
 
 
 def save_policy(policy: LinUCBPolicy, path: StrPath) -> None:
@@ -120,22 +138,22 @@ def load_policy(
 
 def save_router(
     path: StrPath,
-    policy: LinUCBPolicy | None,
+    policy: LinUCBPolicy,
     *,
-    costs: Mapping[str, float],
-    cost_weight: float,
+    catalogue: Catalogue,
+    settings: Mapping[str, Any],
     embeddings: object,
     tasks: TaskModel | None,
 ) -> None:
-    """Save a router's learned policy, task classifier or clusters and the
-    settings its rewards depend on."""
-    if policy is None:
-        raise ValueError(
-            "router: nothing learned yet (no fit and no routed call); nothing to save"
-        )
-    settings = {
-        "costs": {name: float(costs[name]) for name in policy.arms},
-        "cost_weight": float(cost_weight),
+    """Save a router's learned policy, task classifier or clusters, its
+    catalogue and the ``settings`` resuming needs (``SAVED_SETTINGS``)."""
+    kept = catalogue.state()
+    router = {
+        "costs": {name: float(kept["costs"][name]) for name in policy.arms},
+        "unit": kept["unit"],
+        "probes": {n: p for n, p in kept["probes"].items() if n in policy.arms},
+        "default": kept["default"],
+        **{key: settings[key] for key in SAVED_SETTINGS},
         "embedder": {
             "name": embedder_label(embeddings),
             "dimension": embedding_dim(policy.dim, tasks),
@@ -143,8 +161,8 @@ def save_router(
         "tasks": None if tasks is None else list(tasks.tasks),
     }
     if tasks is not None:
-        settings["task_kind"] = _task_kind(tasks)
-    _save(Path(path), policy, "router", settings, tasks)
+        router["task_kind"] = _task_kind(tasks)
+    _save(Path(path), policy, "router", router, tasks)
 
 
 def load_router(path: StrPath, embeddings: object) -> RouterState:
@@ -197,7 +215,16 @@ def load_router(path: StrPath, embeddings: object) -> RouterState:
         except ValueError as exc:
             raise ValueError(f"{path}: cannot convert a format 2 save: {exc}") from exc
         policy.load_statistics(A, scores, counts)
-    return RouterState(policy=policy, costs=costs, cost_weight=cost_weight, tasks=tasks)
+    saved = {
+        key: router[key] for key in (*SAVED_SETTINGS, *_CATALOGUE) if key in router
+    }
+    return RouterState(
+        policy=policy,
+        costs=costs,
+        cost_weight=cost_weight,
+        tasks=tasks,
+        settings=saved,
+    )
 
 
 def _task_kind(tasks: TaskModel) -> str:
@@ -253,19 +280,24 @@ def router_settings(
     models: Mapping[str, Any],
     embeddings: object,
     overrides: Mapping[str, Any],
-) -> tuple[dict[str, Any], list[str], list[str]]:
+) -> tuple[dict[str, Any], list[str], list[str], list[str]]:
     """Constructor arguments for a router resuming ``state`` with children
-    ``models``, and which children are added (not in the save) and removed.
+    ``models``; which children are added (not in the save) and removed; and
+    which saved settings ``overrides`` replace.
 
-    Kept children come first in the saved order, added ones after. Saved costs
-    and cost weight apply unless ``overrides`` give them; an added child's cost
-    must be in ``overrides["costs"]``.
+    Kept children come first in the saved order, added ones after. The saved
+    costs, cost weight, decay, alpha, budget and default child apply unless
+    ``overrides`` give them; an added child's cost must be in
+    ``overrides["costs"]``, and a cost for a name that is no child is refused.
     """
     if not isinstance(models, Mapping):
         raise TypeError(
             "models: expected a dict of name -> chat model, "
             f"got {type(models).__name__}"
         )
+    fixed = sorted(set(overrides) & {"ridge", "models", "embeddings", "pacer_weight"})
+    if fixed:
+        raise TypeError(f"load: {fixed} come from the save or the arguments")
     saved = list(state.policy.arms)
     kept = [name for name in saved if name in models]
     added = [name for name in models if name not in saved]
@@ -274,28 +306,40 @@ def router_settings(
         raise ValueError(
             f"models: none of the saved children {saved} is given; nothing to resume"
         )
-    costs = {
-        **{name: state.costs[name] for name in kept},
-        **dict(overrides.get("costs") or {}),
-    }
+    given_costs = overrides.get("costs") or {}
+    if not isinstance(given_costs, Mapping):
+        raise TypeError(
+            f"costs: expected a mapping of child name -> cost, got {given_costs!r}"
+        )
+    unknown = sorted(set(given_costs) - set(models))
+    if unknown:
+        raise ValueError(f"costs: unknown children {unknown}; have {list(models)}")
+    costs = {**{name: state.costs[name] for name in kept}, **given_costs}
     unpriced = [name for name in added if name not in costs]
     if unpriced:
         raise ValueError(
             f"costs: added children {unpriced} need a cost: pass costs={{...}}"
         )
-    fixed = sorted(set(overrides) & {*_SAVED_SETTINGS, "models", "embeddings"})
-    if fixed:
-        raise TypeError(f"load: {fixed} come from the save")
-    settings = {
+    resumed: dict[str, Any] = {
         "cost_weight": state.cost_weight,
+        "alpha": state.settings.get("alpha", state.policy.alpha),
+        **{k: state.settings[k] for k in ("decay", "budget") if k in state.settings},
+    }
+    default = state.settings.get("default")
+    if default in models:
+        resumed["default_model"] = default
+    replaced = sorted(
+        key for key in resumed if key in overrides and overrides[key] != resumed[key]
+    )
+    settings = {
+        **resumed,
         **overrides,
         "models": {name: models[name] for name in [*kept, *added]},
         "costs": {name: costs[name] for name in [*kept, *added]},
-        "alpha": state.policy.alpha,
         "ridge": state.policy.ridge,
         "embeddings": embeddings,
     }
-    return settings, added, removed
+    return settings, added, removed, replaced
 
 
 # Writing ----------------------------------------------------------------------

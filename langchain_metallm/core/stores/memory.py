@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.linalg import blas
 
-from langchain_metallm.stores.base import (
+from langchain_metallm.core.stores.base import (
     REMOVED,
     ArmState,
     Change,

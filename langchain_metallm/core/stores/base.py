@@ -29,7 +29,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.linalg import blas
 
-from langchain_metallm.identity import embedder_label
+from langchain_metallm.core.identity import embedder_label
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from langchain_metallm.stores.base import (
+from langchain_metallm.core.stores.base import (
     COMPACT_AT,
     REMOVED,
     ArmState,

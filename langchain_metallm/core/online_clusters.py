@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from langchain_metallm.auto_tasks import STYLE_DIM, QueryClusters, text_style
+from langchain_metallm.core.auto_tasks import STYLE_DIM, QueryClusters, text_style
 
 FloatArray = NDArray[np.float64]
 

@@ -1,4 +1,4 @@
-"""Decisions awaiting a reward: run id -> (arm, context, cost), bounded and timed.
+"""Decisions awaiting a reward: run id -> (child, context, cost), bounded and timed.
 
 A routed call leaves one here; feedback takes it out exactly once, so a reward is
 never applied twice nor to another run's arm. Plain Python: no LangChain.
@@ -23,13 +23,16 @@ class FeedbackError(ValueError):
 
 @dataclass(frozen=True)
 class PendingDecision:
-    """What a routed call needs to be rewarded later: the arm and its context."""
+    """What a routed call needs to be rewarded later: who answered, and on what."""
 
-    arm: int
-    model: str
+    child: str
+    """The child that answered."""
+    generation: int
+    """The child's catalogue generation then (a name re-added is a new child)."""
     context: NDArray[np.float64]
-    cost: float | None = None
-    """Normalised cost of this answer (``cost_mode="usage"``); None: the model's."""
+    """The context it was routed on."""
+    cost: float
+    """Normalised cost of the answer."""
 
 
 class PendingDecisions:
@@ -124,6 +127,12 @@ class PendingDecisions:
             self._close(run_id, "was already rewarded")
             self._counts["applied"] += 1
             return entry[0]
+
+    def count_refused(self) -> None:
+        """Count a taken decision as refused after all (its child is gone)."""
+        with self._lock:
+            self._counts["applied"] -= 1
+            self._counts["refused"] += 1
 
     def restore(self, run_id: str, decision: PendingDecision) -> None:
         """Put back a decision taken for an update that then failed."""

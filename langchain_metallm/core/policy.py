@@ -26,44 +26,22 @@ import threading
 import time
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy.linalg import blas, lapack
 
-from langchain_metallm.stores.base import PolicyStore
-from langchain_metallm.stores.memory import MemoryStore
+from langchain_metallm.core.stores.base import PolicyStore
+from langchain_metallm.core.stores.memory import MemoryStore
 
 FloatArray = NDArray[np.float64]
 
 
 SCORE_MAX = 1.0
-"""The highest score an answer can get: a probing arm's optimistic value."""
+"""The highest score an answer can get (priors are checked against it)."""
 RIDGE_SLACK = 0.25
 """With forgetting, the largest fraction of the ridge a cached inverse may lack
 before it is rebuilt exactly (see the module docstring)."""
-
-
-@dataclass(frozen=True)
-class RouteDecision:
-    """Which arm LinUCB picks for one query, and why.
-
-    ``expected_reward`` is the chosen arm's predicted score ``x^T theta`` minus
-    its penalty, and ``ucb`` adds the exploration bonus ``alpha * sqrt(x^T A^-1
-    x)``; ``ucbs`` holds every arm's value so callers can fall back to the
-    next-best arm.
-    """
-
-    arm: int
-    model: str
-    expected_reward: float
-    ucb: float
-    ucbs: tuple[float, ...]
-
-    def ranking(self) -> list[int]:
-        """Arms from best to worst upper confidence bound."""
-        return sorted(range(len(self.ucbs)), key=lambda j: -self.ucbs[j])
 
 
 class LinUCBPolicy:
@@ -73,7 +51,7 @@ class LinUCBPolicy:
     ``decay`` in (0, 1] forgets: each update of an arm first discounts its
     statistics toward the prior (``A <- decay (A - ridge I) + ridge I``, ``b <-
     decay b``); 1.0 never forgets. Arms can be added and removed on a live
-    policy; every other arm keeps its statistics. Thread-safe: ``select`` and
+    policy; every other arm keeps its statistics. Thread-safe: ``estimate`` and
     ``update`` may be called from many threads. With a shared ``store``,
     policies in other processes bound to the same ``namespace`` learn together:
     each update is written to the store at once, and arms others changed are
@@ -123,7 +101,6 @@ class LinUCBPolicy:
         self._counts = np.zeros(k, dtype=np.int64)
         self._versions = np.zeros(k, dtype=np.int64)
         self._deficit: FloatArray = np.zeros(k)
-        self._probes: dict[str, int] = {}
         self._checked_at = -np.inf
         self._lock = threading.RLock()
         self.refresh()
@@ -157,18 +134,24 @@ class LinUCBPolicy:
             b_copy: FloatArray = self._b.copy()
             return b_copy
 
-    def best_mean_arm(self) -> int | None:
-        """The arm with the best mean learned score, or None before any outcome
-        (contexts end in the bias 1, so ``b``'s last column sums each arm's
-        scores, any prior included)."""
+    def best_mean(self) -> str | None:
+        """The arm with the best mean learned score, or None before any outcome.
+
+        Contexts end in the bias 1, so ``b``'s last entry sums an arm's scores
+        and ``A``'s last diagonal entry less the ridge counts them, both
+        discounted alike under forgetting and both holding the same prior:
+        their ratio is the arm's (decayed) mean score.
+        """
         with self._lock:
             self._maybe_refresh()
             counts = self._counts.copy()
             sums = self._b[:, -1].copy()
+            weights = self._A[:, -1, -1] - self.ridge
         if counts.sum() == 0:
             return None
-        means = np.where(counts > 0, sums / np.maximum(counts, 1), -np.inf)
-        return int(np.argmax(means))
+        learned = (counts > 0) & (weights > 0)
+        means = np.where(learned, sums / np.where(learned, weights, 1.0), -np.inf)
+        return self.arms[int(np.argmax(means))]
 
     @property
     def theta(self) -> FloatArray:
@@ -198,18 +181,21 @@ class LinUCBPolicy:
             self._maybe_refresh()
             return self._predict(ctx)
 
-    def select(self, x: ArrayLike, penalty: ArrayLike | None = None) -> RouteDecision:
-        """Pick the arm with the highest upper confidence bound for context
-        ``x``, less each arm's ``penalty`` (e.g. cost weight times cost)."""
+    def estimate(
+        self, x: ArrayLike
+    ) -> tuple[tuple[str, ...], FloatArray, FloatArray, NDArray[np.int64]]:
+        """For context ``x``, at one instant: the arms, each arm's predicted
+        score ``x^T theta``, exploration bonus ``alpha * sqrt(x^T A^-1 x)`` and
+        outcome count (a decision is made from these, by name)."""
         vec = self.check_context(x)
+        self._maybe_refresh()
         with self._lock:
-            self._maybe_refresh()
             k, d = self._A_inv.shape[:2]
-            cost = self._check_penalty(penalty)
             mean = np.einsum("ki,i->k", self._theta, vec)
             proj = blas.dgemv(1.0, self._A_inv.reshape(k * d, d).T, vec, trans=1)
             quad = np.einsum("ki,i->k", proj.reshape(k, d), vec)
-            return self._decide(mean, np.sqrt(np.maximum(quad, 0.0)), cost)
+            bonus = self.alpha * np.sqrt(np.maximum(quad, 0.0))
+            return self.arms, mean, bonus, self._counts.copy()
 
     def update(self, arm: int | str, x: ArrayLike, score: float) -> None:
         """Learn that ``arm`` (index or name) scored ``score`` on context ``x``.
@@ -223,14 +209,18 @@ class LinUCBPolicy:
         """
         vec = self.check_context(x)
         s = _check_finite("score", score)
+        self._maybe_refresh()
+        name = self.arms[self._index(arm)]
+        decay = self.decay
+        version = self.store.add(self.namespace, name, vec, s, decay)  # no lock held
         with self._lock:
-            self._maybe_refresh()
-            j = self._index(arm)
-            version = self.store.add(self.namespace, self.arms[j], vec, s, self.decay)
-            if self.decay == 1.0:
+            if name not in self.arms:
+                return  # removed meanwhile: its statistics went with it
+            j = self.arms.index(name)
+            if decay == 1.0:
                 self._learn(j, vec, s)
             else:
-                self._forget_and_learn(j, vec, s)
+                self._forget_and_learn(j, vec, s, decay)
             self._counts[j] += 1
             if version == self._versions[j] + 1:
                 self._versions[j] = version
@@ -298,7 +288,6 @@ class LinUCBPolicy:
         self,
         name: str,
         *,
-        probes: int = 0,
         like: str | None = None,
         prior_outcomes: int = 20,
     ) -> None:
@@ -308,16 +297,17 @@ class LinUCBPolicy:
         With ``like`` (an existing arm, e.g. the best one) the new arm starts as
         that arm seen ``prior_outcomes`` times, an optimistic prior: it is tried
         where ``like`` would be chosen (its smaller data makes its bound wider)
-        and its own outcomes soon outweigh the prior. Until it has learned from
-        ``probes`` outcomes it is valued at the highest score possible
-        (``SCORE_MAX``) less its penalty: tried wherever it could beat the best
-        arm at its price. Then it is judged by its data like any other arm, so it
-        is adopted where it is better and not tried forever where it is worse.
+        and its own outcomes soon outweigh the prior.
         """
         _check_name(name)
-        for field, value in (("probes", probes), ("prior_outcomes", prior_outcomes)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"{field}: must be an integer >= 0, got {value!r}")
+        if (
+            isinstance(prior_outcomes, bool)
+            or not isinstance(prior_outcomes, int)
+            or prior_outcomes < 0
+        ):
+            raise ValueError(
+                f"prior_outcomes: must be an integer >= 0, got {prior_outcomes!r}"
+            )
         with self._lock:
             if name in self.arms:
                 raise ValueError(f"arm: {name!r} is already one of {list(self.arms)}")
@@ -340,8 +330,6 @@ class LinUCBPolicy:
                 stats.counts,
                 stats.versions,
             )
-            if probes:
-                self._probes[name] = probes
 
     def remove_arm(self, name: str) -> None:
         """Remove arm ``name`` and its statistics (for every worker sharing the
@@ -352,39 +340,60 @@ class LinUCBPolicy:
             if self.n_arms == 1:
                 raise ValueError(f"arm: {name!r} is the only arm; it cannot go")
             self.store.remove_arm(self.namespace, name)
-            j = self.arms.index(name)
-            self.arms = self.arms[:j] + self.arms[j + 1 :]
-            self._A, self._A_inv, self._b, self._theta = (
-                np.delete(a, j, axis=0)
-                for a in (self._A, self._A_inv, self._b, self._theta)
-            )
-            self._counts = np.delete(self._counts, j)
-            self._versions = np.delete(self._versions, j)
-            self._deficit = np.delete(self._deficit, j)
-            self._probes.pop(name, None)
+            self._forget_arm(name)
+
+    def _forget_arm(self, name: str) -> None:
+        """Drop arm ``name``'s caches here (not in the store), under the lock."""
+        j = self.arms.index(name)
+        self.arms = self.arms[:j] + self.arms[j + 1 :]
+        self._A, self._A_inv, self._b, self._theta = (
+            np.delete(a, j, axis=0)
+            for a in (self._A, self._A_inv, self._b, self._theta)
+        )
+        self._counts = np.delete(self._counts, j)
+        self._versions = np.delete(self._versions, j)
+        self._deficit = np.delete(self._deficit, j)
 
     def refresh(self) -> bool:
         """Reload from the store the arms another writer changed; True if any.
 
         Runs on its own every ``store.refresh_interval`` seconds; an arm's inverse
         is rebuilt from the store's ``A`` and ``b`` only when its version moved.
-        ``ValueError`` if another worker removed one of this policy's arms.
+        An arm another worker removed is dropped here too (its decisions' feedback
+        is then refused), so the policy recovers instead of going stale. Store
+        reads happen without the lock, so decisions never wait for them.
         """
+        arms = self.arms
+        present = set(self.store.arms(self.namespace))
+        live = tuple(name for name in arms if name in present)
+        versions = self.store.versions(self.namespace, live)
         with self._lock:
-            versions = self.store.versions(self.namespace, self.arms)
-            if np.array_equal(versions, self._versions):
-                self._checked_at = time.monotonic()
-                return False
-            stats = self.store.read(self.namespace, self.arms)
-            changed = np.flatnonzero(stats.versions != self._versions)
-            self._install(
-                changed,
-                stats.A[changed],
-                stats.b[changed],
-                stats.counts[changed],
-                stats.versions[changed],
-            )
+            for name in arms:
+                if name not in present and name in self.arms and self.n_arms > 1:
+                    self._forget_arm(name)
+            known = {
+                name: self._versions[self.arms.index(name)]
+                for name in live
+                if name in self.arms
+            }
+        changed = [
+            n
+            for n, v in zip(live, versions, strict=True)
+            if n in known and v != known[n]
+        ]
+        stats = self.store.read(self.namespace, changed) if changed else None
+        with self._lock:
             self._checked_at = time.monotonic()
+            if stats is None:
+                return len(live) != len(arms)
+            rows = [i for i, name in enumerate(changed) if name in self.arms]
+            self._install(
+                np.array([self.arms.index(changed[i]) for i in rows], dtype=np.intp),
+                stats.A[rows],
+                stats.b[rows],
+                stats.counts[rows],
+                stats.versions[rows],
+            )
             return True
 
     def statistics(self) -> tuple[FloatArray, FloatArray, NDArray[np.int64]]:
@@ -465,12 +474,11 @@ class LinUCBPolicy:
         blas.dger(1.0, x, x, a=self._A[j].T, overwrite_a=True)
         b += s * x
 
-    def _forget_and_learn(self, j: int, x: FloatArray, s: float) -> None:
+    def _forget_and_learn(self, j: int, x: FloatArray, s: float, g: float) -> None:
         """Discount arm ``j``'s statistics toward the prior and add ``(x, s)``;
         its inverse follows ``C <- g C + x x^T`` by Sherman-Morrison while the
         ridge deficit stays within ``RIDGE_SLACK``, else it is rebuilt from
         ``A`` (see the module docstring)."""
-        g = self.decay
         a, b = self._A[j], self._b[j]
         a *= g
         a[np.diag_indices_from(a)] += (1.0 - g) * self.ridge
@@ -514,36 +522,6 @@ class LinUCBPolicy:
                 RuntimeWarning,
                 stacklevel=3,
             )
-
-    def _decide(
-        self, mean: FloatArray, width: FloatArray, penalty: FloatArray
-    ) -> RouteDecision:
-        ucb = mean - penalty + self.alpha * width
-        for name, probes in self._probes.items():
-            j = self.arms.index(name)
-            if self._counts[j] < probes:
-                ucb[j] = max(ucb[j], SCORE_MAX - penalty[j])
-        arm = int(np.argmax(ucb))
-        return RouteDecision(
-            arm=arm,
-            model=self.arms[arm],
-            expected_reward=float(mean[arm] - penalty[arm]),
-            ucb=float(ucb[arm]),
-            ucbs=tuple(float(u) for u in ucb),
-        )
-
-    def _check_penalty(self, penalty: ArrayLike | None) -> FloatArray:
-        """Per-arm penalties as a finite vector (zeros if none), under the lock."""
-        if penalty is None:
-            return np.zeros(self.n_arms)
-        cost = np.asarray(penalty, dtype=np.float64)
-        if cost.shape != (self.n_arms,):
-            raise ValueError(
-                f"penalty: expected one per arm ({self.n_arms}), got shape {cost.shape}"
-            )
-        if not np.all(np.isfinite(cost)):
-            raise ValueError("penalty: contains NaN or infinity")
-        return cost
 
     def _index(self, arm: int | str) -> int:
         """The index of ``arm`` (an index or a name) among the current arms."""

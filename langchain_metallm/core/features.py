@@ -21,8 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from langchain_metallm.auto_tasks import QueryClusters
-from langchain_metallm.online_clusters import OnlineClusters
+from langchain_metallm.core.auto_tasks import QueryClusters
+from langchain_metallm.core.online_clusters import OnlineClusters
 
 FloatArray = NDArray[np.float64]
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from langchain_metallm.policy import LinUCBPolicy
+from langchain_metallm.core.policy import LinUCBPolicy
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

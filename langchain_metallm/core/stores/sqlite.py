@@ -19,7 +19,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from langchain_metallm.stores.base import (
+from langchain_metallm.core.stores.base import (
     COMPACT_AT,
     REMOVED,
     ArmState,
