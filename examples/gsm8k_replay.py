@@ -359,7 +359,7 @@ def replay_online(
     """The online loop on recorded answers, through the router's engine: decide,
     register the call as answered by the child's recorded answer, learn its grade
     (what ``invoke`` and the feedback handler do, without the HTTP call)."""
-    engine = router.engine
+    engine = router.core
     outcomes = []
     for i, row in enumerate(rows):
         context = engine.contexts([row["prompt"]])[0]

@@ -237,7 +237,7 @@ class MetaLLMRouterChatModel(RouterBase):
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> Any:
         params = super()._get_ls_params(stop=stop, **kwargs)
         params["ls_provider"] = "metallm"
-        params["ls_model_name"] = "metallm-router"
+        params["ls_model_name"] = kwargs.get("model", "metallm-router")
         if self.max_tokens is not None:
             params["ls_max_tokens"] = self.max_tokens
         if stop or self.stop:

@@ -130,7 +130,14 @@ class Catalogue:
         """``budget`` as a float between the cheapest and the priciest child's
         normalised cost, else an error naming that range."""
         costs = self.normalized.values()
-        return check_number("budget", budget, low=min(costs), high=max(costs))
+        low, high = min(costs), max(costs)
+        try:
+            return check_number("budget", budget, low=low, high=high)
+        except ValueError:
+            raise ValueError(
+                f"budget: must be between the cheapest child's normalised cost "
+                f"({low:.4g}) and the priciest child's ({high:.4g}), got {budget!r}"
+            ) from None
 
     def with_child(
         self, name: str, cost: object, *, price: Any = None, probes: int = 0

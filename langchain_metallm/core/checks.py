@@ -34,7 +34,7 @@ def check_number(
     if not math.isfinite(number) or below or above:
         bracket = "(" if low_open else "["
         bounds = f"{bracket}{_bound(low)}, {_bound(high)}]"
-        raise ValueError(f"{name}: must be a finite number in {bounds}, got {value!r}")
+        raise ValueError(f"{name}: must be in {bounds}, got {value!r}")
     return number
 
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 import threading
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -196,6 +196,17 @@ class LinUCBPolicy:
             quad = np.einsum("ki,i->k", proj.reshape(k, d), vec)
             bonus = self.alpha * np.sqrt(np.maximum(quad, 0.0))
             return self.arms, mean, bonus, self._counts.copy()
+
+    def select(self, x: ArrayLike, penalty: Mapping[str, float] | None = None) -> str:
+        """The arm with the highest ``x^T theta - penalty + bonus`` for context
+        ``x`` (``penalty`` by arm name, e.g. cost weight times cost; absent
+        names pay none). The router decides with ``decision.rank`` instead,
+        which adds its other rules to the same estimates."""
+        arms, mean, bonus, _ = self.estimate(x)
+        cost = np.array([0.0 if penalty is None else penalty.get(a, 0.0) for a in arms])
+        if not np.all(np.isfinite(cost)):
+            raise ValueError("penalty: contains NaN or infinity")
+        return arms[int(np.argmax(mean - cost + bonus))]
 
     def update(self, arm: int | str, x: ArrayLike, score: float) -> None:
         """Learn that ``arm`` (index or name) scored ``score`` on context ``x``.

@@ -70,8 +70,8 @@ def test_a_budget_paces_spend_to_the_target() -> None:
             answer, float(SCORES[i, router.model_names.index(meta["model"])])
         )
     # primal-dual: the overspend is at most the final weight / (step * calls)
-    assert router.engine.pacer is not None
-    bound = router.engine.pacer.weight / (router.engine.pacer.step * len(spent))
+    assert router.core.pacer is not None
+    bound = router.core.pacer.weight / (router.core.pacer.step * len(spent))
     assert abs(np.mean(spent) - 0.3) <= bound + 0.005
     router.set_budget(None)  # back to the fixed weight (0): the best child
     assert router.route("math question 99").model == "pricey"

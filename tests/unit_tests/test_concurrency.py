@@ -204,7 +204,7 @@ def test_evicted_duplicate_and_unknown_feedback_is_refused_and_counted() -> None
 def test_pending_ttl_expires_decisions_and_reports_late_feedback() -> None:
     router = make_router(pending_ttl=60.0)
     now = [0.0]
-    router.engine.pending.clock = lambda: now[0]  # a controllable clock
+    router.core.pending.clock = lambda: now[0]  # a controllable clock
     early = router.invoke(query("math", 1))
     now[0] = 30.0
     recent = router.invoke(query("math", 2))

@@ -122,7 +122,7 @@ def make_router(
         policy = router.policy
         assert policy is not None
         scores = np.array([truth(t) for t in texts])
-        policy.fit(router.engine.contexts(texts), scores)
+        policy.fit(router.core.contexts(texts), scores)
     return router
 
 
@@ -133,14 +133,14 @@ def test_front_is_built_from_the_policy_scores() -> None:
     router = make_router(Tracker())
     policy = router.policy
     assert policy is not None
-    mean, _ = policy.predict(router.engine.contexts(BATCH))
+    mean, _ = policy.predict(router.core.contexts(BATCH))
     scores = np.clip(mean, 0, 1)
     expected = ParetoFront.build(scores=scores, costs=COSTS, models=MODELS)
     front = pareto_front(router, BATCH)
     np.testing.assert_allclose(front.points, expected.points)
     assert front.point(-1).models == expected.point(-1).models
     np.testing.assert_allclose(
-        policy_scores(policy, router.engine.contexts(BATCH)),
+        policy_scores(policy, router.core.contexts(BATCH)),
         scores,
     )
     math = np.array(["math" in t for t in BATCH])  # scores, not rewards:
@@ -157,7 +157,7 @@ def test_robust_front_uses_the_lower_confidence_bound() -> None:
     router = make_router(Tracker())
     policy = router.policy
     assert policy is not None
-    mean, width = policy.predict(router.engine.contexts(BATCH))
+    mean, width = policy.predict(router.core.contexts(BATCH))
     lcb = np.clip(mean - 0.5 * width, 0, 1)
     robust = pareto_front(router, BATCH, robust=True)
     expected = ParetoFront.build(scores=lcb, costs=COSTS, models=MODELS)
