@@ -78,9 +78,7 @@ def pareto_front(
     bound of each score instead of its mean.
     """
     core = router.core
-    texts = _texts(router, prompts)
-    contexts = core.contexts_of(core.vectors(texts), texts)
-    return core.pareto_front(contexts, robust=robust)[0]
+    return core.pareto_front(core.contexts(_texts(router, prompts)), robust=robust)[0]
 
 
 async def abatch_planned(
@@ -114,8 +112,7 @@ async def abatch_planned(
     checked_prices = (
         None if prices is None else check_prices(prices, core.catalogue.names)
     )
-    texts = _texts(router, prompts)
-    contexts = core.contexts_of(await core.avectors(texts), texts)
+    contexts = await core.acontexts(_texts(router, prompts))
     front, scores = core.pareto_front(contexts, robust=robust)
     plan = (
         front.for_budget(by_budget[1])

@@ -5,9 +5,10 @@ A ``Catalogue`` is immutable; ``with_child``, ``without_child`` and
 so a call sees either the old catalogue or the new one, never half of each.
 
 Costs are normalised by the catalogue's ``unit``: the priciest child's cost when
-the router was built (MetaLLM's "the most expensive model costs 1"), or with
-``cost_mode="usage"`` what the priciest child charged for one reference call.
-The unit never changes afterwards, so a budget keeps meaning the same spend when
+the router was built (MetaLLM's "the most expensive model costs 1"); with
+``cost_mode="usage"`` an answer's dollars are normalised by ``dollar_unit``,
+what the priciest child charged for one reference call then. The units never
+change afterwards, so a budget keeps meaning the same spend when
 a pricier child is added or a price is cut (a new child may cost more than 1).
 
 Each child also carries a ``generation``: a name removed and added again is a
@@ -42,6 +43,8 @@ class Catalogue:
     """Each child's cost in the user's unit, in the children's order."""
     unit: float
     """The cost that normalises to 1 (see the module docstring)."""
+    dollar_unit: float | None = None
+    """``cost_mode="usage"``: the dollars that normalise to 1."""
     cost_mode: str = "fixed"
     """``"fixed"``: an answer costs its child's cost; ``"usage"``: its tokens."""
     prices: Mapping[str, tuple[float, float]] | None = None
@@ -65,9 +68,8 @@ class Catalogue:
         prices: Mapping[str, Any] | None = None,
         reference_tokens: tuple[int, int] = (1_000, 1_000),
         default: str | None = None,
-        unit: float | None = None,
     ) -> Catalogue:
-        """A checked catalogue; ``unit`` (from a save) or else the priciest child's."""
+        """A checked catalogue, its units taken from the children it starts with."""
         checked = _checked_costs(costs)
         if len(checked) < 2:
             raise ValueError(f"models: at least 2 children needed, got {len(checked)}")
@@ -81,15 +83,12 @@ class Catalogue:
             raise ValueError(f'cost_mode: "fixed" or "usage", got {cost_mode!r}')
         elif prices is not None:
             raise ValueError('prices: only used with cost_mode="usage"')
-        if unit is None:
-            unit = (
-                max(checked.values())
-                if checked_prices is None
-                else reference_dollars(checked_prices, reference_tokens)
-            )
         catalogue = cls(
             costs=MappingProxyType(checked),
-            unit=check_number("unit", unit, low=0.0, low_open=True),
+            unit=max(checked.values()),
+            dollar_unit=None
+            if checked_prices is None
+            else reference_dollars(checked_prices, reference_tokens),
             cost_mode=cost_mode,
             prices=None if checked_prices is None else MappingProxyType(checked_prices),
             reference_tokens=reference_tokens,
@@ -120,11 +119,11 @@ class Catalogue:
     def answer_cost(self, name: str, usage: Usage | None) -> float | None:
         """What one answer of ``name`` cost over the unit: its tokens with
         ``cost_mode="usage"`` (None when it reported none), else its fixed cost."""
-        if self.prices is None:
+        if self.prices is None or self.dollar_unit is None:
             return self.cost(name)
         if usage is None:
             return None
-        return dollars(usage, self.prices[name]) / self.unit
+        return dollars(usage, self.prices[name]) / self.dollar_unit
 
     def check_budget(self, budget: object) -> float:
         """``budget`` as a float between the cheapest and the priciest child's
@@ -214,11 +213,16 @@ class Catalogue:
                 )
         return replace(self, default=default)
 
-    def resumed(self, *, unit: object, probes: Mapping[str, int]) -> Catalogue:
-        """This catalogue with a saved ``unit`` and the probes still owed."""
+    def resumed(
+        self, *, unit: object, dollar_unit: object, probes: Mapping[str, int]
+    ) -> Catalogue:
+        """This catalogue with a save's units and the probes still owed."""
         return replace(
             self,
             unit=check_number("unit", unit, low=0.0, low_open=True),
+            dollar_unit=None
+            if dollar_unit is None or self.prices is None
+            else check_number("dollar_unit", dollar_unit, low=0.0, low_open=True),
             probes=MappingProxyType(dict(probes)),
         )
 
@@ -227,6 +231,7 @@ class Catalogue:
         return {
             "costs": dict(self.costs),
             "unit": self.unit,
+            "dollar_unit": self.dollar_unit,
             "probes": dict(self.probes),
             "default": self.default,
         }

@@ -9,7 +9,8 @@ A save is a directory holding two files (format version 3):
      "arms": [model names, in arm order], "dim": d, "alpha": a, "ridge": l,
      "arrays": {"file": "arrays-<sha256 prefix>.npz", "sha256": "<hex>"},
      "router": {"costs": {name: cost}, "cost_weight": p,           (routers only)
-                "unit": u, "probes": {name: n}, "default": name | null,
+                "unit": u, "dollar_unit": u$ | null,
+                "probes": {name: n}, "default": name | null,
                 "decay": g, "alpha": a | null, "budget": B | null,
                 "pacer_weight": p | null,
                 "embedder": {"name": str, "dimension": e},
@@ -92,7 +93,7 @@ _TASK_ARRAYS = (_TASK_WEIGHTS, *_CLUSTER_ARRAYS, *ARRAY_NAMES)
 _INTEGER_ARRAYS = ("counts", *ARRAY_NAMES[:2])
 SAVED_SETTINGS = ("cost_weight", "decay", "alpha", "budget", "pacer_weight")
 """Router settings a save holds besides its catalogue; passed at load they override."""
-_CATALOGUE = ("unit", "probes", "default")
+_CATALOGUE = ("unit", "dollar_unit", "probes", "default")
 """Catalogue entries a save holds besides the costs."""
 
 StrPath = str | os.PathLike[str]
@@ -151,6 +152,7 @@ def save_router(
     router = {
         "costs": {name: float(kept["costs"][name]) for name in policy.arms},
         "unit": kept["unit"],
+        "dollar_unit": kept["dollar_unit"],
         "probes": {n: p for n, p in kept["probes"].items() if n in policy.arms},
         "default": kept["default"],
         **{key: settings[key] for key in SAVED_SETTINGS},

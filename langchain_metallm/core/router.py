@@ -238,6 +238,15 @@ class RouterCore:
         """Async twin of ``vectors``."""
         return await self._vectors.avectors(texts, self._vector_dim())
 
+    def contexts(self, texts: Sequence[str]) -> FloatArray:
+        """Contexts of ``texts`` (one embedder call for the uncached ones),
+        without learning from them (planning, previews)."""
+        return self.contexts_of(self.vectors(texts), texts)
+
+    async def acontexts(self, texts: Sequence[str]) -> FloatArray:
+        """Async twin of ``contexts``."""
+        return self.contexts_of(await self.avectors(texts), texts)
+
     def contexts_of(self, vectors: FloatArray, texts: Sequence[str]) -> FloatArray:
         """Policy contexts of ``texts`` embedded as ``vectors``, without learning."""
         return query_features(vectors, self._tasks, texts)
@@ -374,7 +383,7 @@ class RouterCore:
         matrix = score_matrix(scores, list(catalogue.names), len(texts), complete=True)
         result = calibrate(
             self._policy,
-            self.contexts_of(self.vectors(texts), texts),
+            self.contexts(texts),
             matrix,
             catalogue.normalized,
             budget=checked,
@@ -404,10 +413,10 @@ class RouterCore:
         dimension and saves an untrained policy."""
         policy = self._policy
         if policy is None:
-            context = self.context("metallm dimension probe", learn=False)
-            if context is None:
-                raise ValueError("save: the embedder failed; nothing to save yet")
-            policy = self._policy_for(context[None])
+            probe = ["metallm dimension probe"]
+            vectors = self.vectors(probe)
+            self._start_online(vectors)
+            policy = self._policy_for(self.contexts_of(vectors, probe))
         pacer = self.pacer
         save_router(
             path,
@@ -441,8 +450,14 @@ class RouterCore:
             **{n: p for n, p in state.settings.get("probes", {}).items() if n in names},
             **{name: PROBES for name in names if name not in saved},
         }
-        unit = state.settings.get("unit", self.catalogue.unit)
-        self.set_catalogue(self.catalogue.resumed(unit=unit, probes=probes))
+        catalogue = self.catalogue
+        self.set_catalogue(
+            catalogue.resumed(
+                unit=state.settings.get("unit", catalogue.unit),
+                dollar_unit=state.settings.get("dollar_unit", catalogue.dollar_unit),
+                probes=probes,
+            )
+        )
         kept = [name for name in names if name in saved]
         rows = [saved.index(name) for name in kept]
         policy = self._policy_for(

@@ -106,7 +106,7 @@ def test_invoke_returns_the_chosen_childs_recorded_answer_and_usage(
     replay_server: ReplayServer,
 ) -> None:
     router = make_router(replay_server)
-    chosen = router.route(QUESTION).model
+    chosen = router.route(QUESTION).chosen
     answer = router.invoke(QUESTION)
     meta = answer.response_metadata["metallm"]
     assert meta["model"] == chosen
@@ -359,7 +359,7 @@ def test_failed_child_falls_back_to_the_next_arm(
     replay_server: ReplayServer, rule: Rule, error: str
 ) -> None:
     router = make_router(replay_server)
-    chosen = router.route(QUESTION).model
+    chosen = router.route(QUESTION).chosen
     replay_server.add_rule(
         Rule(status=rule.status, malformed=rule.malformed, model=NAMES[chosen])
     )
@@ -383,7 +383,7 @@ def test_failed_child_falls_back_to_the_next_arm(
 
 def test_timeout_falls_back(replay_server: ReplayServer) -> None:
     router = make_router(replay_server, timeout=0.3)
-    chosen = router.route(QUESTION).model
+    chosen = router.route(QUESTION).chosen
     replay_server.add_rule(Rule(delay=30.0, model=NAMES[chosen]))  # never in time
     answer = router.invoke(QUESTION)
     meta = answer.response_metadata["metallm"]
@@ -406,7 +406,7 @@ def test_when_every_child_fails_the_last_error_is_raised_with_the_first_in_its_c
     replay_server: ReplayServer,
 ) -> None:
     router = make_router(replay_server)
-    chosen = router.route(QUESTION).model
+    chosen = router.route(QUESTION).chosen
     replay_server.add_rule(Rule(status=503, model=NAMES[chosen]))
     replay_server.add_rule(Rule(status=500, model=NAMES[other(chosen)]))
     with pytest.raises(openai.InternalServerError) as caught:
@@ -422,7 +422,7 @@ def test_when_every_child_fails_the_last_error_is_raised_with_the_first_in_its_c
 
 def test_stream_falls_back_before_the_first_chunk(replay_server: ReplayServer) -> None:
     router = make_router(replay_server)
-    chosen = router.route(QUESTION).model
+    chosen = router.route(QUESTION).chosen
     replay_server.add_rule(Rule(status=500, model=NAMES[chosen]))
     chunks = list(router.stream(QUESTION))
     meta = chunks[-1].response_metadata["metallm"]
@@ -434,7 +434,7 @@ def test_stream_falls_back_before_the_first_chunk(replay_server: ReplayServer) -
 @SESSION_LOOP
 async def test_async_calls_fall_back(replay_server: ReplayServer) -> None:
     router = make_router(replay_server)
-    chosen = router.route(QUESTION).model
+    chosen = router.route(QUESTION).chosen
     replay_server.add_rule(Rule(status=502, model=NAMES[chosen], times=2))
     answer = await router.ainvoke(QUESTION)
     assert answer.response_metadata["metallm"]["model"] == other(chosen)

@@ -172,8 +172,8 @@ def test_a_saved_router_keeps_its_clusters_and_resumes_exactly(
     assert router.task_classifier is not None
     assert loaded.task_classifier.fingerprint() == router.task_classifier.fingerprint()
     texts, _ = prompts(50, seed=11)
-    assert [loaded.route(t).model for t in texts] == [
-        router.route(t).model for t in texts
+    assert [loaded.route(t).chosen for t in texts] == [
+        router.route(t).chosen for t in texts
     ]
 
 

@@ -124,8 +124,8 @@ def test_fit_routes_math_to_the_model_that_gets_it_right() -> None:
     prompts, scores = dataset(80)
     router = make_router(alpha=0.0)
     router.fit(prompts, scores)
-    assert router.route(query("math", 1000)).model == "pricey"
-    assert router.route(query("poetry", 1000)).model == "cheap"
+    assert router.route(query("math", 1000)).chosen == "pricey"
+    assert router.route(query("poetry", 1000)).chosen == "cheap"
 
 
 @pytest.mark.parametrize(
@@ -191,7 +191,7 @@ def test_a_new_cost_weight_changes_decisions_not_what_was_learned(
         x = np.array([*KeywordEmbeddings().embed_query(prompt), 1.0])
         mean, width = moved.policy.predict(x[None])
         value = mean[0] - new * cost + moved.alpha * width[0]
-        assert moved.route(prompt).model == NAMES[int(np.argmax(value))]
+        assert moved.route(prompt).chosen == NAMES[int(np.argmax(value))]
 
 
 def test_rewards_convert_to_scores_only_with_the_bias_feature() -> None:

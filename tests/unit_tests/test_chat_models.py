@@ -97,11 +97,14 @@ def test_invoke_delegates_and_reports_the_decision() -> None:
     decision = router.route("hello")
     answer = router.invoke("hello")
     meta = answer.response_metadata["metallm"]
-    assert answer.content == f"{decision.model}: hello"
-    assert meta["model"] == decision.model and meta["arm"] == decision.arm
-    assert meta["cost"] == router.normalized_costs[decision.model]
-    assert meta["ucb"] == pytest.approx(decision.ucb)
-    assert meta["expected_reward"] == pytest.approx(decision.expected_reward)
+    chosen = decision.chosen
+    assert answer.content == f"{chosen}: hello"
+    assert meta["model"] == meta["chosen"] == chosen
+    assert meta["cost"] == router.normalized_costs[chosen]
+    assert meta["ucb"] == pytest.approx(decision.value[chosen])
+    expected = decision.predicted[chosen] - decision.penalty[chosen]
+    assert meta["expected_reward"] == pytest.approx(expected)
+    assert decision.probability == 1.0 and not decision.fallback
     assert router.is_pending(meta["run_id"])
     assert answer.usage_metadata is None  # the child's run carries it
     assert meta["usage"]["total_tokens"] == 5
@@ -142,8 +145,8 @@ def test_learns_which_child_is_right_for_each_kind_of_query() -> None:
     late = history[-100:]
     rate = sum(chosen == good[kind] for kind, chosen in late) / len(late)
     assert rate >= 0.95
-    assert router.route(query("math", 999)).model == "cheap"
-    assert router.route(query("poetry", 999)).model == "pricey"
+    assert router.route(query("math", 999)).chosen == "cheap"
+    assert router.route(query("poetry", 999)).chosen == "pricey"
 
 
 def test_high_cost_weight_prefers_the_cheap_child() -> None:
@@ -214,7 +217,9 @@ def test_wrong_embedding_dimension_is_refused_and_state_kept() -> None:
     router = make_router()
     _train(router, 5)
     before = state(router)
-    router.embeddings = KeywordEmbeddings(dim_override=7)
+    with pytest.raises(ValueError, match="embeddings: fixed once the router is built"):
+        router.embeddings = KeywordEmbeddings(dim_override=7)
+    router.embeddings.dim_override = 7  # type: ignore[attr-defined]
     with pytest.raises(ValueError, match="dimension 4"):
         router.invoke("a new query")
     assert state(router) == before

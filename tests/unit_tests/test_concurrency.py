@@ -94,10 +94,10 @@ def _score(text: str, model: str) -> float:
 
 def _triple(
     router: MetaLLMRouterChatModel, text: str, answer: AIMessage, reward: float
-) -> tuple[int, np.ndarray, float]:
+) -> tuple[str, np.ndarray, float]:
     vector = np.array(KeywordEmbeddings().embed_documents([text]))
     return (
-        answer.response_metadata["metallm"]["arm"],
+        answer.response_metadata["metallm"]["model"],
         query_features(vector)[0],
         reward,
     )
@@ -167,8 +167,8 @@ def test_late_out_of_order_feedback_rewards_the_right_arm() -> None:
     before = router.policy.statistics()[2].copy()  # type: ignore[union-attr]
     router.record_feedback(first, 1.0)
     after = router.policy.statistics()[2]  # type: ignore[union-attr]
-    arm = first.response_metadata["metallm"]["arm"]
-    assert (after - before).tolist() == [int(j == arm) for j in range(2)]
+    model = first.response_metadata["metallm"]["model"]
+    assert (after - before).tolist() == [int(name == model) for name in ARMS]
 
 
 def test_evicted_duplicate_and_unknown_feedback_is_refused_and_counted() -> None:
@@ -227,7 +227,7 @@ def test_pending_ttl_expires_decisions_and_reports_late_feedback() -> None:
 
 
 def _decision(arm: int = 0) -> PendingDecision:
-    return PendingDecision(arm, ARMS[arm], np.zeros(3))
+    return PendingDecision(ARMS[arm], 1, np.zeros(3), 0.5)
 
 
 def test_pending_table_refuses_reused_run_ids_and_restores_failed_updates() -> None:
@@ -235,7 +235,7 @@ def test_pending_table_refuses_reused_run_ids_and_restores_failed_updates() -> N
     table.add("a", _decision())
     with pytest.raises(ValueError, match="already routed"):
         table.add("a", _decision(1))
-    assert table.take("a").arm == 0
+    assert table.take("a").child == ARMS[0]
     with pytest.raises(ValueError, match="already routed"):
         table.add("a", _decision(1))  # its late duplicate feedback must not land
     table.restore("a", _decision())

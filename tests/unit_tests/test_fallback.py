@@ -55,12 +55,13 @@ ANSWERED = {"model": "up", "error": None}
 
 def test_failed_child_is_replaced_and_both_attempts_are_recorded() -> None:
     router = make_router()
-    assert router.route("math x").model == "down"
+    assert router.route("math x").chosen == "down"
     answer = router.invoke("math x")
     meta = answer.response_metadata["metallm"]
     assert answer.content == "up: math x"
     assert meta["attempts"] == [FAILED, ANSWERED]
-    assert (meta["model"], meta["arm"], meta["cost"]) == ("up", 1, 1.0)
+    assert (meta["model"], meta["chosen"], meta["cost"]) == ("up", "down", 1.0)
+    assert meta["fallback"] is True
 
 
 def test_only_the_child_that_answered_is_rewarded_with_the_query_context() -> None:
@@ -125,12 +126,12 @@ def test_fallback_follows_the_ucb_ranking_with_each_arms_own_estimate() -> None:
     assert policy is not None
     for arm, score in enumerate((0.2, 0.9, 0.5)):
         policy.update(arm, context, score)
-    assert [names[j] for j in router.route(text).ranking()] == ["b", "c", "a"]
+    assert list(router.route(text).order) == ["b", "c", "a"]
     router.models["b"] = EchoChild(name_tag="b", fail=True)
     router.models["c"] = EchoChild(name_tag="c", fail=True)
     meta = router.invoke(text).response_metadata["metallm"]
     assert [a["model"] for a in meta["attempts"]] == ["b", "c", "a"]
-    assert meta["model"] == "a" and meta["arm"] == 0
+    assert meta["model"] == "a" and meta["chosen"] == "b"
     mean = policy.predict(context[None])[0][0]
     assert meta["expected_reward"] == pytest.approx(mean[0])
     assert meta["expected_reward"] < mean[2] < mean[1]

@@ -318,7 +318,7 @@ def test_set_cost_weight_loses_no_concurrent_feedback() -> None:
     texts = [query("math" if i % 2 else "poetry", i) for i in range(300)]
     answers = router.batch(texts)
     for text, answer in zip(texts, answers, strict=True):
-        arm = answer.response_metadata["metallm"]["arm"]
+        arm = answer.response_metadata["metallm"]["model"]
         reference.route(text)
         assert reference.policy is not None
         context = np.array([*KeywordEmbeddings().embed_query(text), 1.0])

@@ -180,7 +180,7 @@ def test_a_shared_store_refuses_online_clusters_and_by_default_goes_without(
 
 def test_a_first_fit_of_enough_prompts_replaces_unused_online_clusters() -> None:
     router = make_router()
-    router.route(query("math", 2))
+    router.core.context(query("math", 2))  # a live call's first step
     assert isinstance(router.task_classifier, OnlineClusters)
     prompts = stream(400, seed=8)
     scores = [[score(p, m) for m in COSTS] for p in prompts]

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from langchain_metallm.core.pacing import BudgetPacer, check_budget, weight_for_budget
+from langchain_metallm.core.catalogue import Catalogue
+from langchain_metallm.core.pacing import BudgetPacer, weight_for_budget
 
 COSTS = [0.1, 0.4, 1.0]
 
@@ -22,7 +23,7 @@ def test_realised_mean_cost_tracks_the_budget(budget: float, start: float) -> No
     """From a weight of 0, or near the cheapest cost (where few calls can spend
     less to make up for an early overspend) from a calibrated one."""
     rng = np.random.default_rng(0)
-    pacer = BudgetPacer(budget, COSTS, weight=start)
+    pacer = BudgetPacer(budget, weight=start)
     spent = []
     for _ in range(5_000):
         quality = np.array([0.5, 0.7, 0.9]) + rng.normal(0, 0.1, size=3)
@@ -34,7 +35,7 @@ def test_realised_mean_cost_tracks_the_budget(budget: float, start: float) -> No
 
 
 def test_an_unbinding_budget_leaves_the_weight_at_zero() -> None:
-    pacer = BudgetPacer(1.0, COSTS)
+    pacer = BudgetPacer(1.0)
     for _ in range(100):
         pacer.observe(0.4)
     assert pacer.weight == 0.0
@@ -42,46 +43,47 @@ def test_an_unbinding_budget_leaves_the_weight_at_zero() -> None:
 
 
 def test_overspend_raises_the_weight_and_underspend_lowers_it() -> None:
-    pacer = BudgetPacer(0.3, COSTS, step=0.1)
+    pacer = BudgetPacer(0.3, step=0.1)
     assert pacer.observe(1.0) == pytest.approx(0.07)
     assert pacer.observe(0.1) == pytest.approx(0.05)
 
 
-def test_retarget_keeps_the_weight_and_restarts_the_mean() -> None:
-    pacer = BudgetPacer(0.3, COSTS)
-    pacer.observe(1.0)
-    weight = pacer.weight
-    pacer.retarget(0.5, COSTS)
-    assert (pacer.budget, pacer.weight, pacer.mean_cost) == (0.5, weight, 0.0)
+def test_resume_continues_from_a_saved_weight() -> None:
+    pacer = BudgetPacer(0.3)
+    assert not pacer.started
+    pacer.resume(0.42)
+    assert (pacer.weight, pacer.started) == (0.42, True)
+    assert pacer.observe(1.0) == pytest.approx(0.42 + 0.05 * 0.7)
 
 
 @pytest.mark.parametrize(
     ("budget", "error"),
     [
-        (0.05, r"between the cheapest child's normalised cost \(0.1\) and 1"),
-        (1.2, "and 1"),
+        (0.05, r"between the cheapest child's normalised cost \(0.1\) and the "),
+        (1.2, r"priciest child's \(1\)"),
         (float("nan"), "got nan"),
         ("0.3", "expected a number"),
         (True, "expected a number"),
+        (np.float64(0.3), None),
     ],
 )
 def test_a_budget_outside_the_feasible_range_is_refused(
-    budget: object, error: str
+    budget: object, error: str | None
 ) -> None:
+    catalogue = Catalogue.build(dict(zip("abc", COSTS, strict=True)))
+    if error is None:  # numpy numbers are numbers
+        assert catalogue.check_budget(budget) == 0.3
+        return
     with pytest.raises((ValueError, TypeError), match=error):
-        check_budget(budget, COSTS)  # type: ignore[arg-type]
-    pacer = BudgetPacer(0.3, COSTS)
-    with pytest.raises((ValueError, TypeError), match=error):
-        pacer.retarget(budget, COSTS)  # type: ignore[arg-type]
-    assert pacer.budget == 0.3
+        catalogue.check_budget(budget)
 
 
 def test_bad_settings_and_costs_are_refused() -> None:
     with pytest.raises(ValueError, match="step"):
-        BudgetPacer(0.3, COSTS, step=0)
+        BudgetPacer(0.3, step=0)
     with pytest.raises(ValueError, match="weight"):
-        BudgetPacer(0.3, COSTS, weight=-1)
-    pacer = BudgetPacer(0.3, COSTS)
+        BudgetPacer(0.3, weight=-1)
+    pacer = BudgetPacer(0.3)
     with pytest.raises(ValueError, match="cost"):
         pacer.observe(float("inf"))
     assert (pacer.weight, pacer.mean_cost) == (0.0, 0.0)

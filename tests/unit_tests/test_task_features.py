@@ -131,7 +131,7 @@ def test_the_classifier_refuses_embeddings_of_another_dimension() -> None:
 def held_out_choices(router: MetaLLMRouterChatModel) -> float:
     """Share of unseen queries sent to their task's most accurate model."""
     texts, tasks = prompts(300, seed=9)
-    chosen = [router.route(t).model for t in texts]
+    chosen = [router.route(t).chosen for t in texts]
     return float(np.mean([c == BEST[t] for c, t in zip(chosen, tasks, strict=True)]))
 
 
