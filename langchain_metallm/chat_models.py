@@ -631,7 +631,7 @@ class MetaLLMRouterChatModel(RouterBase):
     ) -> Callable[[list[BaseMessage]], Any]:
         """How to call child ``name`` for ``call``: invoke, ainvoke, stream or
         astream on the bound child with the call's options."""
-        child, options = bound_child(self.models[name], call, self.max_tokens)
+        child, options = bound_child(name, self.models[name], call, self.max_tokens)
         method = (
             ("astream" if asynchronous else "stream")
             if streaming

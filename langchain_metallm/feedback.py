@@ -40,7 +40,9 @@ class FeedbackTarget(Protocol):
 
     def is_pending(self, run_id: UUID | str) -> bool: ...
 
-    def record_feedback(self, run: Any, score: float) -> float: ...
+    def record_feedback(
+        self, run: Any, score: float, *, strict: bool | None = None
+    ) -> float: ...
 
     def note_feedback_error(self, run_id: UUID | str | None, problem: str) -> None: ...
 
@@ -104,11 +106,20 @@ class MetaLLMFeedbackHandler(BaseCallbackHandler):
         rewards learned, one per call (see ``run_credit`` for the split)."""
         checked = check_score(score)
         root = run_id if isinstance(run_id, UUID) else UUID(str(run_id))
-        return [
-            self.router.record_feedback(routed, checked)
-            for routed in self._runs.take_routed_under(root)
-            if self.router.is_pending(routed)
-        ]
+        if not self._runs.knows(root):
+            raise FeedbackError(
+                f"run_id {root}: unknown to this handler (was it run with the "
+                "handler in its callbacks?); feedback not applied"
+            )
+        learned = []
+        for routed in self._runs.take_routed_under(root):
+            try:
+                learned.append(
+                    self.router.record_feedback(routed, checked, strict=True)
+                )
+            except FeedbackError:
+                continue  # rewarded meanwhile by another path: not lost, not twice
+        return learned
 
     def on_chain_start(
         self,

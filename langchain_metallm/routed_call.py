@@ -46,11 +46,13 @@ class RoutedCall:
 
 
 def bound_child(
-    model: BaseChatModel, call: RoutedCall, max_tokens: int | None
+    name: str, model: BaseChatModel, call: RoutedCall, max_tokens: int | None
 ) -> tuple[Runnable[LanguageModelInput, BaseMessage], dict[str, Any]]:
-    """``model`` with the call's bound tools or structured output on it, and the
-    options to call it with."""
-    options: dict[str, Any] = {"config": call.link.child_config, "stop": call.stop}
+    """Child ``name`` (``model``) with the call's bound tools or structured
+    output on it, and the options to call it with. Its run is traced under its
+    own model name, or ``name`` if it declares none, never as the router."""
+    config = {**call.link.child_config, "metadata": {"ls_model_name": name}}
+    options: dict[str, Any] = {"config": config, "stop": call.stop}
     request = call.kwargs.get(STRUCTURED_OUTPUT)
     if isinstance(request, StructuredOutput):
         return request.on(model), options

@@ -41,7 +41,10 @@ def score_matrix(
         matrix = _rows_from_dicts(scores, models)
     else:
         try:
-            matrix = np.array(scores, dtype=np.float64)
+            raw = np.asarray(scores)
+            if raw.dtype.kind not in "iuf":  # strings, objects, bools: not scores
+                raise TypeError(f"got values of type {raw.dtype}")
+            matrix = raw.astype(np.float64)
         except (TypeError, ValueError) as exc:
             raise TypeError(
                 f"scores: expected an (n, {len(models)}) array of numbers or a list "

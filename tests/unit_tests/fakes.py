@@ -48,7 +48,7 @@ class KeywordEmbeddings(Embeddings):
     def _vector(self, text: str) -> list[float]:
         if self.dim_override is not None:
             return [0.5] * self.dim_override
-        digest = hashlib.sha256(text.encode()).digest()
+        digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
         noise = [
             self.noise_scale * (digest[i] / 255 - 0.5) for i in range(self.noise_dims)
         ]
