@@ -9,32 +9,24 @@ choice and everything learned is the core's. One call: messages -> query text
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import warnings
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
-from contextlib import suppress
-from typing import Any, Literal, TypeVar
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import fields
+from typing import Any, Literal
 from uuid import UUID
 
 from langchain_core.caches import BaseCache
-from langchain_core.callbacks import (
-    AsyncCallbackManagerForLLMRun,
-    CallbackManagerForLLMRun,
-)
 from langchain_core.embeddings import Embeddings
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.messages import AIMessage, BaseMessage
-from langchain_core.messages.ai import UsageMetadata
-from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable, RunnableSerializable
 from langchain_core.runnables.utils import AnyConfigurableField
 from langchain_core.tools import BaseTool
 from pydantic import ConfigDict, Field, PrivateAttr, model_validator
 from typing_extensions import Self
 
-from langchain_metallm import planned_batch, stream_run
-from langchain_metallm.child_runs import ChunkRelay, routed_result
+from langchain_metallm import planned_batch
 from langchain_metallm.children import named_children, run_id_of
 from langchain_metallm.cooldown import Cooldowns
 from langchain_metallm.core.calibration import CostWeightCalibration
@@ -48,36 +40,25 @@ from langchain_metallm.core.policy import LinUCBPolicy
 from langchain_metallm.core.router import RouterCore
 from langchain_metallm.core.settings import Settings
 from langchain_metallm.core.stores.base import PolicyStore
-from langchain_metallm.core.vectors import FloatArray
 from langchain_metallm.embeddings import LocalEmbeddings
-from langchain_metallm.fallback import (
-    Attempt,
-    acall_in_order,
-    astream_in_order,
-    call_in_order,
-    stream_in_order,
-)
-from langchain_metallm.llm_cache import CACHE_HIT
-from langchain_metallm.planned_batch import PLAN_ARGUMENT, PlannedBatchResult
-from langchain_metallm.routed_call import RoutedCall, bound_child
+from langchain_metallm.planned_batch import PlannedBatchResult
+from langchain_metallm.routed_call import CallOptions, RoutedCalls, query_text
 from langchain_metallm.router_base import RouterBase
 from langchain_metallm.routing_text import recent_turns_text
 from langchain_metallm.shared_learning import (
-    FIXED_FIELDS,
-    SHARED_FIELDS,
+    ASSIGNED,
     Handles,
     SharedLearningConfigurableFields,
     check_shareable,
+    set_shared,
 )
 from langchain_metallm.structured_output import (
     STRUCTURED_OUTPUT,
     StructuredOutput,
     unpacker,
 )
-from langchain_metallm.tool_loops import loop_model
 
 _logger = logging.getLogger(__name__)
-T = TypeVar("T")
 
 
 class MetaLLMRouterChatModel(RouterBase):
@@ -109,18 +90,13 @@ class MetaLLMRouterChatModel(RouterBase):
     costs: dict[str, float]
     """Cost of each child in any unit (a list follows ``models``' order)."""
     cost_weight: float = 0.0
-    """``p`` in ``value = predicted score - p * normalised_cost`` (the starting
-    weight when ``budget`` is set)."""
+    """``p`` in ``predicted score - p * normalised cost`` (a budget's start)."""
     budget: float | None = None
-    """Target mean normalised cost per routed call, between the cheapest and the
-    priciest child's (0.3: on average 30% of what the priciest child cost when
-    the router was built). The cost weight is then paced online."""
+    """Target mean normalised cost per call; the cost weight is then paced."""
     decay: float = 1.0
-    """Forgetting factor in (0, 1] applied to a child's statistics at each of its
-    updates (1: never forget)."""
+    """Forgetting factor in (0, 1] per update of a child (1: never forget)."""
     alpha: float | None = None
-    """Width of the exploration bonus; None: 0.5 for a router learning from live
-    feedback alone (online clusters), 0.1 for one created by ``fit``."""
+    """Exploration width; None: 0.5 learning live, 0.1 once fitted."""
     ridge: float = 1.0
     """``lambda`` in ``A = lambda * I + sum x x^T``."""
     embeddings: Embeddings = Field(default_factory=LocalEmbeddings)
@@ -132,18 +108,15 @@ class MetaLLMRouterChatModel(RouterBase):
     pending_ttl: float | None = None
     """Seconds a decision may await feedback before it expires (None: no limit)."""
     store: PolicyStore | None = None
-    """Where the learned statistics live (None: this process's memory); a shared
-    ``SQLiteStore`` or ``RedisStore`` lets many workers learn together."""
+    """Shared statistics (``SQLiteStore``, ``RedisStore``); None: this process."""
     strict_feedback: bool = True
     """Raise on feedback for unknown or already-rewarded runs (else warn, ignore)."""
     streaming: bool = False
     """Stream from the chosen child even when called with ``invoke``."""
     auto_tasks: bool = True
-    """A first ``fit`` without task labels (of at least 300 prompts) learns
-    k-means clusters of the prompts and routes on them as tasks."""
+    """A first ``fit`` of 300+ prompts without task labels learns clusters."""
     online_clusters: bool | None = None
-    """A router never fitted routes on clusters of its live prompts. None: on
-    unless ``store`` is set; True with a ``store``: refused; False: off."""
+    """Never fitted: route on clusters of live prompts (None: on without a store)."""
     embedding_cache_size: int = 2_048
     """Query embeddings kept in memory; ``batch`` fills it with one call."""
     stop: list[str] | None = None
@@ -151,8 +124,8 @@ class MetaLLMRouterChatModel(RouterBase):
     max_tokens: int | None = None
     """If set, passed to the chosen child as ``max_tokens``."""
     fallback: bool = True
-    """If the chosen child raises, try the others in the decision's order (streams:
-    only before the first chunk); only the child that answered is rewarded."""
+    """If a child raises, try the next in the decision's order (streams: before
+    the first chunk)."""
     sticky_tool_loops: bool = True
     """Send the step after a tool result to the child that called the tool."""
     allowed_fails: int = 3
@@ -160,19 +133,15 @@ class MetaLLMRouterChatModel(RouterBase):
     cooldown_time: float = 60.0
     """Seconds a failing child is tried last (after every other child)."""
     default_model: str | None = None
-    """Child that answers when the embedder fails (None: the best mean score,
-    else the cheapest); it cannot be removed while it is the default."""
+    """Child that answers when the embedder fails (None: best mean, else cheapest)."""
     cost_mode: Literal["fixed", "usage"] = "fixed"
-    """``"fixed"``: an answer costs its child's ``costs`` entry (MetaLLM).
-    ``"usage"``: its tokens times ``prices`` (see ``costs``)."""
+    """``"fixed"``: an answer costs its child's cost; ``"usage"``: its tokens."""
     prices: dict[str, tuple[float, float]] | None = None
     """``cost_mode="usage"`` only: (input, output) dollars per million tokens."""
     cache: BaseCache | bool | None = Field(default=False, exclude=True)
-    """LangChain's LLM cache for the router's own answers: off by default so that
-    repeated prompts keep being routed and learned from."""
+    """LangChain's LLM cache for the router's own answers (off: keep learning)."""
     reference_tokens: tuple[int, int] = (1_000, 1_000)
-    """``cost_mode="usage"``: (input, output) tokens of a call that costs 1 on the
-    priciest child."""
+    """``cost_mode="usage"``: tokens of a call that costs 1 on the priciest child."""
 
     _core: RouterCore = PrivateAttr()
     _cooldowns: Cooldowns = PrivateAttr()
@@ -198,7 +167,7 @@ class MetaLLMRouterChatModel(RouterBase):
             reference_tokens=self.reference_tokens,
             default=self.default_model,
         )
-        settings = Settings(**{f: getattr(self, f) for f in _SETTINGS})
+        settings = Settings(**{f.name: getattr(self, f.name) for f in fields(Settings)})
         self.__dict__.update(prices=catalogue.prices and dict(catalogue.prices))
         self._core = RouterCore(
             name=self.name or self._llm_type,
@@ -208,21 +177,16 @@ class MetaLLMRouterChatModel(RouterBase):
             store=self.store,
         )
         self._cooldowns = Cooldowns(self.allowed_fails, self.cooldown_time)
+        self._calls = RoutedCalls(self._core, self._cooldowns)
         self._handles = Handles(self)
         self._core.on_change(self._handles.show)
         return self
 
     def __setattr__(self, name: str, value: Any) -> None:
-        """A shared field set on a running router acts on its core (every handle
-        shows it); a field fixed at construction is refused."""
-        if name in SHARED_FIELDS and "_core" in (self.__pydantic_private__ or {}):
-            self._set_shared(name, value)
-        elif name in FIXED_FIELDS and "_core" in (self.__pydantic_private__ or {}):
-            raise ValueError(
-                f"{name}: fixed once the router is built (the learned statistics "
-                "depend on it); use add_model/remove_model for children, or "
-                "save() and load() into a new router"
-            )
+        """A shared field set on a running router acts on its core and shows on
+        every handle; a field fixed at construction is refused."""
+        if "_core" in (self.__pydantic_private__ or {}) and name in ASSIGNED:
+            set_shared(self, name, value)
         else:
             super().__setattr__(name, value)
 
@@ -304,7 +268,8 @@ class MetaLLMRouterChatModel(RouterBase):
 
     def query_of(self, input: LanguageModelInput) -> str:
         """The text a call on ``input`` is routed by (``query_from_messages``)."""
-        return self._query(self._convert_input(input).to_messages())
+        messages = self._convert_input(input).to_messages()
+        return query_text(self.query_from_messages, messages)
 
     # Learning, planning, settings and persistence ---------------------------------
 
@@ -347,11 +312,11 @@ class MetaLLMRouterChatModel(RouterBase):
 
     def set_cost_weight(self, cost_weight: float) -> None:
         """Decide with ``cost_weight`` from the next call on (nothing relearned)."""
-        self._set_shared("cost_weight", cost_weight)
+        self._core.set("cost_weight", cost_weight)
 
     def set_budget(self, budget: float | None) -> None:
         """Pace spend to ``budget`` from the next call on (None: fixed weight)."""
-        self._set_shared("budget", budget)
+        self._core.set("budget", budget)
 
     def set_costs(self, costs: Mapping[str, float]) -> None:
         """New costs for some children, in effect from the next call (nothing
@@ -369,7 +334,6 @@ class MetaLLMRouterChatModel(RouterBase):
         models = {**self.models, name: model}  # callable before it can be chosen
         self._core.add_child(name, cost, price)
         self._handles.show("models", models)
-        self._handles.show("prices", self._prices())
 
     def remove_model(self, name: str) -> None:
         """Remove child ``name`` and its statistics (every handle), keeping every
@@ -378,7 +342,6 @@ class MetaLLMRouterChatModel(RouterBase):
         self._handles.show(
             "models", {k: v for k, v in self.models.items() if k != name}
         )
-        self._handles.show("prices", self._prices())
 
     def save(self, path: StrPath) -> None:
         """Save what was learned and what resuming needs to the directory
@@ -470,251 +433,16 @@ class MetaLLMRouterChatModel(RouterBase):
         traced = {k: v for k, v in kwargs.items() if k == "ls_structured_output_format"}
         return self.bind(tool_binding=binding, **traced)
 
-    def _generate(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> ChatResult:
-        call = self._call(messages, stop, run_manager, kwargs)
-        context = self._core.context(call.query)
-        decision = self._decide(call, context)
-        answered, message, attempts = call_in_order(
-            decision.order,
-            lambda name: self._child(name, call)(messages),
-            fallback=self.fallback,
-            on_attempt=self._cooldowns.observe,
-        )
-        usage = message.usage_metadata if isinstance(message, AIMessage) else None
-        done = self._core.register(decision, answered, context, usage)
-        return routed_result(message, self._metadata(done, call, attempts, usage))
-
-    async def _agenerate(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: AsyncCallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> ChatResult:
-        call = self._call(messages, stop, run_manager, kwargs)
-        context = await self._core.acontext(call.query)
-        decision = await self._off_loop(self._decide, call, context)
-        answered, message, attempts = await acall_in_order(
-            decision.order,
-            lambda name: self._child(name, call, asynchronous=True)(messages),
-            fallback=self.fallback,
-            on_attempt=self._cooldowns.observe,
-        )
-        usage = message.usage_metadata if isinstance(message, AIMessage) else None
-        done = await self._off_loop(
-            self._core.register, decision, answered, context, usage
-        )
-        return routed_result(message, self._metadata(done, call, attempts, usage))
-
-    def _stream(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> Iterator[ChatGenerationChunk]:
-        call = self._call(messages, stop, run_manager, kwargs)
-        context = self._core.context(call.query)
-        decision = self._decide(call, context)
-        answered, stream, attempts = stream_in_order(
-            decision.order,
-            lambda name: self._child(name, call, streaming=True)(messages),
-            fallback=self.fallback,
-            on_attempt=self._cooldowns.observe,
-        )
-        relay = ChunkRelay()
-        for chunk in stream:
-            if (previous := relay.push(chunk)) is not None:
-                yield previous
-        done = self._core.register(decision, answered, context, relay.usage)
-        yield relay.final(self._metadata(done, call, attempts, relay.usage))
-
-    async def _astream(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: AsyncCallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> AsyncIterator[ChatGenerationChunk]:
-        call = self._call(messages, stop, run_manager, kwargs)
-        context = await self._core.acontext(call.query)
-        decision = await self._off_loop(self._decide, call, context)
-        answered, stream, attempts = await astream_in_order(
-            decision.order,
-            lambda name: self._child(name, call, streaming=True, asynchronous=True)(
-                messages
-            ),
-            fallback=self.fallback,
-            on_attempt=self._cooldowns.observe,
-        )
-        relay = ChunkRelay()
-        async for chunk in stream:
-            if (previous := relay.push(chunk)) is not None:
-                yield previous
-        done = await self._off_loop(
-            self._core.register, decision, answered, context, relay.usage
-        )
-        yield relay.final(self._metadata(done, call, attempts, relay.usage))
-
     # Internals -----------------------------------------------------------------
 
-    def _set_shared(self, name: str, value: Any) -> None:
-        """Apply a shared field's new value (see ``__setattr__``)."""
-        if name == "costs":
-            self.set_costs(value)
-        elif name == "default_model":
-            self._core.set_catalogue(self._core.catalogue.with_default(value))
-        elif name in ("allowed_fails", "cooldown_time"):
-            self._cooldowns.configure(**{name: value})
-            self._handles.show(name, getattr(self._cooldowns, name))
-        else:
-            self._core.set(name, value)
-
-    def _prices(self) -> dict[str, tuple[float, float]] | None:
-        prices = self._core.catalogue.prices
-        return None if prices is None else dict(prices)
-
-    def _call(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None,
-        run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun | None,
-        kwargs: dict[str, Any],
-    ) -> RoutedCall:
-        """One call's routing inputs, with the router's own arguments taken out
-        of ``kwargs``; a run id already routed is refused."""
-        link = stream_run.take(run_manager)
-        self._core.pending.check_unused(link.run_id)
-        plan = kwargs.pop(PLAN_ARGUMENT, None)
-        sticky = plan is None and self.sticky_tool_loops
-        return RoutedCall(
-            query=self._query(messages),
-            messages=messages,
-            stop=stop or self.stop,
-            link=link,
-            plan=plan,
-            sticky=loop_model(messages, self.model_names) if sticky else None,
-            cost_weight=kwargs.pop("cost_weight", None),
-            kwargs=kwargs,
+    def _call_options(self) -> CallOptions:
+        """This handle's own fields a call uses."""
+        return CallOptions(
+            models=self.models,
+            query=self.query_from_messages,
+            stop=self.stop,
+            max_tokens=self.max_tokens,
+            fallback=self.fallback,
+            sticky_tool_loops=self.sticky_tool_loops,
+            off_loop=self.store is not None,
         )
-
-    def _decide(self, call: RoutedCall, context: FloatArray | None) -> Decision:
-        return self._core.decide(
-            call.link.run_id,
-            context,
-            cost_weight=call.cost_weight,
-            planned=None if call.plan is None else call.plan["child"],
-            sticky=call.sticky,
-            cooling=self._cooldowns.cooling(),
-        )
-
-    async def _off_loop(self, function: Callable[..., T], *args: Any) -> T:
-        """``function(*args)`` in a worker thread when it may wait on a shared
-        store, so the event loop never blocks on its I/O."""
-        if self.store is None:
-            return function(*args)
-        return await asyncio.to_thread(function, *args)
-
-    def _child(
-        self,
-        name: str,
-        call: RoutedCall,
-        *,
-        streaming: bool = False,
-        asynchronous: bool = False,
-    ) -> Callable[[list[BaseMessage]], Any]:
-        """How to call child ``name`` for ``call``: invoke, ainvoke, stream or
-        astream on the bound child with the call's options."""
-        child, options = bound_child(name, self.models[name], call, self.max_tokens)
-        method = (
-            ("astream" if asynchronous else "stream")
-            if streaming
-            else ("ainvoke" if asynchronous else "invoke")
-        )
-        bound = getattr(child, method)
-        return lambda messages: bound(messages, **options)
-
-    def _query(self, messages: Sequence[BaseMessage]) -> str:
-        text = self.query_from_messages(messages)
-        if not isinstance(text, str):
-            raise TypeError(
-                f"query_from_messages: must return str, got {type(text).__name__}"
-            )
-        return text
-
-    def _metadata(
-        self,
-        decision: Decision,
-        call: RoutedCall,
-        attempts: list[Attempt],
-        usage: UsageMetadata | None,
-    ) -> dict[str, Any]:
-        """The answer's ``metallm`` metadata: the decision and how it was served."""
-        model = str(decision.answered)
-        metadata: dict[str, Any] = {
-            "model": model,
-            "chosen": decision.chosen,
-            "run_id": decision.run_id,
-            "expected_reward": decision.predicted.get(model, float("nan"))
-            - decision.penalty[model],
-            "ucb": decision.value.get(model, float("nan")),
-            "cost": decision.cost,
-            "task": decision.task,
-            "embedding_failed": decision.outage,
-            "attempts": attempts,
-            "usage": usage,
-            "cached": False,
-            "sticky": decision.sticky,
-            "probe": decision.probe,
-            "fallback": decision.fallback,
-            "cooling_down": list(decision.cooldown),
-        }
-        if decision.planned and call.plan is not None:
-            metadata.update(planned=True, predicted_score=call.plan["predicted_score"])
-        return metadata
-
-    # RouterBase hooks --------------------------------------------------------------
-
-    @property
-    def _prefetch_size(self) -> int:
-        return self.embedding_cache_size
-
-    def _prefetch(self, inputs: Sequence[LanguageModelInput]) -> None:
-        self._core.vectors(self._batch_queries(inputs))
-
-    async def _aprefetch(self, inputs: Sequence[LanguageModelInput]) -> None:
-        await self._core.avectors(self._batch_queries(inputs))
-
-    def _on_cache_hit(self, run_id: str) -> None:
-        self._core.pending.refuse(run_id, CACHE_HIT)
-
-    def _batch_queries(self, inputs: Sequence[LanguageModelInput]) -> list[str]:
-        """Query texts of the batch items that have one; a bad item is left to
-        fail on its own call, so ``return_exceptions`` gets one result per item."""
-        texts = []
-        for item in inputs:
-            with suppress(Exception):
-                texts.append(self.query_of(item))
-        return texts
-
-
-_SETTINGS = (
-    "cost_weight",
-    "budget",
-    "decay",
-    "alpha",
-    "ridge",
-    "strict_feedback",
-    "auto_tasks",
-    "online_clusters",
-    "embedding_cache_size",
-    "max_pending",
-    "pending_ttl",
-)
-"""The fields the core's ``Settings`` take over."""

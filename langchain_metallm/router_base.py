@@ -8,7 +8,9 @@
 * ``batch``/``abatch``: every query of a batch is embedded in one call before the
   items are routed one by one.
 
-The router (``chat_models``) fills in the three hooks at the bottom.
+* ``_generate``, ``_agenerate``, ``_stream``, ``_astream``: every call runs
+  through ``routed_call.RoutedCalls`` (``_calls``), with the options of the
+  handle it was made on (``_call_options``, which the router defines).
 """
 
 from __future__ import annotations
@@ -25,16 +27,21 @@ from langchain_core.callbacks import (
 )
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
-from langchain_core.outputs import ChatResult
+from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from langchain_core.runnables import RunnableConfig
+from pydantic import PrivateAttr
 
 from langchain_metallm import stream_run
-from langchain_metallm.llm_cache import as_cache_hit
+from langchain_metallm.llm_cache import CACHE_HIT, as_cache_hit
+from langchain_metallm.routed_call import CallOptions, RoutedCalls, query_text
 
 
 class RouterBase(BaseChatModel):
     """A chat model whose ``_stream`` always knows its run, whose cache hits are
-    marked as such, and whose batches are embedded in one call."""
+    marked as such, whose batches are embedded in one call, and whose calls are
+    routed."""
+
+    _calls: RoutedCalls = PrivateAttr()
 
     def stream(
         self,
@@ -157,21 +164,75 @@ class RouterBase(BaseChatModel):
         for start in range(0, total, size):
             yield start, min(start + size, total)
 
-    # Hooks -----------------------------------------------------------------------
+    # The router's calls (``routed_call``) -------------------------------------------
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        options = self._call_options()
+        return self._calls.generate(options, messages, stop, run_manager, kwargs)
+
+    async def _agenerate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        options = self._call_options()
+        return await self._calls.agenerate(options, messages, stop, run_manager, kwargs)
+
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        options = self._call_options()
+        return self._calls.stream(options, messages, stop, run_manager, kwargs)
+
+    def _astream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        options = self._call_options()
+        return self._calls.astream(options, messages, stop, run_manager, kwargs)
+
+    def _call_options(self) -> CallOptions:
+        """This handle's own fields a call uses (the router defines it)."""
+        raise NotImplementedError
 
     @property
     def _prefetch_size(self) -> int:
         """How many queries' embeddings can be held at once."""
-        raise NotImplementedError
+        return self._calls.core.settings.embedding_cache_size
 
     def _prefetch(self, inputs: Sequence[LanguageModelInput]) -> None:
         """Embed the queries of ``inputs`` in one call (the cache keeps them)."""
-        raise NotImplementedError
+        self._calls.core.vectors(self._batch_queries(inputs))
 
     async def _aprefetch(self, inputs: Sequence[LanguageModelInput]) -> None:
         """Async twin of ``_prefetch``."""
-        raise NotImplementedError
+        await self._calls.core.avectors(self._batch_queries(inputs))
 
     def _on_cache_hit(self, run_id: str) -> None:
         """Run ``run_id`` was answered from the LLM cache, without a decision."""
-        raise NotImplementedError
+        self._calls.core.pending.refuse(run_id, CACHE_HIT)
+
+    def _batch_queries(self, inputs: Sequence[LanguageModelInput]) -> list[str]:
+        """Query texts of the batch items that have one; a bad item is left to
+        fail on its own call, so ``return_exceptions`` gets one result per item."""
+        query = self._call_options().query
+        texts = []
+        for item in inputs:
+            with suppress(Exception):
+                texts.append(query_text(query, self._convert_input(item).to_messages()))
+        return texts

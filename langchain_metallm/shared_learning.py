@@ -89,6 +89,31 @@ SHARED_FIELDS = frozenset(
 core and shows on every handle."""
 FIXED_FIELDS = (LEARNING_FIELDS | {"models"}) - SHARED_FIELDS
 """Fields fixed at construction: setting one afterwards is refused."""
+ASSIGNED = SHARED_FIELDS | FIXED_FIELDS
+"""Fields whose assignment on a built router goes through ``set_shared``."""
+
+
+def set_shared(router: Any, name: str, value: Any) -> None:
+    """Set field ``name`` of a built ``router``: a shared field acts on its core
+    (catalogue, settings) or its cooldowns and shows on every handle; a fixed
+    one is refused."""
+    if name not in SHARED_FIELDS:
+        raise ValueError(
+            f"{name}: fixed once the router is built (the learned statistics "
+            "depend on it); use add_model/remove_model for children, or "
+            "save() and load() into a new router"
+        )
+    core = router.core
+    if name == "costs":
+        router.set_costs(value)
+    elif name == "default_model":
+        core.set_catalogue(core.catalogue.with_default(value))
+    elif name in ("allowed_fails", "cooldown_time"):
+        cooldowns = router.__pydantic_private__["_cooldowns"]
+        cooldowns.configure(**{name: value})
+        router.__pydantic_private__["_handles"].show(name, getattr(cooldowns, name))
+    else:
+        core.set(name, value)
 
 
 class Handles:

@@ -109,3 +109,32 @@ class EmbeddingCache:
                 keys = [str(k) for k in shard["keys"]]
                 self._vectors.update(zip(keys, shard["vectors"], strict=True))
         self._loaded = True
+
+
+class CachedVectors:
+    """An embedder (``embed_documents`` / ``aembed_documents``, what
+    ``RouterCore`` needs) that serves precomputed vectors by text: benchmarks
+    embed a data set once (``EmbeddingCache``) and replay it through the core.
+
+    ``label`` names the embedding model (``model_name``, which the core's
+    namespace reads). A text it was not given raises ``KeyError``.
+    """
+
+    def __init__(
+        self, texts: Sequence[str], vectors: NDArray[np.floating], label: str
+    ) -> None:
+        rows = np.asarray(vectors, dtype=np.float64)
+        if rows.ndim != 2 or rows.shape[0] != len(texts):
+            raise ValueError(
+                f"vectors: expected shape ({len(texts)}, dim), got {rows.shape}"
+            )
+        self.model_name = label
+        self._by_text = dict(zip(texts, rows.tolist(), strict=True))
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        """The vectors of ``texts``."""
+        return [self._by_text[t] for t in texts]
+
+    async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
+        """Async twin of ``embed_documents``."""
+        return self.embed_documents(texts)

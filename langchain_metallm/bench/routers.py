@@ -1,9 +1,10 @@
 """Routing policies compared by the benchmark, all on the same train/test problem.
 
 Each policy maps cost weights ``p`` to one chosen model per test query, the one
-with the best ``score - p * cost``. As in the router, the LinUCB policies learn
-scores and apply ``p`` only when deciding; they run exactly what
-``MetaLLMRouterChatModel`` runs: ``LinUCBPolicy`` over ``features.query_features``.
+with the best ``score - p * cost``. The online LinUCB policies (``linucb-*``)
+are the product's ``RouterCore``, driven as a call is: ``context`` ->
+``decide`` -> ``register`` -> ``learn`` (and ``fit`` for the warm start), so
+they measure what ``MetaLLMRouterChatModel`` runs.
 """
 
 from __future__ import annotations
@@ -16,11 +17,13 @@ from typing import Protocol
 import numpy as np
 from numpy.typing import NDArray
 
+from langchain_metallm.bench.cache import CachedVectors
+from langchain_metallm.core.catalogue import Catalogue
 from langchain_metallm.core.costs import reward_matrix
 from langchain_metallm.core.features import TaskModel
-from langchain_metallm.core.online_clusters import OnlineClusters
 from langchain_metallm.core.policy import LinUCBPolicy
-from langchain_metallm.core.router import FITTED_ALPHA, LIVE_ALPHA, add_live_prior
+from langchain_metallm.core.router import RouterCore
+from langchain_metallm.core.settings import Settings
 
 FloatArray = NDArray[np.float64]
 IndexArray = NDArray[np.int64]
@@ -188,11 +191,18 @@ class OfflineRidge:
 
 
 class OnlineLinUCB:
-    """The router's policy over the test stream: select at the cost weight,
-    observe the chosen model's true score, update. ``warm`` first fits on the
-    training scores (with the problem's features, as ``router.fit``); cold, it
-    is a router never fitted with its defaults: online clusters of the stream's
-    prompts, an optimistic prior (``engine``). ``alpha`` None: the router's."""
+    """The router over the test stream, one ``RouterCore`` per cost weight: each
+    query is one call (``context``, ``decide``, ``register`` the chosen child
+    as the answer) and its true score is learned (``learn``).
+
+    ``warm`` first fits the core on the training scores (``fit``) and routes on
+    the problem's features (its task classifier or clusters, built as
+    ``router.fit`` builds them): the core embeds a query as its feature row
+    without the trailing bias and routes on that "embedding" plus the bias,
+    i.e. on the feature row itself. Cold, it is a router never fitted with its
+    defaults: online clusters of the stream's prompts and embeddings, an
+    optimistic prior. ``alpha`` None: the router's default for each.
+    """
 
     uses_cost_weight = True
 
@@ -205,42 +215,60 @@ class OnlineLinUCB:
         self.name = "linucb-warm" if warm else "linucb-cold"
 
     def route(self, problem: Problem, cost_weights: Sequence[float]) -> list[Routing]:
-        """One ``select`` and one ``update`` per test query, timed together."""
+        """One call and one score per test query, timed together (the core's
+        work per call: context from the cached vector, decide, register, learn)."""
         return [self._route(problem, p) for p in cost_weights]
 
     def _route(self, problem: Problem, cost_weight: float) -> Routing:
+        core, texts = self._core(problem, cost_weight)
         scores = problem.test_scores
-        penalty = cost_weight * problem.cost
-        policy, clusters = self._policy(problem)
+        column = {name: j for j, name in enumerate(problem.models)}
         choices = np.empty(len(scores), dtype=np.int64)
         start = time.perf_counter()
-        for i, x in enumerate(problem.test_features):
-            if clusters is not None:  # the router's contexts() on one live prompt
-                vector, text = problem.test_embeddings[i : i + 1], problem.test_texts[i]
-                clusters.observe(vector, [text])
-                x = clusters.contexts(vector, [text])[0]
-            _, mean, bonus, _ = policy.estimate(x)
-            arm = int(np.argmax(mean - penalty + bonus))
-            policy.update(arm, x, float(scores[i, arm]))
-            choices[i] = arm
+        for i, text in enumerate(texts):
+            run_id = str(i)
+            context = core.context(text)
+            decision = core.decide(run_id, context)
+            j = column[decision.chosen]
+            core.register(decision, decision.chosen, context, None)
+            core.learn(run_id, float(scores[i, j]))
+            choices[i] = j
         return Routing(choices, (time.perf_counter() - start) / len(choices))
 
-    def _policy(self, problem: Problem) -> tuple[LinUCBPolicy, OnlineClusters | None]:
-        """A fitted policy on the problem's features, or a fresh live one on
-        online clusters, as the router creates them."""
-        if self.warm:
-            dim = problem.train_features.shape[1]
-            alpha = FITTED_ALPHA if self.alpha is None else self.alpha
-            policy = LinUCBPolicy(problem.models, dim, alpha=alpha, ridge=self.ridge)
-            policy.fit(problem.train_features, problem.train_scores)
-            return policy, None
-        clusters = OnlineClusters(problem.test_embeddings.shape[1])
-        alpha = LIVE_ALPHA if self.alpha is None else self.alpha
-        policy = LinUCBPolicy(
-            problem.models, clusters.dim, alpha=alpha, ridge=self.ridge
+    def _core(
+        self, problem: Problem, cost_weight: float
+    ) -> tuple[RouterCore, tuple[str, ...]]:
+        """A core as the router builds it (warm: fitted on the training part),
+        and the texts of the test queries it is called with."""
+        catalogue = Catalogue.build(
+            dict(zip(problem.models, problem.cost.tolist(), strict=True))
         )
-        add_live_prior(policy)
-        return policy, clusters
+        settings = Settings(cost_weight=cost_weight, alpha=self.alpha, ridge=self.ridge)
+        if not self.warm:
+            embedder = CachedVectors(
+                problem.test_texts, problem.test_embeddings, "bench-embeddings"
+            )
+            core = RouterCore(
+                name="bench",
+                settings=settings,
+                catalogue=catalogue,
+                embeddings=embedder,
+            )
+            return core, problem.test_texts
+        train = tuple(f"train {i}" for i in range(len(problem.train_features)))
+        test = tuple(f"test {i}" for i in range(len(problem.test_features)))
+        features = np.vstack([problem.train_features, problem.test_features])
+        if not np.all(features[:, -1] == 1.0):
+            raise ValueError("features: each row must end with the bias 1.0")
+        embedder = CachedVectors(train + test, features[:, :-1], "bench-features")
+        core = RouterCore(
+            name="bench",
+            settings=settings.changed(auto_tasks=False, online_clusters=False),
+            catalogue=catalogue,
+            embeddings=embedder,
+        )
+        core.fit(train, problem.train_scores, None)
+        return core, test
 
 
 def _argmax(values: FloatArray) -> IndexArray:

@@ -138,7 +138,7 @@ class RouterCore:
 
     def on_change(self, listener: Callable[[str, Any], None]) -> None:
         """Call ``listener(name, value)`` after each change of a setting or of
-        the catalogue (``"costs"``, ``"models"``, ``"default_model"``)."""
+        the catalogue (``"costs"``, ``"prices"``, ``"default_model"``)."""
         self._listeners.append(listener)
 
     def set(self, name: str, value: Any) -> None:
@@ -171,8 +171,7 @@ class RouterCore:
             if self.pacer is not None:
                 catalogue.check_budget(self.pacer.budget)
             self.catalogue = catalogue
-        self._notify("costs", dict(catalogue.costs))
-        self._notify("default_model", catalogue.default)
+        self._show(catalogue)
 
     def add_child(self, name: str, cost: object, price: Any = None) -> None:
         """Add child ``name`` on the live router, keeping every other child's
@@ -190,7 +189,7 @@ class RouterCore:
                     name, like=policy.best_mean(), prior_outcomes=PRIOR_OUTCOMES
                 )
             self.catalogue = catalogue
-        self._notify("costs", dict(catalogue.costs))
+        self._show(catalogue)
 
     def remove_child(self, name: str) -> None:
         """Remove child ``name`` and its statistics, keeping every other child's;
@@ -202,7 +201,7 @@ class RouterCore:
             self.catalogue = catalogue
             if self._policy is not None and name in self._policy.arms:
                 self._policy.remove_arm(name)
-        self._notify("costs", dict(catalogue.costs))
+        self._show(catalogue)
 
     # One call ---------------------------------------------------------------------
 
@@ -479,6 +478,13 @@ class RouterCore:
     def _notify(self, name: str, value: Any) -> None:
         for listener in list(self._listeners):
             listener(name, value)
+
+    def _show(self, catalogue: Catalogue) -> None:
+        """Tell the listeners the catalogue's costs, prices and default."""
+        prices = catalogue.prices
+        self._notify("costs", dict(catalogue.costs))
+        self._notify("prices", None if prices is None else dict(prices))
+        self._notify("default_model", catalogue.default)
 
     def _context_of(self, vectors: FloatArray, text: str, learn: bool) -> FloatArray:
         if learn:
