@@ -40,8 +40,8 @@ def _contexts(seed: int, n: int) -> np.ndarray:
 
 def _decide_and_learn(policy: LinUCBPolicy, xs: np.ndarray) -> None:
     for x in xs:
-        arm = policy.select(x).arm
-        policy.update(arm, x, float(x[arm] > 0))
+        name = policy.select(x)
+        policy.update(name, x, float(x[ARMS.index(name)] > 0))
 
 
 def in_memory(threads: int, per_thread: int) -> float:

@@ -67,8 +67,7 @@ def policy_decisions(n: int = 5_000, decay: float = 1.0) -> None:
     rewards = rng.uniform(size=n)
 
     def step(i: int) -> None:
-        decision = policy.select(xs[i])
-        policy.update(decision.arm, xs[i], float(rewards[i]))
+        policy.update(policy.select(xs[i]), xs[i], float(rewards[i]))
 
     timed(step, 200)  # warm up
     samples = timed(step, n)

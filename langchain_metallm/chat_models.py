@@ -250,20 +250,23 @@ class MetaLLMRouterChatModel(RouterBase):
         return NaN)."""
         return self._core.learn(run_id_of(run), score, strict=strict)
 
+    async def arecord_feedback(
+        self, run: UUID | str | AIMessage, score: float, *, strict: bool | None = None
+    ) -> float:
+        """Async twin of ``record_feedback`` (store I/O off the event loop)."""
+        return await self._core.alearn(run_id_of(run), score, strict=strict)
+
     def is_pending(self, run_id: UUID | str) -> bool:
         """Whether a routed call with this run id still awaits feedback."""
         return str(run_id) in self._core.pending
 
     def note_feedback_error(self, run_id: UUID | str | None, problem: str) -> None:
-        """Count (``stats()["scorer_errors"]``) and log feedback that a scorer or
-        a feedback event failed to give; the decision stays pending."""
+        """Count (``stats()["scorer_errors"]``) and log feedback a scorer failed."""
         self._core.pending.count("scorer_errors")
         _logger.error("metallm feedback for run_id %s not applied: %s", run_id, problem)
 
     def stats(self) -> dict[str, int]:
-        """Counters: ``pending`` decisions, feedback ``applied`` and ``refused``,
-        decisions ``expired`` or ``evicted``, ``scorer_errors``,
-        ``embedding_failures``, ``cooldowns`` started, children ``cooling_down``."""
+        """Feedback counters (``pending``, ``applied``, ...) and cooldowns."""
         return {**self._core.pending.stats(), **self._cooldowns.stats()}
 
     def query_of(self, input: LanguageModelInput) -> str:
@@ -433,10 +436,8 @@ class MetaLLMRouterChatModel(RouterBase):
         traced = {k: v for k, v in kwargs.items() if k == "ls_structured_output_format"}
         return self.bind(tool_binding=binding, **traced)
 
-    # Internals -----------------------------------------------------------------
-
     def _call_options(self) -> CallOptions:
-        """This handle's own fields a call uses."""
+        """This handle's own fields a call uses (``RouterBase`` runs the call)."""
         return CallOptions(
             models=self.models,
             query=self.query_from_messages,

@@ -44,6 +44,8 @@ class FeedbackTarget(Protocol):
         self, run: Any, score: float, *, strict: bool | None = None
     ) -> float: ...
 
+    async def arecord_feedback(self, run: Any, score: float) -> float: ...
+
     def note_feedback_error(self, run_id: UUID | str | None, problem: str) -> None: ...
 
 
@@ -297,4 +299,4 @@ class _AsyncScoringHandler(MetaLLMFeedbackHandler):
             return
         finally:
             _IN_SCORER.reset(token)
-        self.router.record_feedback(run_id, score)
+        await self.router.arecord_feedback(run_id, score)

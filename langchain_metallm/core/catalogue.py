@@ -145,6 +145,8 @@ class Catalogue:
         check_child_name(name)
         if name in self.costs:
             raise ValueError(f"name: {name!r} is already a child")
+        if isinstance(probes, bool) or not isinstance(probes, int) or probes < 0:
+            raise ValueError(f"probes: must be an integer >= 0, got {probes!r}")
         prices = None
         if self.prices is not None:
             if price is None:

@@ -58,6 +58,9 @@ class Decision:
     """Each child's cost penalty ``cost_weight * normalised cost``."""
     bonus: Mapping[str, float]
     """Each child's exploration bonus (NaN without an embedding)."""
+    value: Mapping[str, float]
+    """Each child's decision value: predicted score - penalty + bonus, or the
+    best score possible less its penalty for a forced probe (NaN: no embedding)."""
     cost_weight: float
     """The cost weight ``p`` of this decision."""
     time: float = field(default_factory=time.time)
@@ -83,14 +86,6 @@ class Decision:
     task: str | None = None
     """The task or cluster the context was routed as, if any."""
 
-    @property
-    def value(self) -> dict[str, float]:
-        """Each child's decision value: predicted score - penalty + bonus."""
-        return {
-            name: self.predicted[name] - self.penalty[name] + self.bonus[name]
-            for name in self.order
-        }
-
     def answered_by(self, name: str, cost: float, task: str | None) -> Decision:
         """This decision completed with the child that answered and its cost."""
         return replace(
@@ -100,7 +95,7 @@ class Decision:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of every field."""
         record = {k: getattr(self, k) for k in self.__dataclass_fields__}
-        for key in ("predicted", "penalty", "bonus"):
+        for key in ("predicted", "penalty", "bonus", "value"):
             record[key] = dict(record[key])
         record["order"] = list(self.order)
         record["cooldown"] = list(self.cooldown)
@@ -143,6 +138,7 @@ def rank(
                 unknown,
                 MappingProxyType(penalty),
                 unknown,
+                unknown,
                 cost_weight,
                 outage=True,
             ),
@@ -173,6 +169,7 @@ def rank(
         MappingProxyType({n: estimates.predicted[n] for n in names}),
         MappingProxyType(penalty),
         MappingProxyType({n: estimates.bonus[n] for n in names}),
+        MappingProxyType(value),
         cost_weight,
         probe=forced is None and chosen in probing,
         sticky=forced is not None and forced == sticky and planned is None,

@@ -202,6 +202,10 @@ class LinUCBPolicy:
         ``x`` (``penalty`` by arm name, e.g. cost weight times cost; absent
         names pay none). The router decides with ``decision.rank`` instead,
         which adds its other rules to the same estimates."""
+        if penalty is not None and not isinstance(penalty, Mapping):
+            raise TypeError(
+                f"penalty: expected a mapping of arm name -> penalty, got {penalty!r}"
+            )
         arms, mean, bonus, _ = self.estimate(x)
         cost = np.array([0.0 if penalty is None else penalty.get(a, 0.0) for a in arms])
         if not np.all(np.isfinite(cost)):

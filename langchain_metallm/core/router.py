@@ -15,6 +15,7 @@ generation checked -> ``LinUCBPolicy.update``. Nothing else reaches the learner.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import threading
 import warnings
@@ -337,6 +338,15 @@ class RouterCore:
             self.pending.restore(run_id, decision)
             raise
         return checked
+
+    async def alearn(
+        self, run_id: str, score: float, *, strict: bool | None = None
+    ) -> float:
+        """Async twin of ``learn``: with a shared store its write runs in a
+        worker thread, so the event loop never waits on store I/O."""
+        if self.store is None:
+            return self.learn(run_id, score, strict=strict)
+        return await asyncio.to_thread(self.learn, run_id, score, strict=strict)
 
     # Learning from recorded outcomes ----------------------------------------------
 

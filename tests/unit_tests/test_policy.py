@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 
 from langchain_metallm import LinUCBPolicy
+from langchain_metallm.core.catalogue import Catalogue
+from langchain_metallm.core.decision import Decision, estimates_of, rank
 from langchain_metallm.core.policy import RIDGE_SLACK
 
 ARMS = ["a", "b", "c"]
@@ -22,10 +24,13 @@ def _reference(
     return A, b
 
 
-def _ucb(A: np.ndarray, b: np.ndarray, x: np.ndarray, alpha: float) -> np.ndarray:
+def _estimate(
+    A: np.ndarray, b: np.ndarray, x: np.ndarray, alpha: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each arm's predicted score and exploration bonus, by explicit inverses."""
     inv = np.linalg.inv(A)
     theta = np.einsum("kij,kj->ki", inv, b)
-    return theta @ x + alpha * np.sqrt(np.einsum("i,kij,j->k", x, inv, x))
+    return theta @ x, alpha * np.sqrt(np.einsum("i,kij,j->k", x, inv, x))
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -37,11 +42,14 @@ def test_select_and_update_match_explicit_inverse(seed: int) -> None:
     rewards = rng.uniform(-0.5, 1.0, size=n)
     arms = np.empty(n, dtype=int)
     for i in range(n):
-        decision = policy.select(xs[i])
+        names, mean, bonus, counts = policy.estimate(xs[i])
         A_ref, b_ref = _reference(xs[:i], arms[:i], rewards[:i], dim, ridge)
-        expected = _ucb(A_ref, b_ref, xs[i], alpha)
-        np.testing.assert_allclose(decision.ucbs, expected, rtol=0, atol=1e-9)
-        assert decision.arm == int(np.argmax(expected))
+        mean_ref, bonus_ref = _estimate(A_ref, b_ref, xs[i], alpha)
+        assert names == tuple(ARMS)
+        np.testing.assert_allclose(mean, mean_ref, rtol=0, atol=1e-9)
+        np.testing.assert_allclose(bonus, bonus_ref, rtol=0, atol=1e-9)
+        assert counts.tolist() == np.bincount(arms[:i], minlength=3).tolist()
+        assert policy.select(xs[i]) == ARMS[int(np.argmax(mean_ref + bonus_ref))]
         arms[i] = rng.integers(len(ARMS))  # explore every arm, not only the argmax
         policy.update(int(arms[i]), xs[i], float(rewards[i]))
     A_ref, b_ref = _reference(xs, arms, rewards, dim, ridge)
@@ -60,9 +68,10 @@ def test_predict_matches_select() -> None:
     xs = rng.normal(size=(7, 6))
     mean, width = policy.predict(xs)
     for x, m, w in zip(xs, mean, width, strict=True):
-        single = policy.select(x)
-        np.testing.assert_allclose(single.ucbs, m + 0.3 * w, atol=1e-12)
-        assert single.arm == int(np.argmax(m + 0.3 * w))
+        _, single_mean, single_bonus, _ = policy.estimate(x)
+        np.testing.assert_allclose(single_mean, m, atol=1e-12)
+        np.testing.assert_allclose(single_bonus, 0.3 * w, atol=1e-12)
+        assert policy.select(x) == ARMS[int(np.argmax(m + 0.3 * w))]
 
 
 def test_fit_equals_sequential_updates_and_skips_nan() -> None:
@@ -90,6 +99,8 @@ def test_fit_equals_sequential_updates_and_skips_nan() -> None:
         (lambda p: p.update(0, [np.nan, 0, 0, 0], 1.0), "NaN"),
         (lambda p: p.update(0, np.ones(4), float("inf")), "finite"),
         (lambda p: p.select(np.ones(5)), "dimension 4"),
+        (lambda p: p.estimate(np.ones(5)), "dimension 4"),
+        (lambda p: p.select(np.ones(4), {"a": np.nan}), "NaN"),
         (lambda p: p.fit(np.ones((2, 4)), np.ones((3, 3))), "scores"),
         (
             lambda p: p.load_statistics(np.ones((3, 4, 4)), np.zeros((3, 4)), [0] * 3),
@@ -135,27 +146,54 @@ def test_penalty_is_subtracted_at_decision_time_only() -> None:
     for arm, x, s in _steps(80, 6):
         policy.update(arm, x, s)
     before = [a.tobytes() for a in policy.statistics()]
-    penalty = np.array([0.0, 0.2, 0.9])
+    penalty = {"a": 0.0, "b": 0.2, "c": 0.9}
+    cost = np.array([penalty[name] for name in ARMS])
+    # The same penalties from a catalogue: unit 1 (the priciest child at build
+    # time), then c's price cut to 0.9, at cost weight 1.
+    catalogue = Catalogue.build({"a": 0.0, "b": 0.2, "c": 1.0}).with_costs({"c": 0.9})
     for x in rng.normal(size=(20, 6)):
         mean, width = policy.predict(x[None])
-        expected = mean[0] - penalty + 0.3 * width[0]
-        decision = policy.select(x, penalty)
-        np.testing.assert_allclose(decision.ucbs, expected, atol=1e-12)
-        assert decision.arm == int(np.argmax(expected))
-        assert decision.ranking() == list(np.argsort(-expected))
-        assert decision.expected_reward == pytest.approx(
-            mean[0, decision.arm] - penalty[decision.arm]
+        expected = mean[0] - cost + 0.3 * width[0]
+        names, predicted, bonus, counts = policy.estimate(x)
+        assert names == tuple(ARMS)
+        np.testing.assert_allclose(predicted, mean[0], atol=1e-12)
+        np.testing.assert_allclose(bonus, 0.3 * width[0], atol=1e-12)
+        np.testing.assert_allclose(predicted - cost + bonus, expected, atol=1e-12)
+        chosen = policy.select(x, penalty)
+        assert chosen == ARMS[int(np.argmax(expected))]
+        decision = rank(
+            "run",
+            catalogue,
+            estimates_of(names, predicted, bonus, counts),
+            cost_weight=1.0,
         )
+        assert dict(decision.penalty) == penalty
+        assert decision.chosen == chosen
+        assert list(decision.order) == [ARMS[j] for j in np.argsort(-expected)]
+        np.testing.assert_allclose(
+            [decision.value[name] for name in ARMS], expected, atol=1e-12
+        )
+        assert not decision.probe
     assert [a.tobytes() for a in policy.statistics()] == before  # nothing learned
 
 
-@pytest.mark.parametrize(
-    ("penalty", "error"),
-    [([0.0, 1.0], r"one per arm \(3\)"), ([0.0, np.nan, 0.0], "NaN")],
-)
-def test_a_bad_penalty_is_refused(penalty: list[float], error: str) -> None:
+def test_a_penalty_is_by_arm_name_and_absent_names_pay_none() -> None:
     policy = LinUCBPolicy(ARMS, 4)
-    with pytest.raises(ValueError, match=error):
+    policy.fit(np.eye(4)[:3], np.diag([0.9, 0.5, 0.1]))  # a scores best on x
+    x = np.eye(4)[0]
+    assert policy.select(x) == "a"
+    assert policy.select(x, {"a": 0.0}) == "a"
+    assert policy.select(x, {"a": 1.0}) != "a"  # a pays: another wins
+    assert policy.select(x, {"b": 1.0, "c": 1.0}) == "a"  # a pays nothing
+
+
+@pytest.mark.parametrize(
+    "penalty",
+    [{"a": 0.0, "b": np.nan, "c": 0.0}, {"c": float("inf")}, {"a": -np.inf}],
+)
+def test_a_bad_penalty_is_refused(penalty: dict[str, float]) -> None:
+    policy = LinUCBPolicy(ARMS, 4)
+    with pytest.raises(ValueError, match="penalty: contains NaN or infinity"):
         policy.select(np.ones(4), penalty)
 
 
@@ -185,8 +223,10 @@ def test_decay_discounts_toward_the_prior_on_each_update(
         if i % 10 == 0 or i == steps - 1:
             theta = np.linalg.solve(cached, b[..., None])[..., 0]
             np.testing.assert_allclose(policy.theta, theta, rtol=1e-8, atol=1e-10)
-            ucbs = _ucb(cached, b, x, 0.4)
-            np.testing.assert_allclose(policy.select(x).ucbs, ucbs, atol=1e-9)
+            mean_ref, bonus_ref = _estimate(cached, b, x, 0.4)
+            _, mean, bonus, _ = policy.estimate(x)
+            np.testing.assert_allclose(mean, mean_ref, atol=1e-9)
+            np.testing.assert_allclose(bonus, bonus_ref, atol=1e-9)
     for mine, theirs in zip(policy.statistics(), (A, b), strict=False):
         np.testing.assert_allclose(mine, theirs, rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(policy.A, A, rtol=1e-10, atol=1e-10)
@@ -244,7 +284,13 @@ def test_arms_are_added_and_removed_keeping_the_others_statistics() -> None:
     assert left_b[:2].tobytes() == b[[0, 2]].tobytes()
     assert policy.counts.tolist() == [counts[0], counts[2], 1]
     x = np.linspace(-1, 1, 4)
-    assert len(policy.select(x, [0.0, 0.1, 0.2]).ucbs) == 3
+    names, mean, bonus, est_counts = policy.estimate(x)
+    assert names == ("a", "c", "d")
+    assert len(mean) == len(bonus) == 3
+    assert est_counts.tolist() == [counts[0], counts[2], 1]
+    penalty = {"a": 0.0, "c": 0.1, "d": 0.2}
+    value = mean - np.array([0.0, 0.1, 0.2]) + bonus
+    assert policy.select(x, penalty) == names[int(np.argmax(value))]
 
 
 @pytest.mark.parametrize(
@@ -252,7 +298,8 @@ def test_arms_are_added_and_removed_keeping_the_others_statistics() -> None:
     [
         (lambda p: p.add_arm("b"), "'b' is already one of"),
         (lambda p: p.add_arm(""), "non-empty strings"),
-        (lambda p: p.add_arm("d", probes=-1), "probes"),
+        (lambda p: p.add_arm("d", prior_outcomes=-1), "prior_outcomes"),
+        (lambda p: p.add_arm("d", like="z"), "'z' is not one of"),
         (lambda p: p.remove_arm("z"), "'z' is not one of"),
         (lambda p: p.update("z", np.ones(4), 1.0), "'z' is not one of"),
     ],
@@ -275,22 +322,48 @@ def test_the_last_arm_cannot_be_removed() -> None:
     assert policy.arms == ("only",)
 
 
+def _decide(
+    policy: LinUCBPolicy, catalogue: Catalogue, x: np.ndarray, cost_weight: float
+) -> Decision:
+    """The router's rule (``decision.rank``) on this policy's estimates for ``x``."""
+    estimates = estimates_of(*policy.estimate(x))
+    return rank("run", catalogue, estimates, cost_weight=cost_weight)
+
+
 def test_a_new_arm_is_probed_where_it_could_win_then_judged_by_its_data() -> None:
+    """Forced probes are ``rank``'s rule (``Catalogue.probes``) on the policy's
+    estimates: until the policy has learned that many outcomes of a child, the
+    child is valued at the best score possible less its penalty."""
     rng = np.random.default_rng(2)
     dim = 4
     policy = LinUCBPolicy(["cheap", "good"], dim, alpha=0.1)
     xs = np.hstack([rng.normal(0, 0.1, size=(400, dim - 1)), np.ones((400, 1))])
     policy.fit(xs, np.tile([0.3, 0.8], (400, 1)))
-    policy.add_arm("new", probes=5)
+    policy.add_arm("new")
+    # Unit 1 and cost weight 1: each child's penalty is its cost.
+    built = Catalogue.build({"cheap": 0.0, "good": 1.0})
+    catalogue = built.with_child("new", 0.5, probes=5)
+    priced_out = catalogue.with_costs({"good": 0.0})  # penalties 0, 0, 0.5
+    fair = catalogue.with_costs({"good": 0.1, "new": 0.1})  # penalties 0, 0.1, 0.1
+    unprobed = built.with_child("new", 0.1).with_costs({"good": 0.1})
     x = xs[0]
     # priced so that even a perfect score could not beat "good": never probed
-    assert policy.select(x, [0.0, 0.0, 0.5]).model == "good"
-    for _ in range(5):  # priced fairly: probed until it has 5 outcomes ...
-        decision = policy.select(x, [0.0, 0.1, 0.1])
-        assert decision.model == "new"
-        policy.update(decision.arm, x, 0.0)  # ... and it is bad
-    chosen = [policy.select(x, [0.0, 0.1, 0.1]).model for x in xs[:50]]
-    assert "new" not in chosen
+    decision = _decide(policy, priced_out, x, 1.0)
+    assert dict(decision.penalty) == {"cheap": 0.0, "good": 0.0, "new": 0.5}
+    assert decision.chosen == "good" and not decision.probe
+    # without probes its cold estimate would not win at a fair price either
+    assert _decide(policy, unprobed, x, 1.0).chosen == "good"
+    for i in range(5):  # priced fairly: probed until it has 5 outcomes ...
+        decision = _decide(policy, fair, x, 1.0)
+        assert dict(decision.penalty) == {"cheap": 0.0, "good": 0.1, "new": 0.1}
+        assert decision.chosen == "new" and decision.probe
+        assert policy.counts.tolist()[2] == i
+        policy.update(decision.chosen, x, 0.0)  # ... and it is bad
+    decisions = [_decide(policy, fair, x, 1.0) for x in xs[:50]]
+    assert "new" not in [d.chosen for d in decisions]
+    assert not any(d.probe for d in decisions)
+    for x, d in zip(xs[:50], decisions, strict=True):  # the plain LinUCB argmax
+        assert policy.select(x, dict(d.penalty)) == d.chosen
 
 
 def test_a_new_arm_that_is_better_is_adopted() -> None:
@@ -299,15 +372,21 @@ def test_a_new_arm_that_is_better_is_adopted() -> None:
     policy = LinUCBPolicy(["cheap", "good"], dim, alpha=0.1)
     xs = np.hstack([rng.normal(0, 0.1, size=(600, dim - 1)), np.ones((600, 1))])
     policy.fit(xs[:400], np.tile([0.3, 0.6], (400, 1)))
-    policy.add_arm("new", probes=10)
+    policy.add_arm("new")
+    catalogue = Catalogue.build({"cheap": 1.0, "good": 1.0}).with_child(
+        "new", 1.0, probes=10
+    )
     chosen = []
     for x in xs[400:]:
-        decision = policy.select(x)
-        chosen.append(decision.model)
+        decision = _decide(policy, catalogue, x, 0.0)  # no cost penalty
+        chosen.append(decision.chosen)
         policy.update(
-            decision.arm, x, {"cheap": 0.3, "good": 0.6, "new": 0.9}[decision.model]
+            decision.chosen,
+            x,
+            {"cheap": 0.3, "good": 0.6, "new": 0.9}[decision.chosen],
         )
-    assert chosen[-100:].count("new") >= 95
+    assert chosen[:10] == ["new"] * 10  # probed first ...
+    assert chosen[-100:].count("new") >= 95  # ... and adopted on its data
 
 
 def test_cached_attributes_do_no_store_io() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -54,10 +55,20 @@ def _assert_same(policy: LinUCBPolicy, reference: LinUCBPolicy) -> None:
     for mine, theirs in zip(policy.statistics(), reference.statistics(), strict=True):
         np.testing.assert_allclose(mine, theirs, rtol=0, atol=1e-9)
     x = np.linspace(-1, 1, DIM)
-    np.testing.assert_allclose(
-        policy.select(x).ucbs, reference.select(x).ucbs, rtol=0, atol=1e-9
-    )
+    arms, mean, bonus, counts = policy.estimate(x)
+    ref_arms, ref_mean, ref_bonus, ref_counts = reference.estimate(x)
+    assert arms == ref_arms
+    np.testing.assert_allclose(mean, ref_mean, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(bonus, ref_bonus, rtol=0, atol=1e-9)
+    np.testing.assert_array_equal(counts, ref_counts)
+    assert policy.select(x) == reference.select(x)
     np.testing.assert_allclose(policy.theta, reference.theta, rtol=0, atol=1e-9)
+
+
+def _snapshot(policy: LinUCBPolicy, x: np.ndarray) -> tuple[Any, ...]:
+    """What ``policy`` decides on ``x``: its choice and every arm's estimates."""
+    arms, mean, bonus, counts = policy.estimate(x)
+    return policy.select(x), arms, mean.tobytes(), bonus.tobytes(), counts.tobytes()
 
 
 def test_policies_sharing_a_store_learn_together(make_store: StoreFactory) -> None:
@@ -189,7 +200,7 @@ def test_corrupt_rows_are_refused_and_change_nothing(
     policy.fit(rng.normal(size=(9, DIM)), rng.uniform(size=(9, len(ARMS))))
     policy.update(1, np.ones(DIM), 1.0)  # a snapshot row and a logged increment
     x = np.linspace(-1, 1, DIM)
-    before = policy.select(x).ucbs
+    before = _snapshot(policy, x)
     _corrupt(path, reason)
     with pytest.raises(ValueError, match=reason):  # a worker starting on it
         LinUCBPolicy(ARMS, DIM, store=SQLiteStore(path))
@@ -198,7 +209,7 @@ def test_corrupt_rows_are_refused_and_change_nothing(
     with pytest.raises(ValueError, match=reason):  # any full read
         policy.statistics()
     policy.store.refresh_interval = 3600  # no reload: the cached model is intact
-    assert policy.select(x).ucbs == before
+    assert _snapshot(policy, x) == before
 
 
 def make_router(store: PolicyStore, **overrides: Any) -> MetaLLMRouterChatModel:
@@ -243,7 +254,7 @@ def test_a_failing_store_keeps_the_cached_model_serving(tmp_path: Path) -> None:
     policy = LinUCBPolicy(ARMS, DIM, store=SQLiteStore(tmp_path / "p.db"))
     policy.update(1, np.ones(DIM), 1.0)
     x = np.linspace(-1, 1, DIM)
-    before = policy.select(x)
+    before = _snapshot(policy, x)
 
     def down(*args: object) -> None:
         raise sqlite3.OperationalError("disk I/O error")
@@ -252,11 +263,11 @@ def test_a_failing_store_keeps_the_cached_model_serving(tmp_path: Path) -> None:
     policy.store.add = down  # type: ignore[method-assign]
     policy.store.refresh_interval = 0
     with pytest.warns(RuntimeWarning, match="serving the cached model: disk I/O"):
-        assert policy.select(x) == before
+        assert _snapshot(policy, x) == before
     with pytest.raises(sqlite3.OperationalError), pytest.warns(RuntimeWarning):
         policy.update(1, np.ones(DIM), 1.0)  # learning needs the store
     with pytest.warns(RuntimeWarning):
-        assert policy.select(x) == before  # and the failed update changed nothing
+        assert _snapshot(policy, x) == before  # and the failed update changed nothing
     with pytest.raises(sqlite3.OperationalError):
         policy.refresh()  # an explicit refresh reports the failure
 
@@ -320,6 +331,7 @@ def test_threads_forgetting_their_own_arms_equal_a_sequential_run(
 def test_workers_see_a_changing_catalogue(make_store: StoreFactory) -> None:
     first = LinUCBPolicy(ARMS, DIM, store=make_store(), namespace="r")
     second = LinUCBPolicy(ARMS, DIM, store=make_store(), namespace="r")
+    third = LinUCBPolicy(ARMS, DIM, store=make_store(), namespace="r")
     for arm, x, r in _steps(40):
         first.update(arm, x, r)
     first.add_arm("d")
@@ -330,23 +342,34 @@ def test_workers_see_a_changing_catalogue(make_store: StoreFactory) -> None:
     assert joined.counts[1] == 1  # a worker naming "d" shares its statistics
     first.remove_arm("c")
     x = np.linspace(-1, 1, DIM)
+    # A worker that decides next follows at once (its store checks every call),
+    # with no warning: it drops "c" and decides among the arms left.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert third.select(x) in ("a", "b")
+    assert third.arms == ("a", "b")
+    left = LinUCBPolicy(["a", "b"], DIM, store=make_store(), namespace="r")
+    _assert_same(third, left)
+    # A worker that has not refreshed yet: the store refuses its feedback for
+    # "c", and nothing changes here.
+    second.store.refresh_interval = 3600
+    counts = second.counts
     with pytest.raises(ValueError, match=r"arms \['c'\] are not in namespace 'r'"):
-        second.refresh()
-    second.store.refresh_interval = 0
-    with pytest.warns(RuntimeWarning, match="another worker removed them"):
-        assert second.select(x).model in ARMS  # keeps serving from its cache
-    with (
-        pytest.raises(ValueError, match="another worker removed"),
-        pytest.warns(RuntimeWarning),
-    ):
         second.update("c", x, 1.0)
-    second.remove_arm("c")  # follows: the store already dropped it
-    second.refresh()
+    assert second.arms == tuple(ARMS) and second.counts.tolist() == counts.tolist()
+    assert second.refresh()  # its next refresh drops "c" here too
     assert second.arms == ("a", "b")
+    with pytest.raises(ValueError, match=r"'c' is not one of \['a', 'b'\]"):
+        second.update("c", x, 1.0)  # its feedback is refused here now
+    with pytest.raises(ValueError, match=r"'c' is not one of \['a', 'b'\]"):
+        second.remove_arm("c")  # nothing left to remove
+    assert not second.refresh()
+    assert second.store.arms("r") == ("a", "b", "d")
     for mine, theirs in zip(
-        second.statistics(), (a[:2] for a in first.statistics()), strict=False
+        second.statistics(), (a[:2] for a in first.statistics()), strict=True
     ):
         np.testing.assert_array_equal(mine, theirs)
+    _assert_same(second, left)
 
 
 def test_an_arm_added_back_starts_cold_with_a_new_version(
