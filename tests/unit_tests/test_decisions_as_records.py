@@ -7,10 +7,13 @@ catalogue changes under traffic, copies and bad input.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import threading
+import time
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 from uuid import uuid4
@@ -24,6 +27,7 @@ from langchain_metallm import FeedbackError, MetaLLMFeedbackHandler
 from langchain_metallm.chat_models import MetaLLMRouterChatModel
 from langchain_metallm.core.catalogue import Catalogue
 from langchain_metallm.core.decision import Decision
+from langchain_metallm.core.stores.memory import MemoryStore
 
 from .fakes import EchoChild, KeywordEmbeddings, echo_router, query, serve
 
@@ -471,3 +475,47 @@ def test_a_catalogue_is_immutable_and_checks_its_input() -> None:
     assert again.generations["c"] != bigger.generations["c"]
     with pytest.raises(ValueError, match="at least 2 children"):
         Catalogue.build({"a": 1.0})
+
+
+# Design item 5 ---------------------------------------------------------------------
+
+
+class SlowStore(MemoryStore):
+    """A shared store whose every round trip takes ``delay`` seconds."""
+
+    delay = 0.1
+
+    def versions(self, namespace: str, arms: Sequence[str]) -> Any:
+        time.sleep(self.delay)
+        return super().versions(namespace, arms)
+
+    def add(self, *args: Any, **kwargs: Any) -> Any:
+        time.sleep(self.delay)
+        return super().add(*args, **kwargs)
+
+
+def test_async_calls_never_block_the_event_loop_on_store_io() -> None:
+    """``_agenerate`` blocked the loop on SQLite or Redis round trips."""
+    router = fitted(store=SlowStore(refresh_interval=0.0))
+
+    async def served() -> int:
+        ticks = 0
+
+        async def tick() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.005)
+                ticks += 1
+
+        ticker = asyncio.create_task(tick())
+        await asyncio.sleep(0)
+        for i in range(2):
+            answer = await router.ainvoke(query("math", i))
+            await router.arecord_feedback(answer, 1.0)
+        ticker.cancel()
+        return ticks
+
+    ticks = asyncio.run(served())
+    # At least 4 store round trips of 0.1 s: a blocked loop would tick ~never.
+    assert ticks >= 40
+    assert router.stats()["applied"] == 2
