@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import fields
 from typing import Any, Literal
 from uuid import UUID
 
@@ -30,7 +29,6 @@ from langchain_metallm import planned_batch
 from langchain_metallm.children import named_children, run_id_of
 from langchain_metallm.cooldown import Cooldowns
 from langchain_metallm.core.calibration import CostWeightCalibration
-from langchain_metallm.core.catalogue import Catalogue
 from langchain_metallm.core.decision import Decision
 from langchain_metallm.core.features import TaskModel
 from langchain_metallm.core.outcomes import Scores
@@ -38,7 +36,6 @@ from langchain_metallm.core.pareto import ParetoFront
 from langchain_metallm.core.persistence import StrPath, load_router, router_settings
 from langchain_metallm.core.policy import LinUCBPolicy
 from langchain_metallm.core.router import RouterCore
-from langchain_metallm.core.settings import Settings
 from langchain_metallm.core.stores.base import PolicyStore
 from langchain_metallm.embeddings import LocalEmbeddings
 from langchain_metallm.planned_batch import PlannedBatchResult
@@ -142,6 +139,16 @@ class MetaLLMRouterChatModel(RouterBase):
     """LangChain's LLM cache for the router's own answers (off: keep learning)."""
     reference_tokens: tuple[int, int] = (1_000, 1_000)
     """``cost_mode="usage"``: tokens of a call that costs 1 on the priciest child."""
+    shadow: str | None = None
+    """Shadow mode: this incumbent answers every call while the router learns."""
+    explore_rate: float = 0.0
+    """Share of calls on which the other children are also called and scored."""
+    explore_budget: float | None = None
+    """Cap on exploration's mean normalised spend per routed call (None: none)."""
+    scorer: Callable[..., Any] | None = None
+    """Scores explored answers: ``(messages, generation) -> float``, sync or async."""
+    decision_log_size: int = 10_000
+    """Decisions kept in the decision log (``decisions()``)."""
 
     _core: RouterCore = PrivateAttr()
     _cooldowns: Cooldowns = PrivateAttr()
@@ -156,26 +163,15 @@ class MetaLLMRouterChatModel(RouterBase):
     @model_validator(mode="after")
     def _build_core(self) -> MetaLLMRouterChatModel:
         """Check every setting once and build the core that owns them."""
-        missing = sorted(set(self.models) - set(self.costs))
-        unknown = sorted(set(self.costs) - set(self.models))
-        if missing or unknown:
-            raise ValueError(f"costs: missing for {missing}, unknown names {unknown}")
-        catalogue = Catalogue.build(
-            {name: self.costs[name] for name in self.models},
-            cost_mode=self.cost_mode,
-            prices=self.prices,
-            reference_tokens=self.reference_tokens,
-            default=self.default_model,
+        self._core = RouterCore.build(
+            self.name or self._llm_type,
+            list(self.models),
+            self.__dict__,
+            self.embeddings,
+            self.store,
         )
-        settings = Settings(**{f.name: getattr(self, f.name) for f in fields(Settings)})
-        self.__dict__.update(prices=catalogue.prices and dict(catalogue.prices))
-        self._core = RouterCore(
-            name=self.name or self._llm_type,
-            settings=settings,
-            catalogue=catalogue,
-            embeddings=self.embeddings,
-            store=self.store,
-        )
+        prices = self._core.catalogue.prices
+        self.__dict__.update(prices=None if prices is None else dict(prices))
         self._cooldowns = Cooldowns(self.allowed_fails, self.cooldown_time)
         self._calls = RoutedCalls(self._core, self._cooldowns)
         self._handles = Handles(self)

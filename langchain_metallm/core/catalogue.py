@@ -56,6 +56,8 @@ class Catalogue:
     the policy has learned this many of their outcomes."""
     default: str | None = None
     """The child that answers when there is no embedding (None: best mean)."""
+    shadow: str | None = None
+    """The incumbent that answers every call in shadow mode (None: live)."""
     generations: Mapping[str, int] = field(default_factory=dict)
     """A number per child, new each time a name is added."""
 
@@ -180,6 +182,11 @@ class Catalogue:
                 f"name: {name!r} is the default_model (the child that answers "
                 "during an embedder outage); set another default_model first"
             )
+        if name == self.shadow:
+            raise ValueError(
+                f"name: {name!r} is the shadow incumbent (it answers every call); "
+                "set_shadow(None) to go live, or name another incumbent, first"
+            )
 
         def drop(mapping: Mapping[str, Any]) -> MappingProxyType[str, Any]:
             return MappingProxyType({k: v for k, v in mapping.items() if k != name})
@@ -227,6 +234,14 @@ class Catalogue:
             else check_number("dollar_unit", dollar_unit, low=0.0, low_open=True),
             probes=MappingProxyType(dict(probes)),
         )
+
+    def with_shadow(self, shadow: object) -> Catalogue:
+        """This catalogue with ``shadow`` (a child, or None: live) as the incumbent."""
+        if shadow is not None:
+            shadow = check_child_name(shadow, "shadow")
+            if shadow not in self.costs:
+                raise ValueError(f"shadow: {shadow!r} is not one of {list(self.names)}")
+        return replace(self, shadow=shadow)
 
     def state(self) -> dict[str, Any]:
         """What a save keeps of the catalogue (JSON-ready)."""

@@ -75,6 +75,14 @@ class Decision:
     """``chosen`` was assigned by a planned batch."""
     outage: bool = False
     """No embedding: ``chosen`` is the default child, the rest by cost."""
+    shadow: bool = False
+    """Shadow mode: the incumbent answers (first in ``order``), not ``chosen``."""
+    explored: tuple[str, ...] = ()
+    """Children also called in the background for their scores (exploration)."""
+    explore_probability: float = 0.0
+    """The chance each explorable child had of being explored on this call."""
+    query_hash: str | None = None
+    """sha256 of the routed text (never the text itself)."""
     cooldown: tuple[str, ...] = ()
     """Children tried last because they are cooling down."""
     answered: str | None = None
@@ -97,8 +105,8 @@ class Decision:
         record = {k: getattr(self, k) for k in self.__dataclass_fields__}
         for key in ("predicted", "penalty", "bonus", "value"):
             record[key] = dict(record[key])
-        record["order"] = list(self.order)
-        record["cooldown"] = list(self.cooldown)
+        for key in ("order", "cooldown", "explored"):
+            record[key] = list(record[key])
         return record
 
 

@@ -21,6 +21,7 @@ import threading
 import warnings
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import fields as dataclass_fields
 from typing import Any
 
 import numpy as np
@@ -31,6 +32,7 @@ from langchain_metallm.core.catalogue import Catalogue
 from langchain_metallm.core.checks import check_known, check_number, check_score
 from langchain_metallm.core.costs import Usage, cost_vector
 from langchain_metallm.core.decision import Decision, estimates_of, rank
+from langchain_metallm.core.decision_log import DecisionLog
 from langchain_metallm.core.features import (
     TaskClassifier,
     TaskModel,
@@ -106,6 +108,7 @@ class RouterCore:
         self.embeddings = embeddings
         self.store = store
         self.pending = PendingDecisions(settings.max_pending, settings.pending_ttl)
+        self.log = DecisionLog(settings.decision_log_size)
         self.pacer: BudgetPacer | None = None
         self._vectors = VectorCache(embeddings, settings.embedding_cache_size)
         self._policy: LinUCBPolicy | None = None
@@ -116,6 +119,42 @@ class RouterCore:
         self._listeners: list[Callable[[str, Any], None]] = []
         if settings.budget is not None:
             self._start_pacer(catalogue.check_budget(settings.budget), None)
+
+    @classmethod
+    def build(
+        cls,
+        name: str,
+        children: Sequence[str],
+        fields: Mapping[str, Any],
+        embeddings: Embedder,
+        store: PolicyStore | None,
+    ) -> RouterCore:
+        """The core of a router with ``children`` and these field values
+        (``costs``, ``cost_mode``, ``prices``, ``reference_tokens``,
+        ``default_model``, ``shadow`` and every ``Settings`` field), each
+        checked once here."""
+        costs = fields["costs"]
+        missing = sorted(set(children) - set(costs))
+        unknown = sorted(set(costs) - set(children))
+        if missing or unknown:
+            raise ValueError(f"costs: missing for {missing}, unknown names {unknown}")
+        catalogue = Catalogue.build(
+            {name: costs[name] for name in children},
+            cost_mode=fields["cost_mode"],
+            prices=fields["prices"],
+            reference_tokens=fields["reference_tokens"],
+            default=fields["default_model"],
+        ).with_shadow(fields["shadow"])
+        settings = Settings(
+            **{f.name: fields[f.name] for f in dataclass_fields(Settings)}
+        )
+        return cls(
+            name=name,
+            settings=settings,
+            catalogue=catalogue,
+            embeddings=embeddings,
+            store=store,
+        )
 
     @property
     def policy(self) -> LinUCBPolicy | None:
@@ -307,6 +346,7 @@ class RouterCore:
             self.pacer.observe(cost)
         task = None if context is None else task_of(context, self._tasks)
         done = decision.answered_by(answered, cost, task)
+        self.log.add(done)
         if context is None:
             self.pending.refuse(decision.run_id, NO_CONTEXT)
         else:
@@ -337,6 +377,7 @@ class RouterCore:
         except Exception:
             self.pending.restore(run_id, decision)
             raise
+        self.log.observe(run_id, decision.child, score=checked)
         return checked
 
     async def alearn(
@@ -495,6 +536,7 @@ class RouterCore:
         self._notify("costs", dict(catalogue.costs))
         self._notify("prices", None if prices is None else dict(prices))
         self._notify("default_model", catalogue.default)
+        self._notify("shadow", catalogue.shadow)
 
     def _context_of(self, vectors: FloatArray, text: str, learn: bool) -> FloatArray:
         if learn:

@@ -14,7 +14,17 @@ from typing import Any
 
 from langchain_metallm.core.checks import check_number
 
-MUTABLE = frozenset({"cost_weight", "budget", "decay", "alpha", "strict_feedback"})
+MUTABLE = frozenset(
+    {
+        "cost_weight",
+        "budget",
+        "decay",
+        "alpha",
+        "strict_feedback",
+        "explore_rate",
+        "explore_budget",
+    }
+)
 """Settings a running router may change (``RouterCore.set``)."""
 
 
@@ -34,6 +44,9 @@ class Settings:
     embedding_cache_size: int = 2_048
     max_pending: int = 10_000
     pending_ttl: float | None = None
+    explore_rate: float = 0.0
+    explore_budget: float | None = None
+    decision_log_size: int = 10_000
 
     def __post_init__(self) -> None:
         for name, value in checked_values(self).items():
