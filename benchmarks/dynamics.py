@@ -1,15 +1,18 @@
 """Budgets, drift and a changing catalogue (issue 15): recorded outcomes replayed
-as a stream through the numpy core the router runs (``LinUCBPolicy`` on the
-router's task features, cost as a decision-time penalty, ``BudgetPacer``).
+as a stream through the router's own core, ``RouterCore``, one call at a time as
+the chat model drives it (``context`` -> ``decide`` -> ``register`` the chosen
+child's answer -> ``learn`` its recorded score): its task features, cost as a
+decision-time penalty, its budget pacer, forced probes of an added child.
 
-Each seed splits a data set 50/50 at random by id: the training half fits the
-task classifier and warm-starts the policy (``fit`` on recorded scores); the
-test half, shuffled, is the stream. Four scenarios, several seeds, mean and worst:
+Each seed splits a data set 50/50 at random by id: the training half warm-starts
+every router (``fit`` on recorded scores with task labels: the task classifier
+and the policy); the test half, shuffled, is the stream. Four scenarios,
+several seeds, mean and worst:
 
 1. budget sweep (llmrouter9, mmlu2): for 7 budgets from the cheapest child's
    cost to 1, realised mean cost against the budget, the worst overshoot over any
    200-call window, accuracy against the best fixed cost weight that spends the
-   same (11 fixed weights, each replayed on the same stream by a policy that
+   same (11 fixed weights, each replayed on the same stream by a router that
    keeps learning; the upper envelope of their (spend, accuracy) points,
    interpolated, is that baseline, tuned in hindsight). A budget above what the
    router spends at cost weight 0 does not bind: spending less is right there;
@@ -42,14 +45,18 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from langchain_metallm.bench.cache import DEFAULT_CACHE_DIR, EmbeddingCache
+from langchain_metallm.bench.cache import (
+    DEFAULT_CACHE_DIR,
+    CachedVectors,
+    EmbeddingCache,
+)
 from langchain_metallm.bench.cli import resolve_data_dir
 from langchain_metallm.bench.data import Outcomes, load_outcomes
 from langchain_metallm.bench.plots import save_figure, short_name
 from langchain_metallm.bench.splits import random_split
-from langchain_metallm.core.features import TaskClassifier, query_features
-from langchain_metallm.core.pacing import BudgetPacer, weight_for_budget
-from langchain_metallm.core.policy import LinUCBPolicy
+from langchain_metallm.core.catalogue import Catalogue
+from langchain_metallm.core.router import PROBES, RouterCore
+from langchain_metallm.core.settings import Settings
 from langchain_metallm.embeddings import LocalEmbeddings
 
 FloatArray = NDArray[np.float64]
@@ -58,7 +65,6 @@ WINDOW = 200
 SHARE_WINDOW = 50
 """Calls per window for a child's share of the traffic."""
 NEW_MODEL = "llama-3.1-nemotron-51b-instruct"
-PROBES = 30
 HOLD = 200
 """Calls a share must stay past a threshold to count as reached "for good"."""
 DECAY = 0.99
@@ -73,24 +79,24 @@ TOLERANCE = 0.02
 
 @dataclass(frozen=True)
 class Stream:
-    """One seed's warm-start part and shuffled stream of a data set."""
+    """One seed's warm-start part and shuffled stream of a data set; the
+    embedder serves the data set's cached vectors by prompt."""
 
     models: tuple[str, ...]
     cost: FloatArray
-    train_x: FloatArray
+    embeddings: CachedVectors
+    train_prompts: tuple[str, ...]
+    train_tasks: tuple[str, ...]
     train_scores: FloatArray
-    x: FloatArray
+    prompts: tuple[str, ...]
     scores: FloatArray
-    fitted: dict[tuple[str, ...], tuple[FloatArray, ...]] = field(
-        default_factory=dict, compare=False
-    )
 
 
 @dataclass
 class World:
-    """What the stream's children cost and score now; scenarios change it."""
+    """Which children answer wrongly now (scenario 3 breaks one); what children
+    cost is the core's catalogue, which scenarios change."""
 
-    cost: dict[str, float]
     broken: set[str] = field(default_factory=set)
 
 
@@ -109,78 +115,80 @@ class Trace:
         return _moving(self.chosen == self.models.index(model), SHARE_WINDOW)
 
 
-Event = Callable[[LinUCBPolicy, World], None]
+Event = Callable[[RouterCore, World], None]
 
 
-def load_stream(data: Outcomes, vectors: FloatArray, seed: int) -> Stream:
-    """Split ``data`` 50/50 by id with ``seed``, fit the task features on the
-    training half and shuffle the test half into a stream."""
+def load_stream(data: Outcomes, embeddings: CachedVectors, seed: int) -> Stream:
+    """Split ``data`` 50/50 by id with ``seed`` and shuffle the test half into a
+    stream (``embeddings`` serves every prompt's vector)."""
     split = random_split(data, test_fraction=0.5, seed=seed)
-    tasks = TaskClassifier.fit(
-        vectors[split.train], [data.tasks[i] for i in split.train]
-    )
-    x = query_features(vectors, tasks)
     order = np.random.default_rng(seed).permutation(split.test)
     return Stream(
         data.models,
         data.cost,
-        x[split.train],
+        embeddings,
+        tuple(data.prompts[i] for i in split.train),
+        tuple(data.tasks[i] for i in split.train),
         data.scores[split.train],
-        x[order],
+        tuple(data.prompts[i] for i in order),
         data.scores[order],
     )
 
 
-def warm_policy(stream: Stream, models: tuple[str, ...], decay: float) -> LinUCBPolicy:
-    """A policy over ``models`` fitted on the stream's training part (``fit``
-    runs once per set of models; later policies load its statistics)."""
-    policy = LinUCBPolicy(models, stream.x.shape[1], decay=decay)
-    if models in stream.fitted:
-        policy.load_statistics(*stream.fitted[models])
-        return policy
+def warm_core(
+    stream: Stream,
+    models: tuple[str, ...],
+    *,
+    decay: float = 1.0,
+    cost_weight: float = 0.0,
+    budget: float | None = None,
+) -> RouterCore:
+    """A router core over ``models`` fitted on the stream's training part with
+    its task labels, deciding at ``cost_weight`` or pacing to ``budget`` (the
+    core starts its pacer from the fit)."""
+    costs = {m: float(stream.cost[stream.models.index(m)]) for m in models}
+    catalogue = Catalogue.build(costs)
+    if catalogue.unit != 1.0:  # normalised as the stream's costs (priciest: 1)
+        raise ValueError(f"models: none of {models} costs 1 (the priciest child)")
+    core = RouterCore(
+        name="dynamics",
+        settings=Settings(cost_weight=cost_weight, budget=budget, decay=decay),
+        catalogue=catalogue,
+        embeddings=stream.embeddings,
+    )
     columns = [stream.models.index(m) for m in models]
-    policy.fit(stream.train_x, stream.train_scores[:, columns])
-    stream.fitted[models] = policy.statistics()
-    return policy
-
-
-def calibrated_pacer(
-    policy: LinUCBPolicy, stream: Stream, budget: float
-) -> BudgetPacer:
-    """A pacer for ``budget`` starting from the weight that spends it on the
-    training part under the fitted policy's predicted scores."""
-    predicted = stream.train_x @ policy.theta.T
-    start = weight_for_budget(predicted, stream.cost, budget)
-    return BudgetPacer(budget, stream.cost, weight=start)
+    core.fit(stream.train_prompts, stream.train_scores[:, columns], stream.train_tasks)
+    return core
 
 
 def replay(
-    policy: LinUCBPolicy,
+    core: RouterCore,
     stream: Stream,
     *,
-    weight: float = 0.0,
-    pacer: BudgetPacer | None = None,
     events: dict[int, Event] | None = None,
     calls: int | None = None,
 ) -> Trace:
-    """Route the stream call by call, learn from each chosen child's score, and
-    let ``pacer`` (if any) set the cost weight; ``events`` fire before a call."""
-    world = World(dict(zip(stream.models, stream.cost.tolist(), strict=True)))
-    n = min(len(stream.x), calls or len(stream.x))
+    """Route the stream call by call through ``core`` (``context``, ``decide``,
+    ``register`` the chosen child's answer, ``learn`` its score); ``events``
+    fire before a call."""
+    world = World()
+    n = min(len(stream.prompts), calls or len(stream.prompts))
     chosen = np.zeros(n, dtype=np.int64)
     score, cost, weights = np.zeros(n), np.zeros(n), np.zeros(n)
     column = {m: j for j, m in enumerate(stream.models)}
     for t in range(n):
         if events and t in events:
-            events[t](policy, world)
-        p = pacer.weight if pacer is not None else weight
-        decision = policy.select(stream.x[t], [p * world.cost[m] for m in policy.arms])
-        name = decision.model
+            events[t](core, world)
+        run_id = str(t)
+        context = core.context(stream.prompts[t])
+        decision = core.decide(run_id, context)
+        name = decision.chosen
+        done = core.register(decision, name, context, None)
         s = 0.0 if name in world.broken else float(stream.scores[t, column[name]])
-        policy.update(decision.arm, stream.x[t], s)
-        if pacer is not None:
-            pacer.observe(world.cost[name])
-        chosen[t], score[t], cost[t], weights[t] = column[name], s, world.cost[name], p
+        core.learn(run_id, s)
+        assert done.cost is not None
+        chosen[t], score[t], cost[t] = column[name], s, done.cost
+        weights[t] = decision.cost_weight
     return Trace(stream.models, chosen, score, cost, weights)
 
 
@@ -222,7 +230,7 @@ def budget_sweep(stream: Stream, calls: int | None) -> dict[str, object]:
     fixed = []
     for w in WEIGHTS:
         trace = replay(
-            warm_policy(stream, stream.models, 1.0), stream, weight=w, calls=calls
+            warm_core(stream, stream.models, cost_weight=w), stream, calls=calls
         )
         fixed.append((float(trace.cost.mean()), float(trace.score.mean())))
     unconstrained = fixed[WEIGHTS.index(0.0)][0]
@@ -231,9 +239,8 @@ def budget_sweep(stream: Stream, calls: int | None) -> dict[str, object]:
     traces = {}
     for step in BUDGET_STEPS:
         budget = cheapest + step * (1.0 - cheapest)
-        policy = warm_policy(stream, stream.models, 1.0)
-        pacer = calibrated_pacer(policy, stream, budget)
-        trace = replay(policy, stream, pacer=pacer, calls=calls)
+        core = warm_core(stream, stream.models, budget=budget)
+        trace = replay(core, stream, calls=calls)
         spend = float(trace.cost.mean())
         binding = budget < unconstrained
         error = (spend - budget) / budget
@@ -257,16 +264,15 @@ def new_model(stream: Stream, calls: int | None, weight: float) -> dict[str, obj
     """Scenario 2 on one seed: add ``NEW_MODEL`` after 200 calls."""
     without = tuple(m for m in stream.models if m != NEW_MODEL)
     reference = replay(
-        warm_policy(stream, stream.models, 1.0), stream, weight=weight, calls=calls
+        warm_core(stream, stream.models, cost_weight=weight), stream, calls=calls
     )
 
-    def add(policy: LinUCBPolicy, world: World) -> None:
-        policy.add_arm(NEW_MODEL, probes=PROBES, like=best_arm(policy))
+    def add(core: RouterCore, world: World) -> None:
+        core.add_child(NEW_MODEL, float(stream.cost[stream.models.index(NEW_MODEL)]))
 
     added = replay(
-        warm_policy(stream, without, 1.0),
+        warm_core(stream, without, cost_weight=weight),
         stream,
-        weight=weight,
         events={200: add},
         calls=calls,
     )
@@ -283,33 +289,26 @@ def new_model(stream: Stream, calls: int | None, weight: float) -> dict[str, obj
     }
 
 
-def best_arm(policy: LinUCBPolicy) -> str:
-    """The arm with the highest mean learned score (contexts end with the bias
-    1, so ``b[:, -1]`` sums each arm's scores)."""
-    return policy.arms[int(np.argmax(policy.b[:, -1] / np.maximum(policy.counts, 1)))]
-
-
 def regression(stream: Stream, calls: int | None, weight: float) -> dict[str, object]:
     """Scenario 3 on one seed: the most used child scores 0 from call 300 to
     1300, with and without ``decay``."""
     probe = replay(
-        warm_policy(stream, stream.models, 1.0), stream, weight=weight, calls=300
+        warm_core(stream, stream.models, cost_weight=weight), stream, calls=300
     )
     victim = stream.models[int(np.bincount(probe.chosen).argmax())]
 
-    def break_it(policy: LinUCBPolicy, world: World) -> None:
+    def break_it(core: RouterCore, world: World) -> None:
         world.broken.add(victim)
 
-    def repair(policy: LinUCBPolicy, world: World) -> None:
+    def repair(core: RouterCore, world: World) -> None:
         world.broken.discard(victim)
 
     result: dict[str, object] = {"victim": victim}
     before = float(probe.share(victim)[-1])
     for label, decay in (("decay", DECAY), ("no_decay", 1.0)):
         trace = replay(
-            warm_policy(stream, stream.models, decay),
+            warm_core(stream, stream.models, decay=decay, cost_weight=weight),
             stream,
-            weight=weight,
             events={300: break_it, 1300: repair},
             calls=calls,
         )
@@ -330,14 +329,13 @@ def price_cut(stream: Stream, calls: int | None, budget: float) -> dict[str, obj
     top = np.flatnonzero(stream.cost == stream.cost.max())
     cut = stream.models[int(top[np.argmax(stream.train_scores[:, top].mean(axis=0))])]
 
-    def discount(policy: LinUCBPolicy, world: World) -> None:
-        world.cost[cut] /= 10.0
+    def discount(core: RouterCore, world: World) -> None:
+        cheaper = core.catalogue.costs[cut] / 10.0
+        core.set_catalogue(core.catalogue.with_costs({cut: cheaper}))
 
-    policy = warm_policy(stream, stream.models, 1.0)
     trace = replay(
-        policy,
+        warm_core(stream, stream.models, budget=budget),
         stream,
-        pacer=calibrated_pacer(policy, stream, budget),
         events={300: discount},
         calls=calls,
     )
@@ -605,7 +603,7 @@ def main() -> None:
     for name in names:
         folder = Path(args.data) / name if args.data else resolve_data_dir(name)
         data = load_outcomes(folder)
-        vectors = cache.embed(data.prompts)
+        vectors = CachedVectors(data.prompts, cache.embed(data.prompts), cache.name)
         streams[name] = [load_stream(data, vectors, seed) for seed in range(args.seeds)]
     reports = {
         "budget": lambda: report_sweep({n: streams[n] for n in swept}, out, args.calls),

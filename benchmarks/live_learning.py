@@ -1,7 +1,8 @@
 """Learning from live feedback alone (issue 16, target 1), measured on the package.
 
-A router engine that was never fitted (default settings: online clusters of the
-live prompts, optimistic prior, ``alpha=None``) gets a random 80% of llmrouter9's
+A router core (``RouterCore``, what the chat model runs) that was never fitted
+(default settings: online clusters of the live prompts, optimistic prior,
+``alpha=None``) gets a random 80% of llmrouter9's
 rows as live traffic in a seeded random order, seeing only the chosen child's
 score, then the held-out 20% (still learning). Each cost weight is one such run.
 Printed, mean and worst over seeds:
@@ -24,19 +25,24 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
 
-from langchain_metallm.bench.cache import DEFAULT_CACHE_DIR, EmbeddingCache
+from langchain_metallm.bench.cache import (
+    DEFAULT_CACHE_DIR,
+    CachedVectors,
+    EmbeddingCache,
+)
 from langchain_metallm.bench.cli import resolve_data_dir
 from langchain_metallm.bench.data import Outcomes, load_outcomes
 from langchain_metallm.bench.splits import random_split
-from langchain_metallm.core.router import RouterEngine
-from langchain_metallm.core.stores.base import PolicyStore
+from langchain_metallm.core.catalogue import Catalogue
+from langchain_metallm.core.router import RouterCore
+from langchain_metallm.core.settings import Settings
 from langchain_metallm.embeddings import LocalEmbeddings
 
 FloatArray = NDArray[np.float64]
@@ -45,70 +51,46 @@ WINDOW = 500
 """Calls per point of the learning curve."""
 
 
-class CachedVectors:
-    """An embedder that serves precomputed vectors by text (the bench's cache)."""
-
-    def __init__(self, texts: Sequence[str], vectors: FloatArray, label: str) -> None:
-        self.model_name = label
-        self._by_text = {t: v.tolist() for t, v in zip(texts, vectors, strict=True)}
-
-    def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        return [self._by_text[t] for t in texts]
-
-    async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
-        return self.embed_documents(texts)
-
-
-@dataclass
-class Settings:
-    """The router fields the engine reads, at their defaults unless given."""
-
-    model_names: list[str]
-    costs: Mapping[str, float]
-    embeddings: CachedVectors
-    cost_weight: float = 0.0
-    alpha: float | None = None
-    online_clusters: bool | None = None
-    budget: float | None = None
-    decay: float = 1.0
-    ridge: float = 1.0
-    store: PolicyStore | None = None
-    strict_feedback: bool = True
-    embedding_cache_size: int = 2_048
-    auto_tasks: bool = True
-    cost_mode: str = "fixed"
-    prices: Mapping[str, tuple[float, float]] | None = None
-    reference_tokens: tuple[int, int] = (1_000, 1_000)
+def new_core(
+    name: str, settings: Settings, catalogue: Catalogue, embedder: CachedVectors
+) -> RouterCore:
+    """A router core as the chat model builds it (few decisions await feedback
+    here: each is rewarded at once)."""
+    return RouterCore(
+        name=name,
+        settings=settings.changed(max_pending=10, pending_ttl=None),
+        catalogue=catalogue,
+        embeddings=embedder,
+    )
 
 
 def live_choices(
-    settings: Settings, prompts: Sequence[str], scores: FloatArray
+    core: RouterCore, prompts: Sequence[str], scores: FloatArray
 ) -> NDArray[np.int64]:
-    """Route, answer and reward each prompt in order on a never-fitted engine."""
-    engine = RouterEngine(settings, name="live", max_pending=10, pending_ttl=None)
-    names = settings.model_names
+    """Route, answer and reward each prompt in order on a never-fitted core."""
+    names = list(core.catalogue.names)
     chosen = np.empty(len(prompts), dtype=np.int64)
     for i, text in enumerate(prompts):
-        context = engine.contexts([text])[0]
-        decision = engine.decide(context)
-        engine.register(str(i), decision, context, None)
-        engine.record_feedback(str(i), float(scores[i, names.index(decision.model)]))
-        chosen[i] = names.index(decision.model)
+        run_id = str(i)
+        context = core.context(text)
+        decision = core.decide(run_id, context)
+        core.register(decision, decision.chosen, context, None)
+        j = names.index(decision.chosen)
+        core.learn(run_id, float(scores[i, j]))
+        chosen[i] = j
     return chosen
 
 
 def fitted_predictions(
-    settings: Settings,
+    core: RouterCore,
     prompts: Sequence[str],
     scores: FloatArray,
     stream: Sequence[str],
 ) -> FloatArray:
-    """Predicted scores of the stream by a router fitted on ``prompts``' outcomes."""
-    engine = RouterEngine(settings, name="fitted", max_pending=10, pending_ttl=None)
-    engine.fit(prompts, scores, None)
-    assert engine.policy is not None
-    contexts = engine.contexts_of(engine.vectors(stream), stream)
-    return engine.policy.predict(contexts)[0]
+    """Predicted scores of the stream by a core fitted on ``prompts``' outcomes."""
+    core.fit(prompts, scores, None)
+    assert core.policy is not None
+    return core.policy.predict(core.contexts(stream))[0]
 
 
 @dataclass
@@ -136,7 +118,7 @@ class Run:
 
 def run_seed(
     data: Outcomes,
-    vectors: FloatArray,
+    vectors: CachedVectors,
     seed: int,
     weights: Sequence[float],
     baseline: bool,
@@ -150,17 +132,23 @@ def run_seed(
     prompts = [data.prompts[i] for i in order]
     scores, cost, n_live = data.scores[order], data.cost, len(live)
     rows = np.arange(len(order))
-    names = list(data.models)
-    embedder = CachedVectors(data.prompts, vectors, "all-MiniLM-L6-v2")
-    costs = {n: float(p) for n, p in zip(names, data.price, strict=True)}
-    settings = Settings(names, costs, embedder)
-    fitted = fitted_predictions(settings, prompts[:n_live], scores[:n_live], prompts)
+    catalogue = Catalogue.build(
+        {n: float(p) for n, p in zip(data.models, data.price, strict=True)}
+    )
+    settings = Settings()
+    fitted = fitted_predictions(
+        new_core("fitted", settings, catalogue, vectors),
+        prompts[:n_live],
+        scores[:n_live],
+        prompts,
+    )
     if baseline:
-        settings = replace(settings, alpha=0.1, online_clusters=False)
+        settings = settings.changed(alpha=0.1, online_clusters=False)
     marks = [WINDOW - 1, 1_999, n_live - 1, len(order) - 1]
     points = []
     for p in weights:
-        chosen = live_choices(replace(settings, cost_weight=p), prompts, scores)
+        core = new_core("live", settings.changed(cost_weight=p), catalogue, vectors)
+        chosen = live_choices(core, prompts, scores)
         reward = scores[rows, chosen] - p * cost[chosen]
         oracle = (scores - p * cost).max(axis=1)
         greedy = np.argmax(fitted - p * cost, axis=1)
@@ -237,7 +225,8 @@ def main() -> None:
     parser.add_argument("--out", default="results")
     args = parser.parse_args()
     data = load_outcomes(resolve_data_dir(args.data))
-    vectors = EmbeddingCache(LocalEmbeddings(), args.cache_dir).embed(data.prompts)
+    cache = EmbeddingCache(LocalEmbeddings(), args.cache_dir)
+    vectors = CachedVectors(data.prompts, cache.embed(data.prompts), cache.name)
     weights = [float(w) for w in args.weights.split(",")]
     runs = []
     for seed in range(args.seeds):

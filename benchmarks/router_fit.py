@@ -4,7 +4,8 @@
    the test stream reproduces the benchmark's ``linucb-warm`` policy (same task
    features, same choices).
 2. ``router.calibrate_cost_weight`` on a validation part of the training data picks
-   a cost weight for a budget; the test accuracy and cost at that weight are printed.
+   a cost weight for a budget; the test accuracy and cost of the router's choices at
+   that weight (``router.route``: decided, not learned) are printed.
 
 Run from the project root (embeddings come from ``.metallm_cache/``):
 ``.venv/bin/python benchmarks/router_fit.py --data llmrouter9``
@@ -27,7 +28,6 @@ from langchain_metallm.bench.data import Outcomes, load_outcomes
 from langchain_metallm.bench.routers import OnlineLinUCB
 from langchain_metallm.bench.runner import build_problem
 from langchain_metallm.bench.splits import random_split
-from langchain_metallm.core.features import query_features
 
 
 class CachedEmbeddings(Embeddings):
@@ -60,13 +60,15 @@ def make_router(data: Outcomes, cost_weight: float) -> MetaLLMRouterChatModel:
 def serve(
     router: MetaLLMRouterChatModel, prompts: Sequence[str], scores: np.ndarray
 ) -> np.ndarray:
-    """Route, answer and reward each test prompt in order; the chosen arms."""
+    """Route, answer and reward each test prompt in order; the chosen children
+    as column indices of ``scores`` (the router's children, in order)."""
+    column = {name: j for j, name in enumerate(router.model_names)}
     chosen = np.empty(len(prompts), dtype=np.int64)
     for i, prompt in enumerate(prompts):
         answer = router.invoke(prompt)
-        arm = int(answer.response_metadata["metallm"]["arm"])
-        router.record_feedback(answer, float(scores[i, arm]))
-        chosen[i] = arm
+        j = column[answer.response_metadata["metallm"]["model"]]
+        router.record_feedback(answer, float(scores[i, j]))
+        chosen[i] = j
     return chosen
 
 
@@ -111,12 +113,8 @@ def calibrated(data: Outcomes, budgets: Sequence[float]) -> None:
         result = router.calibrate_cost_weight(
             [train.prompts[i] for i in val_rows], train.scores[val_rows], budget=budget
         )
-        assert router.policy is not None
-        prompts = list(test.prompts)
-        contexts = query_features(
-            router.embeddings.embed_documents(prompts), router.task_classifier, prompts
-        )
-        chosen = np.argmax(router.policy.predict(contexts)[0], axis=1)
+        column = {name: j for j, name in enumerate(router.model_names)}
+        chosen = np.array([column[router.route(p).chosen] for p in test.prompts])
         print(
             f"budget {budget:.3f}: cost_weight {result.cost_weight:.3f} "
             f"(validation acc {result.accuracy:.4f}, cost {result.cost:.4f}) -> "

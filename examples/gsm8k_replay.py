@@ -356,17 +356,19 @@ def replay_online(
     rows: list[dict[str, Any]],
     baselines: dict[str, list[Outcome]],
 ) -> list[Outcome]:
-    """The online loop on recorded answers, through the router's engine: decide,
-    register the call as answered by the child's recorded answer, learn its grade
-    (what ``invoke`` and the feedback handler do, without the HTTP call)."""
-    engine = router.core
+    """The online loop on recorded answers, through the router's core: context,
+    decide, register the call as answered by the chosen child's recorded answer,
+    learn its grade (what ``invoke`` and the feedback handler do, without the
+    HTTP call)."""
+    core = router.core
     outcomes = []
     for i, row in enumerate(rows):
-        context = engine.contexts([row["prompt"]])[0]
-        decision = engine.decide(context)
-        outcome = baselines[decision.model][i]
-        engine.register(f"replay-{i}", decision, context, None)
-        engine.record_feedback(f"replay-{i}", outcome.correct)
+        run_id = f"replay-{i}"
+        context = core.context(row["prompt"])
+        decision = core.decide(run_id, context)
+        outcome = baselines[decision.chosen][i]
+        core.register(decision, decision.chosen, context, None)
+        core.learn(run_id, outcome.correct)
         outcomes.append(outcome)
     return outcomes
 

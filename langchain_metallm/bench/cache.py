@@ -21,6 +21,7 @@ from numpy.typing import NDArray
 from tqdm.auto import tqdm
 
 from langchain_metallm.core.identity import embedder_label
+from langchain_metallm.core.vectors import BadEmbeddingsError
 
 DEFAULT_CACHE_DIR = Path(".metallm_cache")
 
@@ -117,7 +118,9 @@ class CachedVectors:
     embed a data set once (``EmbeddingCache``) and replay it through the core.
 
     ``label`` names the embedding model (``model_name``, which the core's
-    namespace reads). A text it was not given raises ``KeyError``.
+    namespace reads). A text it was not given raises ``BadEmbeddingsError``,
+    which the core refuses loudly (any other error would be routed around as
+    an embedder outage, silently changing what the benchmark measures).
     """
 
     def __init__(
@@ -129,11 +132,19 @@ class CachedVectors:
                 f"vectors: expected shape ({len(texts)}, dim), got {rows.shape}"
             )
         self.model_name = label
-        self._by_text = dict(zip(texts, rows.tolist(), strict=True))
+        self._rows = rows
+        self._index = {text: i for i, text in enumerate(texts)}
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         """The vectors of ``texts``."""
-        return [self._by_text[t] for t in texts]
+        unknown = [t for t in texts if t not in self._index]
+        if unknown:
+            raise BadEmbeddingsError(
+                f"cached vectors: {len(unknown)} of {len(texts)} texts were never "
+                f"embedded, e.g. {unknown[0][:80]!r}"
+            )
+        found: list[list[float]] = self._rows[[self._index[t] for t in texts]].tolist()
+        return found
 
     async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
         """Async twin of ``embed_documents``."""
