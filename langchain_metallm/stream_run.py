@@ -5,8 +5,17 @@
 a routed stream needs its run id (the key its feedback is given under) and the
 callbacks that make the child's run a child of the router's run. So the caller
 sets a ``ContextVar`` before handing control to langchain-core and resets it
-with its token afterwards, and ``_stream`` takes it. Delete this module once
-langchain-core passes its run manager to ``_stream`` on every path.
+with its token afterwards, and ``_stream`` takes it. Delete ``take`` and
+``handing_over`` once langchain-core passes its run manager to ``_stream`` on
+every path.
+
+``as_caller`` makes the router's run the caller its children see: runnables read
+the config of whatever called them from langchain-core's config context
+(``var_child_runnable_config``) and merge its callbacks into their own, as a
+``RunnableBinding`` does, which is what a provider's ``bind_tools`` returns. Left
+as the code that called the router (a LangGraph node, a chain), that context
+would hand the child's run the stream consumers ``child_config`` leaves out, and
+parent it beside the router's run instead of under it (issue 20, defect 17).
 """
 
 from __future__ import annotations
@@ -20,10 +29,12 @@ from uuid import uuid4
 from langchain_core.callbacks import (
     AsyncCallbackManager,
     AsyncCallbackManagerForLLMRun,
+    BaseCallbackManager,
     CallbackManager,
     CallbackManagerForLLMRun,
 )
 from langchain_core.runnables import RunnableConfig, ensure_config
+from langchain_core.runnables.config import patch_config, var_child_runnable_config
 
 from langchain_metallm.child_runs import without_stream_consumers
 
@@ -110,3 +121,31 @@ def take(run_manager: RunManager | None) -> RunLink:
     """The run a streamed call belongs to: its own manager's, the one handed
     over, or a fresh id (nothing will be traced then)."""
     return link_of(run_manager) or _RUN.get() or RunLink(str(uuid4()), {})
+
+
+def caller_config(
+    link: RunLink | None, config: RunnableConfig | None = None
+) -> RunnableConfig | None:
+    """The config context the router's children should run in: ``config`` (the
+    router's own; by default the current context's) with the child's callbacks
+    instead of its own. None without a link: there is nothing to nest under."""
+    callbacks = link.child_config.get("callbacks") if link is not None else None
+    if not isinstance(callbacks, BaseCallbackManager):
+        return None
+    return patch_config(config, callbacks=callbacks)
+
+
+@contextmanager
+def as_caller(config: RunnableConfig | None) -> Iterator[None]:
+    """Make ``config`` (a ``caller_config``) the config context inside the block,
+    as langchain-core does for a runnable's steps, so a child that merges in its
+    caller's config gets the router's run, not the router's caller's; restore on
+    exit. Hold it around every step of a stream: each may call a child."""
+    if config is None:
+        yield
+        return
+    token = var_child_runnable_config.set(config)
+    try:
+        yield
+    finally:
+        var_child_runnable_config.reset(token)
