@@ -19,9 +19,8 @@ from langchain_core.caches import BaseCache
 from langchain_core.embeddings import Embeddings
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.messages import AIMessage, BaseMessage
-from langchain_core.runnables import Runnable, RunnableSerializable
+from langchain_core.runnables import RunnableSerializable
 from langchain_core.runnables.utils import AnyConfigurableField
-from langchain_core.tools import BaseTool
 from pydantic import ConfigDict, Field, PrivateAttr, model_validator
 from typing_extensions import Self
 
@@ -30,6 +29,8 @@ from langchain_metallm.children import named_children, run_id_of
 from langchain_metallm.cooldown import Cooldowns
 from langchain_metallm.core.calibration import CostWeightCalibration
 from langchain_metallm.core.decision import Decision
+from langchain_metallm.core.decision_log import DecisionLog
+from langchain_metallm.core.evaluation import Evaluation
 from langchain_metallm.core.features import TaskModel
 from langchain_metallm.core.outcomes import Scores
 from langchain_metallm.core.pareto import ParetoFront
@@ -38,6 +39,7 @@ from langchain_metallm.core.policy import LinUCBPolicy
 from langchain_metallm.core.router import RouterCore
 from langchain_metallm.core.stores.base import PolicyStore
 from langchain_metallm.embeddings import LocalEmbeddings
+from langchain_metallm.explorer import Explorer
 from langchain_metallm.planned_batch import PlannedBatchResult
 from langchain_metallm.routed_call import CallOptions, RoutedCalls, query_text
 from langchain_metallm.router_base import RouterBase
@@ -48,11 +50,6 @@ from langchain_metallm.shared_learning import (
     SharedLearningConfigurableFields,
     check_shareable,
     set_shared,
-)
-from langchain_metallm.structured_output import (
-    STRUCTURED_OUTPUT,
-    StructuredOutput,
-    unpacker,
 )
 
 _logger = logging.getLogger(__name__)
@@ -153,6 +150,7 @@ class MetaLLMRouterChatModel(RouterBase):
     _core: RouterCore = PrivateAttr()
     _cooldowns: Cooldowns = PrivateAttr()
     _handles: Handles = PrivateAttr()
+    _explorer: Explorer = PrivateAttr()
 
     @model_validator(mode="before")
     @classmethod
@@ -173,7 +171,8 @@ class MetaLLMRouterChatModel(RouterBase):
         prices = self._core.catalogue.prices
         self.__dict__.update(prices=None if prices is None else dict(prices))
         self._cooldowns = Cooldowns(self.allowed_fails, self.cooldown_time)
-        self._calls = RoutedCalls(self._core, self._cooldowns)
+        self._explorer = Explorer(self._core, self.scorer)
+        self._calls = RoutedCalls(self._core, self._cooldowns, self._explorer)
         self._handles = Handles(self)
         self._core.on_change(self._handles.show)
         return self
@@ -261,9 +260,12 @@ class MetaLLMRouterChatModel(RouterBase):
         self._core.pending.count("scorer_errors")
         _logger.error("metallm feedback for run_id %s not applied: %s", run_id, problem)
 
-    def stats(self) -> dict[str, int]:
-        """Feedback counters (``pending``, ``applied``, ...) and cooldowns."""
-        return {**self._core.pending.stats(), **self._cooldowns.stats()}
+    def stats(self) -> dict[str, float]:
+        """Feedback, exploration and cooldown counters (``pending``, ``applied``,
+        ``explored``, ``explored_spend``, ``cooldowns``, ...)."""
+        core = self._core
+        stats = {**core.pending.stats(), **core.exploration.stats()}
+        return {**stats, **self._cooldowns.stats()}
 
     def query_of(self, input: LanguageModelInput) -> str:
         """The text a call on ``input`` is routed by (``query_from_messages``)."""
@@ -363,23 +365,32 @@ class MetaLLMRouterChatModel(RouterBase):
         fields, and override saved settings with a warning."""
         embedder = LocalEmbeddings() if embeddings is None else embeddings
         state = load_router(path, embedder)
-        settings, added, removed, replaced = router_settings(
-            state, models, embedder, kwargs
-        )
+        settings, notes = router_settings(state, models, embedder, kwargs)
         router = cls(**settings)
         router._core.restore(state)
-        if added or removed:
-            warnings.warn(
-                f"load: {path}: added children {added} (cold, explored), dropped "
-                f"saved children {removed}",
-                stacklevel=2,
-            )
-        if replaced:
-            warnings.warn(
-                f"load: {path}: {replaced} given, overriding the saved values",
-                stacklevel=2,
-            )
+        for note in notes:
+            warnings.warn(f"load: {path}: {note}", stacklevel=2)
         return router
+
+    # Shadow mode, exploration and the decision log ------------------------------
+
+    def set_shadow(self, incumbent: str | None) -> None:
+        """Let ``incumbent`` answer every call while the router decides and
+        learns beside it (shadow mode); None routes live."""
+        self.shadow = incumbent
+
+    def decisions(self) -> DecisionLog:
+        """The decision log: recent ``Decision`` records with observed scores."""
+        return self._core.log
+
+    def evaluate(self, **settings: Any) -> Evaluation:
+        """What routing live would give at ``cost_weights`` or ``budgets``,
+        estimated from the decision log (see ``core.evaluation``)."""
+        return self._core.evaluate(**settings)
+
+    def wait_explorations(self, timeout: float | None = None) -> bool:
+        """Wait for background exploration calls; True if none is left."""
+        return self._explorer.wait(timeout)
 
     # LangChain chat model ------------------------------------------------------
 
@@ -407,30 +418,6 @@ class MetaLLMRouterChatModel(RouterBase):
             if key not in type(self).model_fields:
                 raise ValueError(f"configurable_fields: unknown field {key!r}")
         return SharedLearningConfigurableFields(default=self, fields=kwargs)
-
-    def with_structured_output(
-        self, schema: dict[str, Any] | type, *, include_raw: bool = False, **kwargs: Any
-    ) -> Runnable[LanguageModelInput, Any]:
-        """Route, then let the chosen child's own ``with_structured_output``
-        answer; see ``structured_output``."""
-        request = StructuredOutput(schema, kwargs)
-        routed = self.bind(
-            **{STRUCTURED_OUTPUT: request},
-            ls_structured_output_format=request.ls_format(),
-        )
-        return routed | unpacker(include_raw)
-
-    def bind_tools(
-        self,
-        tools: Sequence[dict[str, Any] | type | Callable[..., Any] | BaseTool],
-        *,
-        tool_choice: str | None = None,
-        **kwargs: Any,
-    ) -> Runnable[LanguageModelInput, AIMessage]:
-        """Bind ``tools`` on whichever child answers; routing is unchanged."""
-        binding = {"tools": list(tools), "tool_choice": tool_choice, **kwargs}
-        traced = {k: v for k, v in kwargs.items() if k == "ls_structured_output_format"}
-        return self.bind(tool_binding=binding, **traced)
 
     def _call_options(self) -> CallOptions:
         """This handle's own fields a call uses (``RouterBase`` runs the call)."""

@@ -14,7 +14,7 @@ import asyncio
 import math
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from langchain_core.callbacks import (
     AsyncCallbackManagerForLLMRun,
@@ -31,7 +31,7 @@ from langchain_metallm.child_runs import ChunkRelay, routed_result
 from langchain_metallm.cooldown import Cooldowns
 from langchain_metallm.core.decision import Decision
 from langchain_metallm.core.router import RouterCore
-from langchain_metallm.core.vectors import FloatArray
+from langchain_metallm.core.vectors import FloatArray, text_key
 from langchain_metallm.fallback import (
     Attempt,
     acall_in_order,
@@ -116,14 +116,29 @@ class CallOptions:
     """Run the core's store I/O in a worker thread in async calls."""
 
 
+class BackgroundCalls(Protocol):
+    """Calls made after the answer, off its path (``explorer.Explorer``)."""
+
+    def start(
+        self,
+        decision: Decision,
+        call: RoutedCall,
+        options: CallOptions,
+        context: FloatArray | None,
+    ) -> None: ...
+
+
 class RoutedCalls:
     """Runs a router's calls: the core decides, the children are called in the
     decision's order (``fallback``, ``cooldown``), the core registers the
     answer, and the answer carries the decision as metadata."""
 
-    def __init__(self, core: RouterCore, cooldowns: Cooldowns) -> None:
+    def __init__(
+        self, core: RouterCore, cooldowns: Cooldowns, explorer: BackgroundCalls
+    ) -> None:
         self.core = core
         self.cooldowns = cooldowns
+        self.explorer = explorer
 
     def generate(
         self,
@@ -145,6 +160,7 @@ class RoutedCalls:
         )
         usage = message.usage_metadata if isinstance(message, AIMessage) else None
         done = self.core.register(decision, answered, context, usage)
+        self.explorer.start(done, call, options, context)
         return routed_result(message, metadata(done, call, attempts, usage))
 
     async def agenerate(
@@ -168,6 +184,7 @@ class RoutedCalls:
         usage = message.usage_metadata if isinstance(message, AIMessage) else None
         register = self.core.register
         done = await _off_loop(options, register, decision, answered, context, usage)
+        self.explorer.start(done, call, options, context)
         return routed_result(message, metadata(done, call, attempts, usage))
 
     def stream(
@@ -193,6 +210,7 @@ class RoutedCalls:
             if (previous := relay.push(chunk)) is not None:
                 yield previous
         done = self.core.register(decision, answered, context, relay.usage)
+        self.explorer.start(done, call, options, context)
         yield relay.final(metadata(done, call, attempts, relay.usage))
 
     async def astream(
@@ -219,6 +237,7 @@ class RoutedCalls:
                 yield previous
         register, usage = self.core.register, relay.usage
         done = await _off_loop(options, register, decision, answered, context, usage)
+        self.explorer.start(done, call, options, context)
         yield relay.final(metadata(done, call, attempts, usage))
 
     def _call(
@@ -254,6 +273,7 @@ class RoutedCalls:
             planned=None if call.plan is None else call.plan["child"],
             sticky=call.sticky,
             cooling=self.cooldowns.cooling(),
+            query_hash=text_key(call.query),
         )
 
 
@@ -292,6 +312,8 @@ def metadata(
         "probe": decision.probe,
         "fallback": decision.fallback,
         "cooling_down": list(decision.cooldown),
+        "shadow": decision.shadow,
+        "explored": list(decision.explored),
     }
     if decision.planned and call.plan is not None:
         data.update(planned=True, predicted_score=call.plan["predicted_score"])

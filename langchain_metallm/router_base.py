@@ -2,12 +2,14 @@
 
 * ``stream``/``astream`` and ``_generate_with_cache``: langchain-core calls
   ``_stream`` without its run manager on some paths, yet a routed stream needs its
-  run id and the child's callbacks; these hand them over (``stream_run``).
+  run id and the child's callbacks; these hand them over, and make the router's
+  run the caller its children see in the config context (``stream_run``).
 * ``_generate_with_cache``: an LLM-cache hit is an answer without a decision; it
   is relabelled and its feedback refused (``llm_cache``).
 * ``batch``/``abatch``: every query of a batch is embedded in one call before the
   items are routed one by one.
-
+* ``bind_tools``, ``with_structured_output``: bound on the router, applied to
+  whichever child answers (``structured_output``).
 * ``_generate``, ``_agenerate``, ``_stream``, ``_astream``: every call runs
   through ``routed_call.RoutedCalls`` (``_calls``), with the options of the
   handle it was made on (``_call_options``, which the router defines).
@@ -15,7 +17,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import suppress
 from typing import Any
 
@@ -28,12 +30,18 @@ from langchain_core.callbacks import (
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
-from langchain_core.runnables import RunnableConfig
+from langchain_core.runnables import Runnable, RunnableConfig
+from langchain_core.tools import BaseTool
 from pydantic import PrivateAttr
 
 from langchain_metallm import stream_run
 from langchain_metallm.llm_cache import CACHE_HIT, as_cache_hit
 from langchain_metallm.routed_call import CallOptions, RoutedCalls, query_text
+from langchain_metallm.structured_output import (
+    STRUCTURED_OUTPUT,
+    StructuredOutput,
+    unpacker,
+)
 
 
 class RouterBase(BaseChatModel):
@@ -53,12 +61,14 @@ class RouterBase(BaseChatModel):
     ) -> Iterator[AIMessageChunk]:
         """Stream the chosen child's answer; the last chunk carries the decision."""
         config, link = stream_run.stream_config(config, CallbackManager)
+        caller = stream_run.caller_config(link, config)
         chunks = super().stream(input, config, stop=stop, **kwargs)
-        with stream_run.handing_over(link):  # until _stream has taken it
-            first = next(chunks, None)
-        if first is not None:
-            yield first
-            yield from chunks
+        with stream_run.handing_over(link), stream_run.as_caller(caller):
+            chunk = next(chunks, None)  # handing over until _stream has taken it
+        while chunk is not None:
+            yield chunk
+            with stream_run.as_caller(caller):  # every step may call a child
+                chunk = next(chunks, None)
 
     async def astream(
         self,
@@ -70,13 +80,14 @@ class RouterBase(BaseChatModel):
     ) -> AsyncIterator[AIMessageChunk]:
         """Async twin of ``stream``."""
         config, link = stream_run.stream_config(config, AsyncCallbackManager)
+        caller = stream_run.caller_config(link, config)
         chunks = super().astream(input, config, stop=stop, **kwargs)
-        with stream_run.handing_over(link):  # until _astream has taken it
-            first = await anext(chunks, None)
-        if first is not None:
-            yield first
-            async for chunk in chunks:
-                yield chunk
+        with stream_run.handing_over(link), stream_run.as_caller(caller):
+            chunk = await anext(chunks, None)  # handing over until _astream took it
+        while chunk is not None:
+            yield chunk
+            with stream_run.as_caller(caller):  # every step may call a child
+                chunk = await anext(chunks, None)
 
     def _generate_with_cache(
         self,
@@ -86,7 +97,9 @@ class RouterBase(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         # When langchain-core streams under invoke, ``_stream`` gets no run manager.
-        with stream_run.handing_over(stream_run.link_of(run_manager)):
+        link = stream_run.link_of(run_manager)
+        caller = stream_run.caller_config(link)
+        with stream_run.handing_over(link), stream_run.as_caller(caller):
             result = super()._generate_with_cache(messages, stop, run_manager, **kwargs)
         return self._unless_cache_hit(result, run_manager)
 
@@ -97,7 +110,9 @@ class RouterBase(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        with stream_run.handing_over(stream_run.link_of(run_manager)):
+        link = stream_run.link_of(run_manager)
+        caller = stream_run.caller_config(link)
+        with stream_run.handing_over(link), stream_run.as_caller(caller):
             result = await super()._agenerate_with_cache(
                 messages, stop, run_manager, **kwargs
             )
@@ -163,6 +178,32 @@ class RouterBase(BaseChatModel):
         size = max(self._prefetch_size, 1)
         for start in range(0, total, size):
             yield start, min(start + size, total)
+
+    # Tools and structured output, on whichever child answers -------------------------
+
+    def with_structured_output(
+        self, schema: dict[str, Any] | type, *, include_raw: bool = False, **kwargs: Any
+    ) -> Runnable[LanguageModelInput, Any]:
+        """Route, then let the chosen child's own ``with_structured_output``
+        answer; see ``structured_output``."""
+        request = StructuredOutput(schema, kwargs)
+        routed = self.bind(
+            **{STRUCTURED_OUTPUT: request},
+            ls_structured_output_format=request.ls_format(),
+        )
+        return routed | unpacker(include_raw)
+
+    def bind_tools(
+        self,
+        tools: Sequence[dict[str, Any] | type | Callable[..., Any] | BaseTool],
+        *,
+        tool_choice: str | None = None,
+        **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, AIMessage]:
+        """Bind ``tools`` on whichever child answers; routing is unchanged."""
+        binding = {"tools": list(tools), "tool_choice": tool_choice, **kwargs}
+        traced = {k: v for k, v in kwargs.items() if k == "ls_structured_output_format"}
+        return self.bind(tool_binding=binding, **traced)
 
     # The router's calls (``routed_call``) -------------------------------------------
 

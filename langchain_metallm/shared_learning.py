@@ -23,6 +23,9 @@ from langchain_core.runnables import ConfigurableField, RunnableConfig
 from langchain_core.runnables.configurable import RunnableConfigurableFields
 from pydantic import BaseModel
 
+from langchain_metallm.core.checks import check_number
+from langchain_metallm.explorer import check_scorer
+
 LEARNING_FIELDS = frozenset(
     {
         "models",
@@ -47,6 +50,11 @@ LEARNING_FIELDS = frozenset(
         "default_model",
         "allowed_fails",
         "cooldown_time",
+        "shadow",
+        "explore_rate",
+        "explore_budget",
+        "scorer",
+        "decision_log_size",
     }
 )
 """Fields whose value the shared statistics, tables or pacer depend on."""
@@ -83,6 +91,10 @@ SHARED_FIELDS = frozenset(
         "default_model",
         "allowed_fails",
         "cooldown_time",
+        "shadow",
+        "explore_rate",
+        "explore_budget",
+        "scorer",
     }
 )
 """Fields that may be set on a running router: the change acts on the shared
@@ -103,15 +115,24 @@ def set_shared(router: Any, name: str, value: Any) -> None:
             "depend on it); use add_model/remove_model for children, or "
             "save() and load() into a new router"
         )
-    core = router.core
+    core, private = router.core, router.__pydantic_private__
+    explorer = private["_explorer"]
     if name == "costs":
         router.set_costs(value)
     elif name == "default_model":
         core.set_catalogue(core.catalogue.with_default(value))
+    elif name == "shadow":
+        core.set_catalogue(core.catalogue.with_shadow(value))
+    elif name == "scorer":
+        explorer.scorer = check_scorer(value, core.settings.explore_rate)
+        private["_handles"].show(name, value)
+    elif name == "explore_rate":
+        check_scorer(explorer.scorer, check_number(name, value, low=0.0, high=1.0))
+        core.set(name, value)
     elif name in ("allowed_fails", "cooldown_time"):
-        cooldowns = router.__pydantic_private__["_cooldowns"]
+        cooldowns = private["_cooldowns"]
         cooldowns.configure(**{name: value})
-        router.__pydantic_private__["_handles"].show(name, getattr(cooldowns, name))
+        private["_handles"].show(name, getattr(cooldowns, name))
     else:
         core.set(name, value)
 

@@ -119,6 +119,7 @@ def rank(
     fallback_to: str | None = None,
     planned: str | None = None,
     sticky: str | None = None,
+    shadow: str | None = None,
     cooling: Sequence[str] = (),
 ) -> Decision:
     """The decision for one call (see the module docstring).
@@ -126,6 +127,7 @@ def rank(
     ``estimates`` None means no embedding: ``fallback_to`` (the default child,
     else the best by mean score) answers, else the cheapest, the rest by cost.
     ``planned`` or ``sticky`` name the child a plan or tool loop already chose.
+    ``shadow`` (an incumbent) answers first while ``chosen`` stays the rule's.
     Children the estimates do not know yet (added a moment ago) are left out.
     """
     costs = catalogue.normalized
@@ -169,7 +171,9 @@ def rank(
     ordered = sorted(names, key=lambda n: -value[n])  # stable: catalogue order
     forced = planned if planned in value else sticky if sticky in value else None
     chosen = ordered[0] if forced is None else forced
-    order = [chosen, *(n for n in ordered if n != chosen)]
+    first = shadow if shadow in value else chosen
+    order = [first, chosen, *(n for n in ordered if n not in (first, chosen))]
+    order = list(dict.fromkeys(order))
     decision = Decision(
         run_id,
         chosen,
@@ -182,6 +186,7 @@ def rank(
         probe=forced is None and chosen in probing,
         sticky=forced is not None and forced == sticky and planned is None,
         planned=forced is not None and forced == planned,
+        shadow=shadow is not None and first == shadow,
     )
     return _cooled(decision, cooling)
 

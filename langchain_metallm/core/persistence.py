@@ -282,10 +282,10 @@ def router_settings(
     models: Mapping[str, Any],
     embeddings: object,
     overrides: Mapping[str, Any],
-) -> tuple[dict[str, Any], list[str], list[str], list[str]]:
+) -> tuple[dict[str, Any], list[str]]:
     """Constructor arguments for a router resuming ``state`` with children
-    ``models``; which children are added (not in the save) and removed; and
-    which saved settings ``overrides`` replace.
+    ``models``, and notes for the user: which children are added (not in the
+    save) or dropped, and which saved settings ``overrides`` replace.
 
     Kept children come first in the saved order, added ones after. The saved
     costs, cost weight, decay, alpha, budget and default child apply unless
@@ -333,6 +333,17 @@ def router_settings(
     replaced = sorted(
         key for key in resumed if key in overrides and overrides[key] != resumed[key]
     )
+    notes = [
+        *(
+            [
+                f"added children {added} (cold, explored), dropped saved children "
+                f"{removed}"
+            ]
+            if added or removed
+            else []
+        ),
+        *([f"{replaced} given, overriding the saved values"] if replaced else []),
+    ]
     settings = {
         **resumed,
         **overrides,
@@ -341,7 +352,7 @@ def router_settings(
         "ridge": state.policy.ridge,
         "embeddings": embeddings,
     }
-    return settings, added, removed, replaced
+    return settings, notes
 
 
 # Writing ----------------------------------------------------------------------

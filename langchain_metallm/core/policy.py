@@ -39,6 +39,8 @@ FloatArray = NDArray[np.float64]
 
 SCORE_MAX = 1.0
 """The highest score an answer can get (priors are checked against it)."""
+READ_TRIES = 3
+"""Reads of arms a refresh makes while this process's own updates overtake them."""
 RIDGE_SLACK = 0.25
 """With forgetting, the largest fraction of the ridge a cached inverse may lack
 before it is rebuilt exactly (see the module docstring)."""
@@ -101,6 +103,7 @@ class LinUCBPolicy:
         self._counts = np.zeros(k, dtype=np.int64)
         self._versions = np.zeros(k, dtype=np.int64)
         self._deficit: FloatArray = np.zeros(k)
+        self._applied: dict[str, int] = {}
         self._checked_at = -np.inf
         self._lock = threading.RLock()
         self.refresh()
@@ -232,6 +235,9 @@ class LinUCBPolicy:
             if name not in self.arms:
                 return  # removed meanwhile: its statistics went with it
             j = self.arms.index(name)
+            self._applied[name] = max(self._applied.get(name, 0), version)
+            if self._versions[j] >= version:
+                return  # a refresh meanwhile installed the store's state with it
             if decay == 1.0:
                 self._learn(j, vec, s)
             else:
@@ -396,20 +402,41 @@ class LinUCBPolicy:
             for n, v in zip(live, versions, strict=True)
             if n in known and v != known[n]
         ]
-        stats = self.store.read(self.namespace, changed) if changed else None
+        if not changed:
+            with self._lock:
+                self._checked_at = time.monotonic()
+            return len(live) != len(arms)
+        for _ in range(READ_TRIES):
+            stats = self.store.read(self.namespace, changed)
+            with self._lock:
+                # An update this process applied after the read must not be lost:
+                # such an arm is read again.
+                fresh = [
+                    i
+                    for i, name in enumerate(changed)
+                    if name in self.arms
+                    and stats.versions[i] >= self._applied.get(name, 0)
+                ]
+                self._install(
+                    np.array(
+                        [self.arms.index(changed[i]) for i in fresh], dtype=np.intp
+                    ),
+                    stats.A[fresh],
+                    stats.b[fresh],
+                    stats.counts[fresh],
+                    stats.versions[fresh],
+                )
+                changed = [
+                    name
+                    for i, name in enumerate(changed)
+                    if i not in fresh and name in self.arms
+                ]
+                if not changed:
+                    self._checked_at = time.monotonic()
+                    return True
         with self._lock:
-            self._checked_at = time.monotonic()
-            if stats is None:
-                return len(live) != len(arms)
-            rows = [i for i, name in enumerate(changed) if name in self.arms]
-            self._install(
-                np.array([self.arms.index(changed[i]) for i in rows], dtype=np.intp),
-                stats.A[rows],
-                stats.b[rows],
-                stats.counts[rows],
-                stats.versions[rows],
-            )
-            return True
+            self._checked_at = -np.inf  # still racing writers: again next call
+        return True
 
     def statistics(self) -> tuple[FloatArray, FloatArray, NDArray[np.int64]]:
         """The sufficient statistics ``(A, b, counts)``, read at once from the store."""

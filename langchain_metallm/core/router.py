@@ -22,6 +22,7 @@ import warnings
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import fields as dataclass_fields
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -33,6 +34,8 @@ from langchain_metallm.core.checks import check_known, check_number, check_score
 from langchain_metallm.core.costs import Usage, cost_vector
 from langchain_metallm.core.decision import Decision, estimates_of, rank
 from langchain_metallm.core.decision_log import DecisionLog
+from langchain_metallm.core.evaluation import Evaluation, evaluate
+from langchain_metallm.core.exploration import Exploration
 from langchain_metallm.core.features import (
     TaskClassifier,
     TaskModel,
@@ -109,6 +112,7 @@ class RouterCore:
         self.store = store
         self.pending = PendingDecisions(settings.max_pending, settings.pending_ttl)
         self.log = DecisionLog(settings.decision_log_size)
+        self.exploration = Exploration()
         self.pacer: BudgetPacer | None = None
         self._vectors = VectorCache(embeddings, settings.embedding_cache_size)
         self._policy: LinUCBPolicy | None = None
@@ -299,10 +303,13 @@ class RouterCore:
         planned: str | None = None,
         sticky: str | None = None,
         cooling: Sequence[str] = (),
+        query_hash: str | None = None,
     ) -> Decision:
         """The decision for one call (``decision.rank``): at ``cost_weight``
         if given, else the router's; ``planned`` and ``sticky`` name a child a
-        plan or a tool loop already chose; ``cooling`` children go last."""
+        plan or a tool loop already chose; ``cooling`` children go last. In
+        shadow mode the incumbent answers; on a share ``explore_rate`` of calls
+        with an embedding the others are to be called too (``exploration``)."""
         weight = (
             self.cost_weight
             if cost_weight is None
@@ -310,23 +317,38 @@ class RouterCore:
         )
         catalogue = self.catalogue
         if context is None:
-            return rank(
+            outage = rank(
                 run_id,
                 catalogue,
                 None,
                 cost_weight=weight,
-                fallback_to=catalogue.default or self._best_mean(),
+                fallback_to=catalogue.shadow or catalogue.default or self._best_mean(),
                 cooling=cooling,
             )
+            return replace(outage, query_hash=query_hash)
         estimates = estimates_of(*self._policy_for(context[None]).estimate(context))
-        return rank(
+        decision = rank(
             run_id,
             catalogue,
             estimates,
             cost_weight=weight,
             planned=planned,
             sticky=sticky,
+            shadow=catalogue.shadow,
             cooling=cooling,
+        )
+        settings = self.settings
+        explored = self.exploration.draw(
+            catalogue,
+            decision.order[0],
+            settings.explore_rate,
+            settings.explore_budget,
+        )
+        return replace(
+            decision,
+            explored=explored,
+            explore_probability=settings.explore_rate,
+            query_hash=query_hash,
         )
 
     def register(
@@ -379,6 +401,52 @@ class RouterCore:
             raise
         self.log.observe(run_id, decision.child, score=checked)
         return checked
+
+    def learn_explored(
+        self,
+        run_id: str,
+        child: str,
+        context: FloatArray,
+        score: float,
+        usage: Usage | None,
+    ) -> float:
+        """Learn the score of ``child``'s answer to call ``run_id``, asked in the
+        background (exploration), and log it with its cost; returns the score.
+        A child removed meanwhile is skipped (NaN)."""
+        checked = check_score(score)
+        catalogue = self.catalogue
+        if child not in catalogue:
+            return math.nan
+        cost = catalogue.answer_cost(child, usage)
+        cost = catalogue.cost(child) if cost is None else cost
+        self._require_policy().update(child, context, checked)
+        self.exploration.answered(cost)
+        self.log.observe(run_id, child, score=checked, cost=cost)
+        return checked
+
+    def explore_failed(self, run_id: str, child: str, error: str) -> None:
+        """Count and log that ``child``'s background call or its scorer failed."""
+        self.exploration.failed()
+        self.log.observe(run_id, child, error=error)
+
+    def evaluate(
+        self,
+        *,
+        cost_weights: Sequence[float] | None = None,
+        budgets: Sequence[float] | None = None,
+        decisions: DecisionLog | None = None,
+        estimator: str = "dr",
+    ) -> Evaluation:
+        """What routing live would give at each setting, estimated from the
+        decision log (``evaluation.evaluate``)."""
+        log = self.log if decisions is None else decisions
+        return evaluate(
+            log.records(),
+            self.catalogue.normalized,
+            cost_weights=cost_weights,
+            budgets=budgets,
+            estimator=estimator,
+        )
 
     async def alearn(
         self, run_id: str, score: float, *, strict: bool | None = None

@@ -87,6 +87,13 @@ def checked_values(settings: Settings) -> dict[str, Any]:
         "pending_ttl": None
         if settings.pending_ttl is None
         else check_number("pending_ttl", settings.pending_ttl, low=0.0, low_open=True),
+        "explore_rate": check_number(
+            "explore_rate", settings.explore_rate, low=0.0, high=1.0
+        ),
+        "explore_budget": None
+        if settings.explore_budget is None
+        else check_number("explore_budget", settings.explore_budget, low=0.0),
+        "decision_log_size": _count("decision_log_size", settings.decision_log_size, 1),
     }
 
 

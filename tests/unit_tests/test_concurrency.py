@@ -197,6 +197,10 @@ def test_evicted_duplicate_and_unknown_feedback_is_refused_and_counted() -> None
         "evicted": 2,
         "scorer_errors": 0,
         "embedding_failures": 0,
+        "explored": 0,
+        "explored_calls": 0,
+        "explore_errors": 0,
+        "explored_spend": 0.0,
         "cooldowns": 0,
         "cooling_down": 0,
     }
@@ -222,6 +226,10 @@ def test_pending_ttl_expires_decisions_and_reports_late_feedback() -> None:
         "evicted": 0,
         "scorer_errors": 0,
         "embedding_failures": 0,
+        "explored": 0,
+        "explored_calls": 0,
+        "explore_errors": 0,
+        "explored_spend": 0.0,
         "cooldowns": 0,
         "cooling_down": 0,
     }
