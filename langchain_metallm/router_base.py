@@ -11,12 +11,16 @@
 * ``_generate``, ``_agenerate``, ``_stream``, ``_astream``: every call runs
   through ``routed_call.RoutedCalls`` (``_calls``), with the options of the
   handle it was made on (``_call_options``, which the router defines).
+
+It also shows what the router learned: ``report`` (one HTML file), ``summary``
+(text) and ``_repr_html_`` (a notebook's view), all drawn by ``report``.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import suppress
+from pathlib import Path
 from typing import Any
 
 from langchain_core.callbacks import (
@@ -31,7 +35,9 @@ from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from langchain_core.runnables import RunnableConfig
 from pydantic import PrivateAttr
 
+from langchain_metallm import report as reports
 from langchain_metallm import stream_run
+from langchain_metallm.core.persistence import StrPath
 from langchain_metallm.llm_cache import CACHE_HIT, as_cache_hit
 from langchain_metallm.routed_call import CallOptions, RoutedCalls, query_text
 
@@ -144,6 +150,32 @@ class RouterBase(BaseChatModel):
                 **kwargs,
             )
         return outputs
+
+    # What the router learned (``report``) --------------------------------------------
+
+    def report(
+        self, path: StrPath, *, evaluation: Sequence[Mapping[str, Any]] | None = None
+    ) -> Path:
+        """Write one self-contained HTML report of what this router learned to
+        ``path`` (no prompt text; see ``report``); ``evaluation`` adds the rows
+        of counterfactual estimates (``report.render_evaluation``)."""
+        return reports.write_report(self._report_data(), path, evaluation=evaluation)
+
+    def summary(self) -> str:
+        """One screen of text: each child's share, observed score and cost, the
+        feedback counters, the budget or cost weight, and the mode."""
+        return reports.summary_text(self._report_data())
+
+    def _repr_html_(self) -> str:
+        """The summary as a small table in a notebook."""
+        return reports.summary_html(self._report_data())
+
+    def stats(self) -> dict[str, int]:
+        """Feedback counters and cooldowns (the router defines it)."""
+        raise NotImplementedError
+
+    def _report_data(self) -> reports.ReportData:
+        return reports.report_data(self._calls.core, stats=self.stats())
 
     def _unless_cache_hit(
         self,
