@@ -13,12 +13,16 @@
 * ``_generate``, ``_agenerate``, ``_stream``, ``_astream``: every call runs
   through ``routed_call.RoutedCalls`` (``_calls``), with the options of the
   handle it was made on (``_call_options``, which the router defines).
+
+It also shows what the router learned: ``report`` (one HTML file), ``summary``
+(text) and ``_repr_html_`` (a notebook's view), all drawn by ``report``.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import suppress
+from pathlib import Path
 from typing import Any
 
 from langchain_core.callbacks import (
@@ -34,7 +38,9 @@ from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.tools import BaseTool
 from pydantic import PrivateAttr
 
+from langchain_metallm import report as reports
 from langchain_metallm import stream_run
+from langchain_metallm.core.persistence import StrPath
 from langchain_metallm.llm_cache import CACHE_HIT, as_cache_hit
 from langchain_metallm.routed_call import CallOptions, RoutedCalls, query_text
 from langchain_metallm.structured_output import (
@@ -159,6 +165,36 @@ class RouterBase(BaseChatModel):
                 **kwargs,
             )
         return outputs
+
+    # What the router learned (``report``) --------------------------------------------
+
+    def report(
+        self, path: StrPath, *, evaluation: Sequence[Mapping[str, Any]] | None = None
+    ) -> Path:
+        """Write one self-contained HTML report of what this router learned to
+        ``path`` (no prompt text; see ``report``); ``evaluation`` adds the rows
+        of counterfactual estimates (``report.render_evaluation``); by default
+        they are estimated from the decision log where it allows."""
+        if evaluation is None:
+            with suppress(ValueError):  # nothing to estimate from yet
+                evaluation = self._calls.core.evaluate().rows
+        return reports.write_report(self._report_data(), path, evaluation=evaluation)
+
+    def summary(self) -> str:
+        """One screen of text: each child's share, observed score and cost, the
+        feedback counters, the budget or cost weight, and the mode."""
+        return reports.summary_text(self._report_data())
+
+    def _repr_html_(self) -> str:
+        """The summary as a small table in a notebook."""
+        return reports.summary_html(self._report_data())
+
+    def stats(self) -> dict[str, float]:
+        """Feedback, exploration and cooldown counters (the router defines it)."""
+        raise NotImplementedError
+
+    def _report_data(self) -> reports.ReportData:
+        return reports.report_data(self._calls.core, stats=self.stats())
 
     def _unless_cache_hit(
         self,
