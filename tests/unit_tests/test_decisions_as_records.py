@@ -528,3 +528,24 @@ def test_async_calls_never_block_the_event_loop_on_store_io() -> None:
     assert asyncio.run(ticks_while(call)) >= 15
     assert asyncio.run(ticks_while(feedback)) >= 15
     assert router.stats()["applied"] == 2
+
+
+def test_a_restart_keeps_units_probes_and_pace_after_catalogue_changes(
+    tmp_path: Path,
+) -> None:
+    """Catalogue change, budget and restart together: the unit stays that of the
+    first catalogue, a new child's owed probes survive, the budget keeps pacing."""
+    router = fitted(budget=0.3)
+    router.add_model("huge", EchoChild(name_tag="huge"), 10.0)
+    serve(router, [query("poetry", i) for i in range(5)], best_on_math)
+    owed = router.core.catalogue.probes["huge"]
+    router.save(tmp_path / "r")
+    children = {name: EchoChild(name_tag=name) for name in [*COSTS, "huge"]}
+    loaded = MetaLLMRouterChatModel.load(
+        tmp_path / "r", children, embeddings=KeywordEmbeddings()
+    )
+    assert loaded.normalized_costs == router.normalized_costs
+    assert loaded.normalized_costs["huge"] == pytest.approx(10.0)
+    assert loaded.core.catalogue.probes["huge"] == owed
+    assert loaded.budget == 0.3 and loaded.core.pacer is not None
+    assert loaded.core.pacer.weight == router.core.pacer.weight  # type: ignore[union-attr]
