@@ -113,7 +113,8 @@ class MetaLLMRouterChatModel(RouterBase):
     auto_tasks: bool = True
     """A first ``fit`` of 300+ prompts without task labels learns clusters."""
     online_clusters: bool | None = None
-    """Never fitted: route on clusters of live prompts (None: on without a store)."""
+    """Never fitted: route on clusters of live prompts, shared by a store's fleet
+    (None or True: on; False: the bare embedding)."""
     embedding_cache_size: int = 2_048
     """Query embeddings kept in memory; ``batch`` fills it with one call."""
     stop: list[str] | None = None

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from langchain_metallm import LinUCBPolicy, MetaLLMRouterChatModel
+from langchain_metallm.core.online_clusters import OnlineClusters
 from langchain_metallm.core.stores import (
     MemoryStore,
     PolicyStore,
@@ -220,23 +221,29 @@ def make_router(store: PolicyStore, **overrides: Any) -> MetaLLMRouterChatModel:
     return echo_router({"cheap": 0.1, "pricey": 1.0}, store=store, **overrides)
 
 
+@pytest.mark.parametrize("online", [False, None])
 def test_routers_share_a_sqlite_store_by_namespace_and_store_no_prompt(
-    tmp_path: Path,
+    tmp_path: Path, online: bool | None
 ) -> None:
+    """With online clusters (the default, None) the namespace names their
+    fixed fingerprint; the store holds statistics and centroids, no prompt."""
     path = tmp_path / "policy.db"
-    first = make_router(SQLiteStore(path))
+    first = make_router(SQLiteStore(path), online_clusters=online)
     secret = "math question about the zebra-secret-4711"
     for i in range(5):
         first.record_feedback(first.invoke(f"{secret} {i}"), 1.0)
     assert first.policy is not None
-    assert first.policy.namespace == namespace("metallm-router", KeywordEmbeddings())
-    second = make_router(SQLiteStore(path))
-    second.route(query("math", 1))
+    tasks = None if online is False else OnlineClusters(4).fingerprint()
+    assert first.policy.namespace == namespace(
+        "metallm-router", KeywordEmbeddings(), tasks=tasks
+    )
+    second = make_router(SQLiteStore(path), online_clusters=online)
+    second.invoke(query("math", 1))
     assert second.policy is not None
     assert second.policy.counts.sum() == 5
     np.testing.assert_allclose(second.policy.theta, first.policy.theta, atol=1e-12)
-    other = make_router(SQLiteStore(path), name="other-router")
-    other.route(query("math", 1))
+    other = make_router(SQLiteStore(path), name="other-router", online_clusters=online)
+    other.invoke(query("math", 1))
     assert other.policy is not None and other.policy.counts.sum() == 0
     files = b"".join(p.read_bytes() for p in tmp_path.iterdir())
     assert b"zebra" not in files and b"cheap" in files
