@@ -15,6 +15,8 @@ until the last stage is fitted.
 A stage is fitted off the request path: the call that reaches its prompt count
 hands those prompts to one background thread (``background=True``, as the router
 runs it) and routes on the stages already there until the new one is installed.
+If a process gives that thread no time (a tight loop of instant calls), calls
+made once ``STARVED`` more prompts were seen yield to it briefly (``YIELD``).
 
 A fleet (workers sharing a store) agrees on its clusters through the store
 (``share``): each worker counts its own prompts; the first to reach a stage fits
@@ -67,6 +69,15 @@ integers."""
 RETRY_AFTER = 5.0
 """Seconds before a stage whose fit or publication failed is tried again."""
 
+STARVED = 20
+"""Prompts after which a stage still being fitted is starved: the process's
+calls never wait on I/O (instant children, a replay), so the fitting thread
+hardly gets the GIL and the stage would not be installed for thousands of calls.
+Each later call then yields to the thread for ``YIELD`` seconds at most."""
+YIELD = 0.001
+"""See ``STARVED``: the call goes on as soon as the stage is installed (getting
+the GIL back may take up to the interpreter's switch interval, 5 ms)."""
+
 
 class OnlineClusters:
     """Coarse-to-fine clusters fitted on the first live prompts, read as one-hot
@@ -104,6 +115,7 @@ class OnlineClusters:
         self._idle = threading.Condition(self._lock)
         self._due: dict[int, FloatArray] = {}  # stage -> the prompts to fit it on
         self._fitting = False
+        self._fitting_since = 0  # prompts seen when the running fit started
         self._retry_at = -math.inf
         self._shared: SharedStages | None = None
 
@@ -157,12 +169,20 @@ class OnlineClusters:
             start = bool(self._due) and not self._fitting
             if start:
                 self._fitting = True
+                self._fitting_since = len(self._seen)
+            starved = (
+                self._fitting
+                and not start
+                and len(self._seen) >= self._fitting_since + STARVED
+            )
         if start and self.background:
             threading.Thread(
                 target=self._fit_due, name="metallm-online-clusters", daemon=True
             ).start()
         elif start:
             self._fit_due()
+        elif starved and self.background:
+            self.wait(YIELD)
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait until no stage is being fitted; False if ``timeout`` passed first."""

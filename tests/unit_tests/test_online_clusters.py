@@ -16,6 +16,8 @@ from langchain_metallm import MetaLLMRouterChatModel
 from langchain_metallm.core.auto_tasks import QueryClusters
 from langchain_metallm.core.online_clusters import (
     STAGES,
+    STARVED,
+    YIELD,
     OnlineClusters,
     SharedStages,
     same,
@@ -350,3 +352,38 @@ def test_feedback_before_a_fit_keeps_the_online_clusters() -> None:
     assert isinstance(router.task_classifier, OnlineClusters)
     assert router.policy is not None and router.policy.dim == LIVE_DIM
     assert int(router.policy.counts.sum()) == 3 + 2 * 400
+
+
+def test_calls_yield_briefly_to_a_fit_they_starve(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Calls that never wait on I/O can keep the fitting thread from the GIL
+    for hundreds of calls; once the fit is ``STARVED`` prompts late, each call
+    yields to it for at most ``YIELD`` seconds (and never waits longer)."""
+    fit = QueryClusters.fit_styles
+    release = threading.Event()
+
+    def slow_fit(*args: Any, **kwargs: Any) -> QueryClusters:
+        release.wait(timeout=30)
+        return fit(*args, **kwargs)
+
+    monkeypatch.setattr(QueryClusters, "fit_styles", staticmethod(slow_fit))
+    clusters = OnlineClusters(4, stages=((2, 6),), background=True)
+    waits: list[float | None] = []
+    wait = clusters.wait
+
+    def spy(timeout: float | None = None) -> bool:
+        waits.append(timeout)
+        return wait(timeout)
+
+    clusters.wait = spy  # type: ignore[method-assign]
+    prompts = stream(6 + STARVED + 5, seed=19)
+    vectors = KeywordEmbeddings().embed_documents(prompts)
+    for i, (text, vector) in enumerate(zip(prompts, vectors, strict=True)):
+        start = time.perf_counter()
+        clusters.observe([vector], [text])
+        assert time.perf_counter() - start < 0.5  # the fit is held for 30 s
+        assert len(waits) == max(0, i + 1 - (6 + STARVED) + 1)
+    assert set(waits) == {YIELD} and clusters.fitted == (None,)
+    release.set()
+    assert wait(timeout=30) and clusters.fitted[0] is not None
