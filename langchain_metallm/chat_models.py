@@ -91,7 +91,7 @@ class MetaLLMRouterChatModel(RouterBase):
     budget: float | None = None
     """Target mean normalised cost per call; the cost weight is then paced."""
     decay: float = 1.0
-    """Forgetting factor in (0, 1] per update of a child (1: never forget)."""
+    """Forgetting factor in (0, 1]: each update discounts every child (1: never)."""
     alpha: float | None = None
     """Exploration width; None: 0.5 learning live, 0.1 once fitted."""
     ridge: float = 1.0
