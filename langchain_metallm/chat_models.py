@@ -88,7 +88,7 @@ class MetaLLMRouterChatModel(RouterBase):
     budget: float | None = None
     """Target mean normalised cost per call; the cost weight is then paced."""
     decay: float = 1.0
-    """Forgetting factor in (0, 1] per update of a child (1: never forget)."""
+    """Forgetting factor in (0, 1]: each update discounts every child (1: never)."""
     alpha: float | None = None
     """Exploration width; None: 0.5 learning live, 0.1 once fitted."""
     ridge: float = 1.0
@@ -110,7 +110,8 @@ class MetaLLMRouterChatModel(RouterBase):
     auto_tasks: bool = True
     """A first ``fit`` of 300+ prompts without task labels learns clusters."""
     online_clusters: bool | None = None
-    """Never fitted: route on clusters of live prompts (None: on without a store)."""
+    """Never fitted: route on clusters of live prompts, shared by a store's fleet
+    (None or True: on; False: the bare embedding)."""
     embedding_cache_size: int = 2_048
     """Query embeddings kept in memory; ``batch`` fills it with one call."""
     stop: list[str] | None = None

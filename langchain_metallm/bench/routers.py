@@ -21,6 +21,7 @@ from langchain_metallm.bench.cache import CachedVectors
 from langchain_metallm.core.catalogue import Catalogue
 from langchain_metallm.core.costs import reward_matrix
 from langchain_metallm.core.features import TaskModel
+from langchain_metallm.core.online_clusters import OnlineClusters
 from langchain_metallm.core.policy import LinUCBPolicy
 from langchain_metallm.core.router import RouterCore
 from langchain_metallm.core.settings import Settings
@@ -228,6 +229,12 @@ class OnlineLinUCB:
         for i, text in enumerate(texts):
             run_id = str(i)
             context = core.context(text)
+            tasks = core.task_classifier
+            if isinstance(tasks, OnlineClusters):
+                # A stage is fitted in the background; a live call takes far
+                # longer than k-means, so it is in place for the next call.
+                # Waiting here keeps a replay deterministic.
+                tasks.wait()
             decision = core.decide(run_id, context)
             j = column[decision.chosen]
             core.register(decision, decision.chosen, context, None)

@@ -12,22 +12,40 @@ correction per coarse and per fine cluster, shrunk toward it by the ridge.
 Prompts are kept (embedding and ``text_style`` numbers, never the text) only
 until the last stage is fitted.
 
-Clusters are learned per process: workers sharing a store would each cluster the
-prompts they saw and disagree on what a slot means, so the engine does not use
-online clusters with a shared store.
+A stage is fitted off the request path: the call that reaches its prompt count
+hands those prompts to one background thread (``background=True``, as the router
+runs it) and routes on the stages already there until the new one is installed.
+If a process gives that thread no time (a tight loop of instant calls), calls
+made once ``STARVED`` more prompts were seen yield to it briefly (``YIELD``).
+
+A fleet (workers sharing a store) agrees on its clusters through the store
+(``share``): each worker counts its own prompts; the first to reach a stage fits
+it and publishes it (``PolicyStore.publish``: the first writer wins), and every
+other worker, later joiners included, adopts the published stage as soon as it
+sees it (it checks every ``store.refresh_interval`` seconds, and before fitting a
+stage itself) instead of its own. Slot positions never change, so the clusters'
+``fingerprint`` (and the store namespace) is fixed by construction and every
+worker learns into the same statistics.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import math
 import threading
+import time
+import warnings
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from langchain_metallm.core.auto_tasks import STYLE_DIM, QueryClusters, text_style
+
+if TYPE_CHECKING:
+    from langchain_metallm.core.stores.base import PolicyStore
 
 FloatArray = NDArray[np.float64]
 
@@ -48,13 +66,26 @@ ARRAY_NAMES = (
 """The arrays of a saved ``OnlineClusters`` (``to_arrays``); the first two are
 integers."""
 
+RETRY_AFTER = 5.0
+"""Seconds before a stage whose fit or publication failed is tried again."""
+
+STARVED = 20
+"""Prompts after which a stage still being fitted is starved: the process's
+calls never wait on I/O (instant children, a replay), so the fitting thread
+hardly gets the GIL and the stage would not be installed for thousands of calls.
+Each later call then yields to the thread for ``YIELD`` seconds at most."""
+YIELD = 0.001
+"""See ``STARVED``: the call goes on as soon as the stage is installed (getting
+the GIL back may take up to the interpreter's switch interval, 5 ms)."""
+
 
 class OnlineClusters:
     """Coarse-to-fine clusters fitted on the first live prompts, read as one-hot
     context slots (zeros until a stage is fitted) plus a bias.
 
     ``observe`` feeds prompts as the router sees them; ``contexts`` reads them
-    without learning. Thread-safe.
+    without learning. Thread-safe. ``background``: stages are fitted in a
+    background thread (one at a time) instead of inside ``observe``.
     """
 
     def __init__(
@@ -64,6 +95,7 @@ class OnlineClusters:
         *,
         fitted: Sequence[QueryClusters | None] | None = None,
         seen: ArrayLike | None = None,
+        background: bool = False,
     ) -> None:
         if isinstance(embedding_dim, bool) or not isinstance(embedding_dim, int):
             raise TypeError(f"embedding_dim: expected an int, got {embedding_dim!r}")
@@ -78,7 +110,14 @@ class OnlineClusters:
         points = np.zeros((0, width)) if seen is None else np.asarray(seen, float)
         self._check_state(points)
         self._seen: list[FloatArray] = list(points)
+        self.background = background
         self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._due: dict[int, FloatArray] = {}  # stage -> the prompts to fit it on
+        self._fitting = False
+        self._fitting_since = 0  # prompts seen when the running fit started
+        self._retry_at = -math.inf
+        self._shared: SharedStages | None = None
 
     @property
     def dim(self) -> int:
@@ -109,24 +148,138 @@ class OnlineClusters:
             )
 
     def observe(self, vectors: ArrayLike, texts: Sequence[str]) -> None:
-        """Count live prompts ``texts`` embedded as ``vectors``; fit each stage
-        whose prompt count is reached (on the prompts seen so far)."""
+        """Count live prompts ``texts`` embedded as ``vectors``; each stage
+        whose prompt count is reached is fitted on the prompts seen so far (in
+        the background if ``background``), or adopted from the store if shared."""
         emb = self._check_vectors(vectors, texts)
+        if self._shared is not None:
+            self._adopt(self._shared.poll(self._missing()))
         with self._lock:
             if all(stage is not None for stage in self._fitted):
                 return
             self._seen.extend(np.hstack([emb, text_style(texts)]))
-            for s, (k, after) in enumerate(self.stages):
-                if self._fitted[s] is None and len(self._seen) >= after:
-                    points = np.array(self._seen)
-                    self._fitted[s] = QueryClusters.fit_styles(
-                        points[:, : self.embedding_dim],
-                        points[:, self.embedding_dim :],
-                        clusters=k,
-                        seed=SEED + s,
-                    )
-            if all(stage is not None for stage in self._fitted):
-                self._seen = []
+            if time.monotonic() >= self._retry_at:
+                for s, (_, after) in enumerate(self.stages):
+                    if (
+                        self._fitted[s] is None
+                        and s not in self._due
+                        and len(self._seen) >= after
+                    ):
+                        self._due[s] = np.array(self._seen)
+            start = bool(self._due) and not self._fitting
+            if start:
+                self._fitting = True
+                self._fitting_since = len(self._seen)
+            starved = (
+                self._fitting
+                and not start
+                and len(self._seen) >= self._fitting_since + STARVED
+            )
+        if start and self.background:
+            threading.Thread(
+                target=self._fit_due, name="metallm-online-clusters", daemon=True
+            ).start()
+        elif start:
+            self._fit_due()
+        elif starved and self.background:
+            self.wait(YIELD)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until no stage is being fitted; False if ``timeout`` passed first."""
+        with self._idle:
+            return self._idle.wait_for(lambda: not self._fitting, timeout)
+
+    def share(self, store: PolicyStore, namespace: str) -> None:
+        """Agree on stages with every worker on ``store`` under ``namespace``
+        (see the module docstring): adopt published stages, publish fitted ones."""
+        self._shared = SharedStages(store, namespace, self.stages, self.embedding_dim)
+
+    def publish_fitted(self) -> None:
+        """Publish this object's fitted stages to its store (a loaded save
+        joining a fleet) and adopt the ones only the store has; ``ValueError``,
+        before anything is written, if the store holds other clusters."""
+        shared = self._shared
+        if shared is None:
+            raise ValueError("online clusters: not shared (call share() first)")
+        fitted = self.fitted
+        held = {s: shared.get(s) for s in range(len(self.stages))}
+        for s, (mine, theirs) in enumerate(zip(fitted, held.values(), strict=True)):
+            if mine is not None and theirs is not None and not same(mine, theirs):
+                raise ValueError(shared.conflict(s))
+        for s, mine in enumerate(fitted):
+            if (
+                mine is not None
+                and held[s] is None
+                and not same(mine, shared.publish(s, mine))
+            ):
+                raise ValueError(shared.conflict(s))  # another worker was first
+        self._adopt({s: c for s, c in held.items() if c is not None})
+
+    def _missing(self) -> list[int]:
+        with self._lock:
+            return [s for s, stage in enumerate(self._fitted) if stage is None]
+
+    def _adopt(self, found: Mapping[int, QueryClusters]) -> None:
+        """Install stages fitted elsewhere (those not installed yet)."""
+        if found:
+            with self._lock:
+                for s, clusters in found.items():
+                    self._install(s, clusters)
+
+    def _install(self, s: int, clusters: QueryClusters) -> None:
+        """Stage ``s`` from now on, unless one is installed (under the lock);
+        prompts are no longer kept once every stage is."""
+        if self._fitted[s] is None:
+            self._fitted[s] = clusters
+        if all(stage is not None for stage in self._fitted):
+            self._seen = []
+            self._due.clear()
+
+    def _fit_due(self) -> None:
+        """Fit (or adopt) the stages due, one at a time, coarse first; the
+        only fitter while ``_fitting`` is set."""
+        while True:
+            with self._lock:
+                due = {s: p for s, p in self._due.items() if self._fitted[s] is None}
+                if not due:
+                    self._due.clear()
+                    self._fitting = False
+                    self._idle.notify_all()
+                    return
+                s = min(due)
+                points = due[s]
+            try:
+                clusters = self._fit_stage(s, points)
+            except Exception as exc:  # a store or fit failure: route on, retry later
+                warnings.warn(
+                    f"online clusters: stage {s} not fitted ({type(exc).__name__}: "
+                    f"{exc}); routing on the stages there, retrying in "
+                    f"{RETRY_AFTER:.0f} s",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+                with self._lock:
+                    self._due.pop(s, None)
+                    self._retry_at = time.monotonic() + RETRY_AFTER
+                continue
+            with self._lock:
+                self._install(s, clusters)
+                self._due.pop(s, None)
+
+    def _fit_stage(self, s: int, points: FloatArray) -> QueryClusters:
+        """Stage ``s`` fitted on ``points``, or the fleet's if one is published."""
+        shared = self._shared
+        if shared is not None:
+            published = shared.get(s)
+            if published is not None:
+                return published
+        clusters = QueryClusters.fit_styles(
+            points[:, : self.embedding_dim],
+            points[:, self.embedding_dim :],
+            clusters=self.stages[s][0],
+            seed=SEED + s,
+        )
+        return clusters if shared is None else shared.publish(s, clusters)
 
     def contexts(self, vectors: ArrayLike, texts: Sequence[str]) -> FloatArray:
         """Context rows ``[one-hot per stage (zeros if not fitted), 1]``."""
@@ -154,14 +307,17 @@ class OnlineClusters:
         return found
 
     def fingerprint(self) -> str:
-        """A short hash of the stages and embedding dimension (the clusters
-        themselves grow per process, so they are not shared)."""
+        """A short hash of the stages and embedding dimension, fixed by
+        construction: slot positions never change as stages are fitted, so
+        every worker of a fleet (and every save) names the same statistics."""
         digest = hashlib.sha256(b"online-clusters")
         digest.update(repr((self.stages, self.embedding_dim)).encode("utf-8"))
         return digest.hexdigest()[:16]
 
     def to_arrays(self) -> dict[str, NDArray[Any]]:
-        """Its state as the named arrays of a save (``from_arrays`` reads them)."""
+        """Its state as the named arrays of a save (``from_arrays`` reads them),
+        once a stage being fitted is installed."""
+        self.wait()
         fitted, seen = self.fitted, self.seen
         width = self.embedding_dim + STYLE_DIM
         centroids = np.zeros((self.dim - 1, width))
@@ -259,3 +415,118 @@ def _check_stages(stages: Sequence[tuple[int, int]]) -> tuple[tuple[int, int], .
     if counts != sorted(counts):
         raise ValueError(f"stages: prompt counts must not decrease, got {counts}")
     return checked
+
+
+class SharedStages:
+    """Online cluster stages published in a store under a namespace: each
+    stage is one set-once value (the first worker to publish it wins)."""
+
+    def __init__(
+        self,
+        store: PolicyStore,
+        namespace: str,
+        stages: Sequence[tuple[int, int]],
+        embedding_dim: int,
+    ) -> None:
+        self.store = store
+        self.namespace = namespace
+        self.stages = tuple(stages)
+        self.embedding_dim = embedding_dim
+        self._checked_at = -math.inf
+
+    def poll(self, missing: Sequence[int]) -> dict[int, QueryClusters]:
+        """The published stages among ``missing``, read at most once per
+        ``store.refresh_interval`` seconds; a store failure warns and finds
+        none (routing goes on with the stages there)."""
+        now = time.monotonic()
+        if not missing or now - self._checked_at < self.store.refresh_interval:
+            return {}
+        self._checked_at = now
+        try:
+            found = {s: self.get(s) for s in missing}
+        except Exception as exc:  # any store failure: stay available
+            warnings.warn(
+                f"online clusters: store check failed, routing on the stages there: "
+                f"{exc}",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            return {}
+        return {s: c for s, c in found.items() if c is not None}
+
+    def get(self, s: int) -> QueryClusters | None:
+        """Stage ``s`` as published, or None."""
+        blob = self.store.published(self.namespace, self.key(s))
+        return None if blob is None else self.decode(s, blob)
+
+    def publish(self, s: int, clusters: QueryClusters) -> QueryClusters:
+        """Publish stage ``s`` unless another worker did first; the stage
+        published (this one or the other worker's)."""
+        blob = self.store.publish(self.namespace, self.key(s), self.encode(s, clusters))
+        return self.decode(s, blob)
+
+    def conflict(self, s: int) -> str:
+        """Why a save's online clusters cannot join this store's."""
+        return (
+            f"store: namespace {self.namespace!r} already holds other online "
+            f"clusters (stage {s}: another fleet's live prompts); this save's "
+            "statistics mean other clusters, so it cannot be loaded into it: load "
+            "it with another router name, or into another store"
+        )
+
+    @staticmethod
+    def key(s: int) -> str:
+        return f"online-clusters-stage-{s}"
+
+    def encode(self, s: int, clusters: QueryClusters) -> bytes:
+        """A JSON header line, then the centroids, style mean and style scale
+        as little-endian float64 (never pickle)."""
+        header = self._header(s)
+        values = np.concatenate(
+            [clusters.centroids.ravel(), clusters.style_mean, clusters.style_scale]
+        )
+        body = np.ascontiguousarray(values, dtype="<f8").tobytes()
+        return json.dumps(header, sort_keys=True).encode() + b"\n" + body
+
+    def decode(self, s: int, blob: bytes) -> QueryClusters:
+        """Stage ``s`` from its published bytes; ``ValueError`` naming the
+        namespace and stage if they are corrupt or do not fit these stages."""
+        where = f"store: corrupt online clusters for namespace {self.namespace!r}"
+        where += f" stage {s}"
+        k, width = self.stages[s][0], self.embedding_dim + STYLE_DIM
+        try:
+            head, _, body = blob.partition(b"\n")
+            if json.loads(head) != self._header(s):
+                raise ValueError(f"header {head[:200]!r}, expected {self._header(s)}")
+            if len(body) != 8 * (k * width + 2 * STYLE_DIM):
+                raise ValueError(f"{len(body)} bytes of numbers")
+            values = np.frombuffer(body, dtype="<f8").astype(np.float64)
+            if not np.all(np.isfinite(values)):
+                raise ValueError("NaN or infinity")
+            centroids = values[: k * width].reshape(k, width)
+            mean = values[k * width : k * width + STYLE_DIM]
+            scale = values[k * width + STYLE_DIM :]
+            return QueryClusters(centroids, mean, scale)
+        except (ValueError, TypeError, UnicodeDecodeError) as exc:
+            raise ValueError(f"{where}: {exc}") from exc
+
+    def _header(self, s: int) -> dict[str, int]:
+        return {
+            "format": 1,
+            "stage": s,
+            "clusters": self.stages[s][0],
+            "embedding_dim": self.embedding_dim,
+            "style_dim": STYLE_DIM,
+        }
+
+
+def same(one: QueryClusters, other: QueryClusters) -> bool:
+    """Whether two stages are the same clusters (bit for bit)."""
+    return all(
+        np.array_equal(a, b)
+        for a, b in (
+            (one.centroids, other.centroids),
+            (one.style_mean, other.style_mean),
+            (one.style_scale, other.style_scale),
+        )
+    )

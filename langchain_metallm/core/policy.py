@@ -9,19 +9,38 @@ or budgets needs no relearning. ``A_j^-1`` and ``theta_j`` are this process's
 caches, kept current by Sherman-Morrison for its own updates (O(d^2), no
 inversion) and rebuilt for arms other writers changed.
 
-Forgetting (``decay`` g < 1) stores ``A <- g (A - ridge I) + ridge I + x x^T``
-exactly, but no rank-1 formula follows that shift of the ridge. So the cache
-follows ``C <- g C + x x^T`` instead (Sherman-Morrison on ``C^-1 / g``), which
-is ``A - delta I`` with a ridge deficit ``delta <- g delta + (1 - g) ridge``;
-once ``delta`` would pass ``RIDGE_SLACK * ridge`` the arm's inverse is rebuilt
-exactly from ``A`` (O(d^3)). Decisions thus use the exact statistics with a
-ridge between ``(1 - RIDGE_SLACK) * ridge`` and ``ridge``, and an arm is
-rebuilt once per ``log(1 - RIDGE_SLACK) / log(g)`` updates (29 at g = 0.99)
-instead of at every one.
+Forgetting (``decay`` g < 1) is discounted LinUCB: every update, of any arm,
+discounts EVERY arm toward its prior, ``A <- g (A - ridge I) + ridge I``, ``b
+<- g b``, before the updated arm adds ``x x^T`` and ``s x``. A child that stops
+being chosen thus forgets its old outcomes as the others are used, and its
+widening bound lets it be tried again (a per-arm discount, applied only when the
+arm itself is updated, would keep an abandoned child's bad stretch forever). The
+store keeps a namespace clock ``L = sum log g`` and each arm as of its stamp
+(``stores.base``); this cache does the same: arm ``k`` is cached as of stamp
+``L_k`` and read at the policy's clock ``L`` through ``f_k = exp(L - L_k)``, so
+discounting every arm is O(1) (the clock moves) and an update stays rank-1.
+
+No rank-1 formula follows the shift of the ridge back toward the prior, so the
+cached inverse is of ``C = A - delta I`` with a ridge deficit ``delta``: read at
+``f``, ``f C = A(L) - (f delta + (1 - f) ridge) I``, so the inverse is ``C^-1 /
+f`` and ``theta = C^-1 b`` does not change; an update follows ``C <- f C + x
+x^T`` by Sherman-Morrison on ``C^-1 / f``. Once an arm's deficit would pass
+``RIDGE_SLACK * ridge`` its inverse is rebuilt exactly from ``A`` (O(d^3)).
+Decisions thus use the exact statistics with a ridge between ``(1 -
+RIDGE_SLACK) * ridge`` and ``ridge``. An arm whose deficit passes the slack
+although it learned nothing since its last exact inverse is idle: its statistics
+only shrink toward the prior, ``A(f) = f M + ridge I`` for a fixed ``M``, so it is
+kept instead as the eigendecomposition ``M = V diag(lam) V^T`` (one ``eigh``),
+exact at every later clock in O(d^2) per estimate (``x^T A^-1 x = sum (V^T
+x)^2 / (f lam + ridge)``) with no further work per update, until it learns again
+(one exact inverse). So each update costs O(d^2), plus one O(d^3) rebuild per
+``log(1 - RIDGE_SLACK) / log(g)`` namespace updates (29 at g = 0.99) for each arm
+that keeps learning, and nothing extra without forgetting.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 import warnings
@@ -29,7 +48,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy.linalg import blas, lapack
+from scipy.linalg import blas, eigh, lapack
 
 from langchain_metallm.core.stores.base import PolicyStore
 from langchain_metallm.core.stores.memory import MemoryStore
@@ -39,8 +58,6 @@ FloatArray = NDArray[np.float64]
 
 SCORE_MAX = 1.0
 """The highest score an answer can get (priors are checked against it)."""
-READ_TRIES = 3
-"""Reads of arms a refresh makes while this process's own updates overtake them."""
 RIDGE_SLACK = 0.25
 """With forgetting, the largest fraction of the ridge a cached inverse may lack
 before it is rebuilt exactly (see the module docstring)."""
@@ -50,9 +67,9 @@ class LinUCBPolicy:
     """Disjoint LinUCB on scores: ``argmax_j x^T theta_j - penalty_j + alpha *
     sqrt(x^T A_j^-1 x)``.
 
-    ``decay`` in (0, 1] forgets: each update of an arm first discounts its
-    statistics toward the prior (``A <- decay (A - ridge I) + ridge I``, ``b <-
-    decay b``); 1.0 never forgets. Arms can be added and removed on a live
+    ``decay`` in (0, 1] forgets: each update, of any arm, first discounts every
+    arm's statistics toward the prior (``A <- decay (A - ridge I) + ridge I``,
+    ``b <- decay b``); 1.0 never forgets. Arms can be added and removed on a live
     policy; every other arm keeps its statistics. Thread-safe: ``estimate`` and
     ``update`` may be called from many threads. With a shared ``store``,
     policies in other processes bound to the same ``namespace`` learn together:
@@ -94,7 +111,9 @@ class LinUCBPolicy:
         self.decay = check_decay(decay)
         self.store: PolicyStore = MemoryStore() if store is None else store
         self.namespace = namespace
-        self.store.create(namespace, self.arms, dim, self.ridge)
+        self.created = self.store.create(namespace, self.arms, dim, self.ridge)
+        """Whether this policy created its namespace in the store (one worker
+        of a fleet does: the one that adds a prior)."""
         k = len(names)
         self._A: FloatArray = np.repeat(np.eye(dim)[None] * self.ridge, k, axis=0)
         self._A_inv: FloatArray = np.repeat(np.eye(dim)[None] / self.ridge, k, axis=0)
@@ -102,8 +121,15 @@ class LinUCBPolicy:
         self._theta: FloatArray = np.zeros((k, dim))
         self._counts = np.zeros(k, dtype=np.int64)
         self._versions = np.zeros(k, dtype=np.int64)
+        self._written = np.zeros(k, dtype=np.int64)  # latest own write applied
         self._deficit: FloatArray = np.zeros(k)
-        self._applied: dict[str, int] = {}
+        self._stamps: FloatArray = np.zeros(k)
+        self._clock = 0.0
+        # Idle arms kept exactly: V^T in _A_inv, eigenvalues of A - ridge I, V^T b.
+        self._eig = np.zeros(k, dtype=bool)
+        self._lam: FloatArray = np.zeros((k, dim))
+        self._vb: FloatArray = np.zeros((k, dim))
+        self._hot = np.zeros(k, dtype=bool)  # learned since its last exact inverse
         self._checked_at = -np.inf
         self._lock = threading.RLock()
         self.refresh()
@@ -123,18 +149,22 @@ class LinUCBPolicy:
 
     @property
     def A(self) -> FloatArray:  # noqa: N802 - the paper's name
-        """Per-arm ``ridge * I + sum x x^T`` as this policy last saw them (a
-        copy), shape (arms, dim, dim)."""
+        """Per-arm ``ridge * I + sum x x^T`` (discounted) as this policy last
+        saw them (a copy), shape (arms, dim, dim)."""
         with self._lock:
+            factors = self._factors()
             a_copy: FloatArray = self._A.copy()
+            for j in np.flatnonzero(factors != 1.0):
+                a_copy[j] *= factors[j]
+                a_copy[j][np.diag_indices(self.dim)] += (1.0 - factors[j]) * self.ridge
             return a_copy
 
     @property
     def b(self) -> FloatArray:
-        """Per-arm ``sum s x`` as this policy last saw them (a copy), shape
-        (arms, dim)."""
+        """Per-arm ``sum s x`` (discounted) as this policy last saw them (a
+        copy), shape (arms, dim)."""
         with self._lock:
-            b_copy: FloatArray = self._b.copy()
+            b_copy: FloatArray = self._b * self._factors()[:, None]
             return b_copy
 
     def best_mean(self) -> str | None:
@@ -142,8 +172,9 @@ class LinUCBPolicy:
 
         Contexts end in the bias 1, so ``b``'s last entry sums an arm's scores
         and ``A``'s last diagonal entry less the ridge counts them, both
-        discounted alike under forgetting and both holding the same prior:
-        their ratio is the arm's (decayed) mean score.
+        discounted alike under forgetting (by the same factor, so the cache's
+        stamps do not matter) and both holding the same prior: their ratio is
+        the arm's (decayed) mean score.
         """
         with self._lock:
             self._maybe_refresh()
@@ -163,6 +194,9 @@ class LinUCBPolicy:
         ``delta <= RIDGE_SLACK * ridge`` (see the module docstring)."""
         with self._lock:
             theta_copy: FloatArray = self._theta.copy()
+            factors = self._factors()
+            for j in np.flatnonzero(self._eig).tolist():
+                theta_copy[j] = self._A_inv[j].T @ self._weights(j, factors[j])
             return theta_copy
 
     def check_context(self, x: ArrayLike) -> FloatArray:
@@ -196,7 +230,15 @@ class LinUCBPolicy:
             k, d = self._A_inv.shape[:2]
             mean = np.einsum("ki,i->k", self._theta, vec)
             proj = blas.dgemv(1.0, self._A_inv.reshape(k * d, d).T, vec, trans=1)
-            quad = np.einsum("ki,i->k", proj.reshape(k, d), vec)
+            factors = self._factors()
+            quad = np.einsum("ki,i->k", proj.reshape(k, d), vec) / factors
+            for j in np.flatnonzero(
+                self._eig
+            ).tolist():  # idle arms: exact (module docstring)
+                z = proj[j * d : (j + 1) * d]
+                f = factors[j]
+                quad[j] = (z * z) @ (1.0 / (f * self._lam[j] + self.ridge))
+                mean[j] = z @ self._weights(j, f)
             bonus = self.alpha * np.sqrt(np.maximum(quad, 0.0))
             return self.arms, mean, bonus, self._counts.copy()
 
@@ -218,34 +260,43 @@ class LinUCBPolicy:
     def update(self, arm: int | str, x: ArrayLike, score: float) -> None:
         """Learn that ``arm`` (index or name) scored ``score`` on context ``x``.
 
-        In the store ``A <- decay (A - ridge I) + ridge I + x x^T``, ``b <- decay
-        b + s x``. Without forgetting the cached inverse and ``theta`` follow by
-        Sherman-Morrison: rank-1 updates in place through scipy's BLAS (symmetric
-        matrices, so the transpose is the Fortran-ordered view ``dger`` writes
-        to); with it too, up to a bounded ridge deficit (see the module
-        docstring). If the store fails, nothing changes here.
+        In the store every arm is discounted (``A <- decay (A - ridge I) + ridge
+        I``, ``b <- decay b``: the namespace clock moves), then ``A <- A + x
+        x^T``, ``b <- b + s x`` for ``arm``. Without forgetting the cached
+        inverse and ``theta`` follow by Sherman-Morrison: rank-1 updates in place
+        through scipy's BLAS (symmetric matrices, so the transpose is the
+        Fortran-ordered view ``dger`` writes to); with it too, up to a bounded
+        ridge deficit (see the module docstring). If the store fails, nothing
+        changes here.
         """
         vec = self.check_context(x)
         s = _check_finite("score", score)
         self._maybe_refresh()
         name = self.arms[self._index(arm)]
-        decay = self.decay
-        version = self.store.add(self.namespace, name, vec, s, decay)  # no lock held
+        written = self.store.add(self.namespace, name, vec, s, self.decay)  # no lock
         with self._lock:
             if name not in self.arms:
                 return  # removed meanwhile: its statistics went with it
             j = self.arms.index(name)
-            self._applied[name] = max(self._applied.get(name, 0), version)
-            if self._versions[j] >= version:
-                return  # a refresh meanwhile installed the store's state with it
-            if decay == 1.0:
+            if written.version <= self._versions[j]:
+                self._advance(written.clock)  # a refresh already loaded this write
+                return
+            factor = min(1.0, math.exp(written.clock - self._stamps[j]))
+            if self._eig[j]:  # idle until now: exact at the update's clock first
+                self._rebuild(np.array([j]), np.array([factor]), written.clock)
+                factor = 1.0
+            if factor == 1.0:
                 self._learn(j, vec, s)
             else:
-                self._forget_and_learn(j, vec, s, decay)
+                self._forget_and_learn(j, vec, s, factor)
+            self._stamps[j] = written.clock
+            self._hot[j] = True
+            self._written[j] = max(self._written[j], written.version)
             self._counts[j] += 1
-            if version == self._versions[j] + 1:
-                self._versions[j] = version
+            if written.version == self._versions[j] + 1:
+                self._versions[j] = written.version
             # else another writer changed this arm too: the next refresh reloads it.
+            self._advance(written.clock)
 
     def fit(self, X: ArrayLike, scores: ArrayLike) -> None:  # noqa: N803
         """Warm start from recorded outcomes: the same ``A`` and ``b`` as one
@@ -343,14 +394,22 @@ class LinUCBPolicy:
             self._theta = np.concatenate([self._theta, np.zeros_like(stats.b)])
             self._counts = np.concatenate([self._counts, stats.counts])
             self._versions = np.concatenate([self._versions, stats.versions])
+            self._written = np.append(self._written, 0)
             self._deficit = np.append(self._deficit, 0.0)
+            self._stamps = np.append(self._stamps, stats.clock)
+            self._eig = np.append(self._eig, False)
+            self._hot = np.append(self._hot, False)
+            self._lam = np.concatenate([self._lam, np.zeros_like(stats.b)])
+            self._vb = np.concatenate([self._vb, np.zeros_like(stats.b)])
             self._install(
                 np.array([self.n_arms - 1]),
                 stats.A,
                 stats.b,
                 stats.counts,
                 stats.versions,
+                stats.clock,
             )
+            self._advance(stats.clock)
 
     def remove_arm(self, name: str) -> None:
         """Remove arm ``name`` and its statistics (for every worker sharing the
@@ -373,18 +432,27 @@ class LinUCBPolicy:
         )
         self._counts = np.delete(self._counts, j)
         self._versions = np.delete(self._versions, j)
+        self._written = np.delete(self._written, j)
         self._deficit = np.delete(self._deficit, j)
+        self._stamps = np.delete(self._stamps, j)
+        self._eig = np.delete(self._eig, j)
+        self._hot = np.delete(self._hot, j)
+        self._lam = np.delete(self._lam, j, axis=0)
+        self._vb = np.delete(self._vb, j, axis=0)
 
     def refresh(self) -> bool:
-        """Reload from the store the arms another writer changed; True if any.
+        """Reload from the store the arms another writer changed and follow
+        its clock; True if anything changed.
 
         Runs on its own every ``store.refresh_interval`` seconds; an arm's inverse
-        is rebuilt from the store's ``A`` and ``b`` only when its version moved.
-        An arm another worker removed is dropped here too (its decisions' feedback
-        is then refused), so the policy recovers instead of going stale. Store
+        is rebuilt from the store's ``A`` and ``b`` only when its version moved
+        (or the clock moved far enough, see the module docstring). An arm
+        another worker removed is dropped here too (its decisions' feedback is
+        then refused), so the policy recovers instead of going stale. Store
         reads happen without the lock, so decisions never wait for them.
         """
         arms = self.arms
+        clock = self.store.clock(self.namespace)  # before the versions: no lag
         present = set(self.store.arms(self.namespace))
         live = tuple(name for name in arms if name in present)
         versions = self.store.versions(self.namespace, live)
@@ -402,41 +470,33 @@ class LinUCBPolicy:
             for n, v in zip(live, versions, strict=True)
             if n in known and v != known[n]
         ]
-        if not changed:
-            with self._lock:
-                self._checked_at = time.monotonic()
-            return len(live) != len(arms)
-        for _ in range(READ_TRIES):
-            stats = self.store.read(self.namespace, changed)
-            with self._lock:
-                # An update this process applied after the read must not be lost:
-                # such an arm is read again.
-                fresh = [
-                    i
-                    for i, name in enumerate(changed)
-                    if name in self.arms
-                    and stats.versions[i] >= self._applied.get(name, 0)
-                ]
-                self._install(
-                    np.array(
-                        [self.arms.index(changed[i]) for i in fresh], dtype=np.intp
-                    ),
-                    stats.A[fresh],
-                    stats.b[fresh],
-                    stats.counts[fresh],
-                    stats.versions[fresh],
-                )
-                changed = [
-                    name
-                    for i, name in enumerate(changed)
-                    if i not in fresh and name in self.arms
-                ]
-                if not changed:
-                    self._checked_at = time.monotonic()
-                    return True
+        stats = self.store.read(self.namespace, changed) if changed else None
         with self._lock:
-            self._checked_at = -np.inf  # still racing writers: again next call
-        return True
+            self._checked_at = time.monotonic()
+            moved = self._advance(clock)
+            if stats is None:
+                return len(live) != len(arms) or moved
+            # Only reads newer than the cache and holding every update applied
+            # here: one applied while this read was under way must not be undone
+            # by it (the arm is then reloaded by the next refresh).
+            rows = [
+                i
+                for i, name in enumerate(changed)
+                if name in self.arms
+                and stats.versions[i] > self._versions[self.arms.index(name)]
+                and stats.versions[i] >= self._written[self.arms.index(name)]
+            ]
+            self._install(
+                np.array([self.arms.index(changed[i]) for i in rows], dtype=np.intp),
+                stats.A[rows],
+                stats.b[rows],
+                stats.counts[rows],
+                stats.versions[rows],
+                stats.clock,
+            )
+            self._advance(stats.clock)
+            self._settle()
+            return True
 
     def statistics(self) -> tuple[FloatArray, FloatArray, NDArray[np.int64]]:
         """The sufficient statistics ``(A, b, counts)``, read at once from the store."""
@@ -465,8 +525,11 @@ class LinUCBPolicy:
             raise ValueError("A: must be symmetric")
         _inverse(a_mat)  # refuses a matrix that is not positive definite
         with self._lock:
-            versions = self.store.replace(self.namespace, self.arms, a_mat, b_vec, n)
-            self._install(np.arange(k), a_mat, b_vec, n, np.array(versions))
+            versions, clock = self.store.replace(
+                self.namespace, self.arms, a_mat, b_vec, n
+            )
+            self._install(np.arange(k), a_mat, b_vec, n, np.array(versions), clock)
+            self._advance(clock)
 
     def _install(
         self,
@@ -475,10 +538,11 @@ class LinUCBPolicy:
         b: FloatArray,
         counts: NDArray[np.int64],
         versions: NDArray[np.int64],
+        stamps: float | FloatArray,
     ) -> None:
-        """Set the caches of ``arms`` from their statistics (in place, so the
-        arrays stay contiguous for BLAS; exact inverses, no ridge deficit), and
-        the versions they reflect."""
+        """Set the caches of ``arms`` from their statistics as of the clock
+        ``stamps`` (in place, so the arrays stay contiguous for BLAS; exact
+        inverses, no ridge deficit), and the versions they reflect."""
         a_inv = _inverse(A)
         self._A[arms] = A
         self._A_inv[arms] = a_inv
@@ -487,6 +551,77 @@ class LinUCBPolicy:
         self._counts[arms] = counts
         self._versions[arms] = versions
         self._deficit[arms] = 0.0
+        self._stamps[arms] = stamps
+        self._eig[arms] = False
+        self._hot[arms] = False
+
+    def _factors(self) -> FloatArray:
+        """Each arm's discount from its stamp to the policy's clock (all 1.0
+        without forgetting), under the lock."""
+        factors: FloatArray = np.exp(self._clock - self._stamps)
+        return factors
+
+    def _advance(self, clock: float) -> bool:
+        """Follow the namespace clock to ``clock`` if it is later (clocks only
+        fall), rebuilding arms it leaves too short of ridge; under the lock."""
+        if clock >= self._clock:
+            return False
+        self._clock = clock
+        self._settle()
+        return True
+
+    def _settle(self) -> None:
+        """Make exact, at the policy's clock, each arm whose cached inverse
+        would lack more than ``RIDGE_SLACK`` of the ridge there: a rebuilt
+        inverse if it learned since its last one, else (idle) its
+        eigendecomposition (under the lock; see the module docstring)."""
+        factors = self._factors()
+        deficit = factors * self._deficit + (1.0 - factors) * self.ridge
+        stale = np.flatnonzero((deficit > RIDGE_SLACK * self.ridge) & ~self._eig)
+        if not len(stale):
+            return
+        hot, idle = stale[self._hot[stale]], stale[~self._hot[stale]]
+        if len(hot):
+            self._rebuild(hot, factors[hot], self._clock)
+        for j in idle.tolist():
+            self._idle(j, float(factors[j]))
+
+    def _discounted(
+        self, arms: NDArray[np.intp], factors: FloatArray
+    ) -> tuple[FloatArray, FloatArray]:
+        """The cached ``A`` and ``b`` of ``arms`` discounted by ``factors``."""
+        a = factors[:, None, None] * self._A[arms]
+        diagonal = np.arange(self.dim)
+        a[:, diagonal, diagonal] += ((1.0 - factors) * self.ridge)[:, None]
+        return a, factors[:, None] * self._b[arms]
+
+    def _rebuild(
+        self, arms: NDArray[np.intp], factors: FloatArray, clock: float
+    ) -> None:
+        """Exact inverses of ``arms`` discounted by ``factors`` to ``clock``."""
+        a, b = self._discounted(arms, factors)
+        self._install(arms, a, b, self._counts[arms], self._versions[arms], clock)
+
+    def _idle(self, j: int, factor: float) -> None:
+        """Keep arm ``j``, which learned nothing since its last exact inverse,
+        as the eigendecomposition of its statistics at the policy's clock."""
+        at = np.array([j])
+        a, b = self._discounted(at, np.array([factor]))
+        lam, vectors = eigh(a[0] - self.ridge * np.eye(self.dim))
+        self._A[j], self._b[j] = a[0], b[0]
+        self._A_inv[j] = vectors.T
+        self._lam[j] = np.maximum(lam, 0.0)
+        self._vb[j] = vectors.T @ b[0]
+        self._stamps[j] = self._clock
+        self._deficit[j] = 0.0
+        self._eig[j] = True
+
+    def _weights(self, j: int, factor: float) -> FloatArray:
+        """For idle arm ``j`` at ``factor``: ``theta = V @ weights``."""
+        weights: FloatArray = (
+            factor * self._vb[j] / (factor * self._lam[j] + self.ridge)
+        )
+        return weights
 
     def _prime(self, name: str, source: int, outcomes: int) -> None:
         """Give the new arm ``name`` the statistics of arm ``source`` scaled to
@@ -494,7 +629,7 @@ class LinUCBPolicy:
         count = int(self._counts[source])
         if count == 0 or outcomes == 0:
             return
-        weight = outcomes / count
+        weight = outcomes / count * self._factors()[source]
         gram = weight * (self._A[source] - self.ridge * np.eye(self.dim))
         self.store.merge(
             self.namespace,
@@ -517,10 +652,11 @@ class LinUCBPolicy:
         b += s * x
 
     def _forget_and_learn(self, j: int, x: FloatArray, s: float, g: float) -> None:
-        """Discount arm ``j``'s statistics toward the prior and add ``(x, s)``;
-        its inverse follows ``C <- g C + x x^T`` by Sherman-Morrison while the
-        ridge deficit stays within ``RIDGE_SLACK``, else it is rebuilt from
-        ``A`` (see the module docstring)."""
+        """Discount arm ``j``'s statistics toward the prior by ``g`` (from its
+        stamp to the update's clock) and add ``(x, s)``; its inverse follows
+        ``C <- g C + x x^T`` by Sherman-Morrison while the ridge deficit stays
+        within ``RIDGE_SLACK``, else it is rebuilt from ``A`` (see the module
+        docstring)."""
         a, b = self._A[j], self._b[j]
         a *= g
         a[np.diag_indices_from(a)] += (1.0 - g) * self.ridge
@@ -530,7 +666,14 @@ class LinUCBPolicy:
             b *= g
             b += s * x
             at = np.array([j])
-            self._install(at, a[None], b[None], self._counts[at], self._versions[at])
+            self._install(
+                at,
+                a[None],
+                b[None],
+                self._counts[at],
+                self._versions[at],
+                self._stamps[at],
+            )
             return
         a_inv = self._A_inv[j]
         u = blas.dgemv(1.0, a_inv.T, x)
@@ -547,6 +690,15 @@ class LinUCBPolicy:
         """``predict`` on checked contexts, under the lock."""
         mean = ctx @ self._theta.T
         quad = np.stack([((ctx @ a) * ctx).sum(axis=1) for a in self._A_inv], 1)
+        factors = self._factors()
+        quad /= factors[None, :]
+        for j in np.flatnonzero(
+            self._eig
+        ).tolist():  # idle arms: exact (module docstring)
+            z = ctx @ self._A_inv[j].T
+            f = factors[j]
+            quad[:, j] = (z * z) @ (1.0 / (f * self._lam[j] + self.ridge))
+            mean[:, j] = z @ self._weights(j, f)
         return mean, np.sqrt(np.maximum(quad, 0.0))
 
     def _maybe_refresh(self) -> None:

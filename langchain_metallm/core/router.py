@@ -98,13 +98,6 @@ class RouterCore:
         embeddings: Embedder,
         store: PolicyStore | None = None,
     ) -> None:
-        if settings.online_clusters and store is not None:
-            raise ValueError(
-                "online_clusters: not available with a shared store (each worker "
-                "would cluster the prompts it saw, and their statistics would not "
-                "agree); fit the router on recorded outcomes instead, or leave it "
-                "None"
-            )
         self.name = name
         self.settings = settings
         self.catalogue = catalogue
@@ -554,13 +547,18 @@ class RouterCore:
     def restore(self, state: RouterState) -> None:
         """Continue from a loaded save (replacing what a shared store holds): the
         saved statistics of the children still here, new ones cold and probed,
-        and the pacer where it was. Online clusters are refused with a shared
-        store (workers would disagree)."""
-        if isinstance(state.tasks, OnlineClusters) and self.store is not None:
-            raise ValueError(
-                "store: this save routes on online clusters, which are learned per "
-                "process; load it without a shared store"
-            )
+        and the pacer where it was. Online clusters join a shared store's fleet:
+        their stages are published there (or those it holds adopted), and a
+        store holding other clusters is refused before anything changes."""
+        tasks = state.tasks
+        if isinstance(tasks, OnlineClusters):
+            tasks.background = True
+            if self.store is not None:
+                tasks.share(
+                    self.store,
+                    namespace(self.name, self.embeddings, tasks=tasks.fingerprint()),
+                )
+                tasks.publish_fitted()
         self._tasks = state.tasks
         saved = list(state.policy.arms)
         names = self.catalogue.names
@@ -694,15 +692,23 @@ class RouterCore:
 
     def _start_online(self, vectors: FloatArray) -> None:
         """Route on online clusters from now on if they are wanted: no policy or
-        task model yet, and the router's own memory (``online_clusters``)."""
+        task model yet (``online_clusters`` not False). Stages are fitted in the
+        background; with a shared store the fleet agrees on them there."""
         with self._lock:
             if (
                 self._policy is None
                 and self._tasks is None
                 and self.settings.online_clusters is not False
-                and self.store is None
             ):
-                self._tasks = OnlineClusters(int(vectors.shape[1]))
+                tasks = OnlineClusters(int(vectors.shape[1]), background=True)
+                if self.store is not None:
+                    tasks.share(
+                        self.store,
+                        namespace(
+                            self.name, self.embeddings, tasks=tasks.fingerprint()
+                        ),
+                    )
+                self._tasks = tasks
 
     def _clusters_wanted(self, n_prompts: int) -> bool:
         """Whether a fit without labels learns automatic tasks: enabled, enough
@@ -783,7 +789,7 @@ class RouterCore:
                         else self._tasks.fingerprint(),
                     ),
                 )
-                if live and fresh:
+                if live and fresh and self._policy.created:  # once per namespace
                     add_live_prior(self._policy)
             return self._policy
 
@@ -806,7 +812,9 @@ class RouterCore:
 
 def add_live_prior(policy: LinUCBPolicy) -> None:
     """Start a live-learning policy optimistic: one pseudo-outcome of
-    ``LIVE_PRIOR_SCORE`` per child on the bias feature (contexts end in 1)."""
+    ``LIVE_PRIOR_SCORE`` per child on the bias feature (contexts end in 1).
+    The router adds it once per namespace: with a shared store, only the worker
+    whose policy created the namespace does."""
     prior = np.full(policy.n_arms, LIVE_PRIOR_SCORE)
     policy.add_prior(np.eye(policy.dim)[-1], prior, 1.0)
 

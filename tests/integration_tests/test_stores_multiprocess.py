@@ -1,5 +1,6 @@
 """Shared stores across processes: 4 workers x 500 updates through SQLite and
-through a real ``redis-server`` equal one process applying all 2,000.
+through a real ``redis-server`` equal one process applying all 2,000; and the
+three stores give one another's statistics under forgetting.
 
 Workers are subprocesses running this file (``python this.py worker ...``), so
 nothing crosses a process boundary but the store itself.
@@ -7,21 +8,22 @@ nothing crosses a process boundary but the store itself.
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
 import subprocess
 import sys
-import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from langchain_metallm import LinUCBPolicy
-from langchain_metallm.core.stores import PolicyStore, RedisStore, SQLiteStore
+from langchain_metallm.core.stores import (
+    MemoryStore,
+    PolicyStore,
+    RedisStore,
+    SQLiteStore,
+)
 
 ARMS = ["small", "medium", "large", "huge"]
 DIM = 12
@@ -81,67 +83,6 @@ def _reference() -> LinUCBPolicy:
         for arm, x, r in _steps(seed, UPDATES):
             policy.update(arm, x, r)
     return policy
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real ``redis-server`` on a free 127.0.0.1 port, for this module."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        reason = "no redis-server binary (install it: apt-get install redis-server)"
-        if os.environ.get("CI"):
-            pytest.fail(f"{reason}; CI must run the Redis tests")
-        pytest.skip(reason)
-    from redis import Redis
-    from redis.exceptions import ConnectionError as RedisConnectionError
-
-    port = _free_port()
-    server = subprocess.Popen(
-        [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(tmp_path_factory.mktemp("redis")),
-        ],
-        stdout=subprocess.DEVNULL,
-    )
-    client = Redis(port=port)
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            client.ping()
-            break
-        except RedisConnectionError:
-            if time.monotonic() > deadline or server.poll() is not None:
-                server.kill()
-                raise
-            time.sleep(0.05)
-    yield f"redis://127.0.0.1:{port}/0"
-    server.terminate()
-    server.wait(timeout=10)
-
-
-@pytest.fixture
-def redis_url(redis_server: str) -> str:
-    """The module's Redis server, emptied for this test."""
-    from redis import Redis
-
-    Redis.from_url(redis_server).flushdb()
-    return redis_server
 
 
 @pytest.fixture(params=["sqlite", "redis"])
@@ -253,6 +194,68 @@ def test_redis_store_forgets_exactly_and_follows_a_changing_catalogue(
     with pytest.raises(ValueError, match="'huge' is not one of"):
         second.remove_arm("huge")
     assert not second.refresh()
+
+
+def test_memory_sqlite_and_redis_give_identical_statistics_under_forgetting(
+    redis_url: str, tmp_path: Path
+) -> None:
+    """One mixed sequence (two workers, decay 0.9 and 0.8, a fit, arms added,
+    removed and added back, a prior, a log compaction) through each store:
+    each holds the formula's statistics, and the three agree to rounding."""
+    from ..unit_tests.sequences import assert_matches, run_mixed  # not in workers
+
+    shared = MemoryStore(refresh_interval=0)
+    makers: dict[str, Callable[[], PolicyStore]] = {
+        "memory": lambda: shared,
+        "sqlite": lambda: SQLiteStore(tmp_path / "p.db", refresh_interval=0),
+        "redis": lambda: RedisStore(redis_url, refresh_interval=0),
+    }
+    results = {}
+    for kind, make in makers.items():
+        policy, reference = run_mixed(make)
+        assert_matches(policy, reference)
+        results[kind] = policy.statistics()
+    for kind in ("sqlite", "redis"):
+        for mine, theirs in zip(results[kind], results["memory"], strict=True):
+            np.testing.assert_allclose(mine, theirs, rtol=1e-12, atol=1e-12)
+
+
+def test_redis_publishes_once_and_refuses_a_corrupt_clock(redis_url: str) -> None:
+    from redis import Redis
+
+    store, other = RedisStore(redis_url), RedisStore(redis_url)
+    assert store.published("r", "stage-0") is None
+    assert store.publish("r", "stage-0", b"first") == b"first"
+    assert other.publish("r", "stage-0", b"second") == b"first"
+    assert LinUCBPolicy(ARMS, DIM, store=store, namespace="r").created
+    policy = LinUCBPolicy(ARMS, DIM, decay=0.9, store=other, namespace="r")
+    assert not policy.created
+    rng = np.random.default_rng(0)
+    policy.fit(rng.normal(size=(9, DIM)), rng.uniform(size=(9, len(ARMS))))
+    policy.update("small", np.ones(DIM), 1.0)  # a snapshot and a logged update
+    client = Redis.from_url(redis_url)
+    for key, field, value, reason in [
+        ("metallm:r:clock", None, b"soon", "corrupt clock"),
+        ("metallm:r:clock", None, b"0.5", "corrupt clock"),
+        ("metallm:r:arm:small", "stamp", b"late", "corrupt stamp"),
+    ]:
+        good = client.get(key) if field is None else client.hget(key, field)
+        if field is None:
+            client.set(key, value)
+        else:
+            client.hset(key, field, value)
+        with pytest.raises(ValueError, match=reason):
+            LinUCBPolicy(ARMS, DIM, store=RedisStore(redis_url), namespace="r")
+        if field is None:
+            client.set(key, good)  # type: ignore[arg-type]
+        else:
+            client.hset(key, field, good)  # type: ignore[arg-type]
+        if "stamp" in reason:
+            continue
+        with pytest.raises(ValueError, match=reason):  # the update is refused
+            client.set(key, value)
+            policy.update("small", np.ones(DIM), 1.0)
+        client.set(key, good)  # type: ignore[arg-type]
 
 
 if __name__ == "__main__" and sys.argv[1:2] == ["worker"]:

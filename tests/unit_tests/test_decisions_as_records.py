@@ -302,9 +302,10 @@ def test_a_plain_load_resumes_decay_budget_and_pace(tmp_path: Path) -> None:
     ):
         np.testing.assert_array_equal(saved, resumed)
     prompt = query("math", 99)
-    # The live cache lags the exact inverse by a bounded ridge deficit (policy).
+    # The live cache lags the exact inverse by a bounded ridge deficit (policy),
+    # every child's now that each update forgets on every child.
     assert loaded.route(prompt).value == pytest.approx(
-        router.route(prompt).value, abs=1e-3
+        router.route(prompt).value, abs=1e-2
     )
     assert loaded.route(prompt).chosen == router.route(prompt).chosen
     with pytest.warns(UserWarning, match=r"\['decay'\] given, overriding"):

@@ -198,27 +198,46 @@ def test_a_bad_penalty_is_refused(penalty: dict[str, float]) -> None:
 
 
 @pytest.mark.parametrize(("decay", "steps"), [(0.99, 200), (0.9, 120), (0.5, 120)])
-def test_decay_discounts_toward_the_prior_on_each_update(
+def test_decay_discounts_every_arm_toward_the_prior_on_each_update(
     decay: float, steps: int
 ) -> None:
-    """The statistics follow the design formula exactly; decisions use them
-    with the ridge less a deficit that grows by ``(1 - decay) * ridge`` per
-    update and is cleared by an exact rebuild before it passes the slack (at
-    0.99 and 0.9 both paths run, at 0.5 every update rebuilds)."""
+    """The statistics follow the design formula exactly: each update, of any
+    arm, discounts every arm (discounted LinUCB). Decisions use them with the
+    ridge less a deficit that grows by ``(1 - decay) * ridge`` per update of the
+    policy, for every arm, and is cleared before it passes the slack: by an
+    exact rebuild if the arm learned since its last one, else (idle) by its
+    eigendecomposition, exact at every later clock until it learns again (at
+    0.99 and 0.9 the rank-1 path runs, at 0.5 every update rebuilds)."""
     dim, ridge = 5, 0.7
     policy = LinUCBPolicy(ARMS, dim, ridge=ridge, decay=decay, alpha=0.4)
     A = np.stack([ridge * np.eye(dim)] * 3)
     b = np.zeros((3, dim))
     deficit = np.zeros(3)
+    hot = np.zeros(3, dtype=bool)  # learned since its last exact inverse
+    idle = np.zeros(3, dtype=bool)  # kept exactly by its eigendecomposition
+    rank_one = went_idle = False
     x = np.linspace(-1, 1, dim)
     for i, (arm, context, s) in enumerate(_steps(steps, dim)):
         policy.update(arm, context, s)
-        A[arm] = decay * (A[arm] - ridge * np.eye(dim)) + ridge * np.eye(dim)
+        A = decay * (A - ridge * np.eye(dim)) + ridge * np.eye(dim)
         A[arm] += np.outer(context, context)
-        b[arm] = decay * b[arm] + s * context
-        deficit[arm] = decay * deficit[arm] + (1 - decay) * ridge
-        if deficit[arm] > RIDGE_SLACK * ridge:
-            deficit[arm] = 0.0
+        b = decay * b
+        b[arm] += s * context
+        others = np.arange(3) != arm
+        if idle[arm]:  # exact at the update's clock, then learns without forgetting
+            idle[arm] = False
+        else:
+            deficit[arm] = decay * deficit[arm] + (1 - decay) * ridge
+            if deficit[arm] > RIDGE_SLACK * ridge:
+                deficit[arm] = 0.0
+        hot[arm] = True
+        deficit[others & ~idle] = decay * deficit[others & ~idle] + (1 - decay) * ridge
+        for k in np.flatnonzero(~idle & (deficit > RIDGE_SLACK * ridge)):
+            deficit[k] = 0.0
+            idle[k] = not hot[k]
+            hot[k] = False
+        rank_one |= bool(deficit.max() > 0)
+        went_idle |= bool(idle.any())
         cached = A - deficit[:, None, None] * np.eye(dim)
         if i % 10 == 0 or i == steps - 1:
             theta = np.linalg.solve(cached, b[..., None])[..., 0]
@@ -227,10 +246,41 @@ def test_decay_discounts_toward_the_prior_on_each_update(
             _, mean, bonus, _ = policy.estimate(x)
             np.testing.assert_allclose(mean, mean_ref, atol=1e-9)
             np.testing.assert_allclose(bonus, bonus_ref, atol=1e-9)
+            mean_p, width_p = policy.predict(np.stack([x, -x]))
+            np.testing.assert_allclose(mean_p[0], mean_ref, atol=1e-9)
+            np.testing.assert_allclose(0.4 * width_p[0], bonus_ref, atol=1e-9)
+            np.testing.assert_allclose(policy.A, A, rtol=1e-10, atol=1e-10)
+            np.testing.assert_allclose(policy.b, b, rtol=1e-10, atol=1e-10)
     for mine, theirs in zip(policy.statistics(), (A, b), strict=False):
         np.testing.assert_allclose(mine, theirs, rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(policy.A, A, rtol=1e-10, atol=1e-10)
-    assert (deficit.max() > 0) == (decay != 0.5)
+    assert rank_one == (decay != 0.5)
+    assert went_idle == (decay != 0.99)  # at 0.99 every arm learns within 29
+
+
+def test_a_child_no_longer_chosen_forgets_its_bad_stretch() -> None:
+    """Under forgetting, a child that had a bad stretch and is then never
+    chosen shrinks back toward the prior as the other children are updated,
+    so its widening bound gets it tried again (per-child forgetting kept its
+    bad stretch for ever)."""
+    dim = 3
+    policy = LinUCBPolicy(["good", "fallen"], dim, decay=0.95, alpha=0.5)
+    x = np.array([1.0, 0.0, 1.0])
+    for _ in range(40):
+        policy.update("fallen", x, 0.0)  # its bad stretch
+    _, _, bonus_bad, _ = policy.estimate(x)
+    for _ in range(200):
+        policy.update("good", x, 0.5)  # the others are used; it is not
+    A, b, counts = policy.statistics()
+    assert counts.tolist() == [200, 40]
+    prior = np.eye(dim)
+    assert np.abs(A[1] - prior).max() < 1e-3 * np.abs(A[0] - prior).max()
+    assert np.abs(b[1]).max() == 0.0  # its scores were all 0: nothing to shrink
+    _, mean, bonus, _ = policy.estimate(x)
+    assert bonus[1] == pytest.approx(0.5 * np.sqrt(2), rel=1e-3)  # the prior's
+    assert bonus[1] > 5 * bonus_bad[1]  # uncertain again ...
+    assert mean[1] + bonus[1] > mean[0] + bonus[0]  # ... so it is tried again
+    np.testing.assert_allclose(policy.A[1], A[1], rtol=1e-9, atol=1e-12)
 
 
 def test_decay_one_is_bit_identical_to_learning_without_forgetting() -> None:

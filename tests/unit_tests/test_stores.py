@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from langchain_metallm import LinUCBPolicy, MetaLLMRouterChatModel
+from langchain_metallm.core.online_clusters import OnlineClusters
 from langchain_metallm.core.stores import (
     MemoryStore,
     PolicyStore,
@@ -21,6 +22,7 @@ from langchain_metallm.core.stores import (
 from langchain_metallm.core.stores.base import COMPACT_AT
 
 from .fakes import KeywordEmbeddings, echo_router, query
+from .sequences import assert_matches, run_mixed
 
 ARMS = ["a", "b", "c"]
 DIM = 5
@@ -167,7 +169,10 @@ CORRUPTIONS = {
     "arm 'c', version 'x'": "UPDATE metallm_arm_stats SET version = 'x' "
     "WHERE arm = 'c'",
     "a log entry has 1 bytes": "UPDATE metallm_arm_log SET entry = x'00'",
-    "a decay outside": "UPDATE metallm_arm_log SET entry = ?",
+    "a log entry out of clock order": "UPDATE metallm_arm_log SET entry = ?",
+    "corrupt clock": "INSERT OR REPLACE INTO metallm_clocks "
+    "SELECT namespace, 0.5 FROM metallm_layouts",
+    "corrupt stamp": "UPDATE metallm_arm_stats SET stamp = 'late'",
     "arms \\['z'\\] that have no row": "UPDATE metallm_arm_log SET arm = 'z'",
     "corrupt layout": "UPDATE metallm_layouts SET layout = '{\"dim\": 3}'",
     "older version that kept arms by index": "UPDATE metallm_layouts SET layout = "
@@ -184,7 +189,7 @@ def _corrupt(path: Path, reason: str) -> None:
         bad = np.eye(DIM)
         bad[0, 1] = 5.0
         params = (bad.tobytes(),)
-    elif "decay" in reason:
+    elif "clock order" in reason:  # an entry written at a clock after the next
         params = (np.append(np.ones(DIM), (1.0, 2.0)).tobytes(),)
     with sqlite3.connect(path) as db:
         db.execute(sql, params)
@@ -216,23 +221,29 @@ def make_router(store: PolicyStore, **overrides: Any) -> MetaLLMRouterChatModel:
     return echo_router({"cheap": 0.1, "pricey": 1.0}, store=store, **overrides)
 
 
+@pytest.mark.parametrize("online", [False, None])
 def test_routers_share_a_sqlite_store_by_namespace_and_store_no_prompt(
-    tmp_path: Path,
+    tmp_path: Path, online: bool | None
 ) -> None:
+    """With online clusters (the default, None) the namespace names their
+    fixed fingerprint; the store holds statistics and centroids, no prompt."""
     path = tmp_path / "policy.db"
-    first = make_router(SQLiteStore(path))
+    first = make_router(SQLiteStore(path), online_clusters=online)
     secret = "math question about the zebra-secret-4711"
     for i in range(5):
         first.record_feedback(first.invoke(f"{secret} {i}"), 1.0)
     assert first.policy is not None
-    assert first.policy.namespace == namespace("metallm-router", KeywordEmbeddings())
-    second = make_router(SQLiteStore(path))
-    second.route(query("math", 1))
+    tasks = None if online is False else OnlineClusters(4).fingerprint()
+    assert first.policy.namespace == namespace(
+        "metallm-router", KeywordEmbeddings(), tasks=tasks
+    )
+    second = make_router(SQLiteStore(path), online_clusters=online)
+    second.invoke(query("math", 1))
     assert second.policy is not None
     assert second.policy.counts.sum() == 5
     np.testing.assert_allclose(second.policy.theta, first.policy.theta, atol=1e-12)
-    other = make_router(SQLiteStore(path), name="other-router")
-    other.route(query("math", 1))
+    other = make_router(SQLiteStore(path), name="other-router", online_clusters=online)
+    other.invoke(query("math", 1))
     assert other.policy is not None and other.policy.counts.sum() == 0
     files = b"".join(p.read_bytes() for p in tmp_path.iterdir())
     assert b"zebra" not in files and b"cheap" in files
@@ -297,32 +308,38 @@ def test_decay_through_a_shared_store_equals_one_sequential_policy(
     np.testing.assert_allclose(joined.theta, theta, atol=1e-9)
 
 
-def test_threads_forgetting_their_own_arms_equal_a_sequential_run(
+def test_threads_forgetting_equal_a_sequential_run_in_clock_order(
     tmp_path: Path,
 ) -> None:
+    """Threads update their own arm at once through one SQLite file; every
+    update forgets on every arm, so the result depends on their order: the
+    clocks the store returned give that order, and replaying it in one policy
+    gives the same statistics."""
     import threading
 
     path = tmp_path / "policy.db"
     LinUCBPolicy(ARMS, DIM, store=SQLiteStore(path), namespace="r")
     start = threading.Barrier(len(ARMS))
+    written: list[tuple[float, int, np.ndarray, float]] = []
 
     def work(arm: int) -> None:
-        policy = LinUCBPolicy(
-            ARMS, DIM, decay=0.9, store=SQLiteStore(path), namespace="r"
-        )
+        store = SQLiteStore(path)
+        LinUCBPolicy(ARMS, DIM, decay=0.9, store=store, namespace="r")
         start.wait()
         for _, x, r in _steps(150, seed=arm):
-            policy.update(arm, x, r)
+            clock = store.add("r", ARMS[arm], x, r, 0.9).clock
+            written.append((clock, arm, x, r))
 
     threads = [threading.Thread(target=work, args=(j,)) for j in range(len(ARMS))]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+    clocks = sorted(c for c, *_ in written)
+    assert len(set(clocks)) == len(written)  # one clock per update: one order
     reference = LinUCBPolicy(ARMS, DIM, decay=0.9)
-    for arm in range(len(ARMS)):
-        for _, x, r in _steps(150, seed=arm):
-            reference.update(arm, x, r)
+    for _, arm, x, r in sorted(written, key=lambda w: -w[0]):
+        reference.update(arm, x, r)
     shared = LinUCBPolicy(ARMS, DIM, store=SQLiteStore(path), namespace="r")
     for mine, theirs in zip(shared.statistics(), reference.statistics(), strict=True):
         np.testing.assert_allclose(mine, theirs, rtol=1e-9, atol=1e-9)
@@ -385,3 +402,63 @@ def test_an_arm_added_back_starts_cold_with_a_new_version(
     assert second.refresh()  # a new version, though the count went back to 0
     assert second.counts.tolist() == [0, 0, 0]
     np.testing.assert_array_equal(second.A[2], np.eye(DIM))
+
+
+def test_every_store_gives_the_formula_s_statistics_for_a_mixed_sequence(
+    make_store: StoreFactory,
+) -> None:
+    """Updates at two forgetting factors by two workers, a fit, arms added,
+    removed and added back, a prior, a log compaction: the store holds what
+    discounted LinUCB's formula gives (every update discounts every arm; a
+    merge lands where it was made, after the updates logged before it)."""
+    policy, reference = run_mixed(make_store)
+    assert_matches(policy, reference)
+    assert policy.counts.sum() == sum(n for *_, n in reference.stats.values())
+
+
+def test_a_merge_lands_after_the_decayed_updates_logged_before_it(
+    make_store: StoreFactory,
+) -> None:
+    """A fit between forgetting updates is discounted only by the updates
+    after it (a shared store used to fold it in before its logged updates)."""
+    policy = LinUCBPolicy(ARMS, DIM, decay=0.5, store=make_store(), namespace="r")
+    x = np.eye(DIM)[0]
+    policy.update("b", x, 1.0)  # logged (not folded yet), the clock halves all
+    policy.fit(x[None], np.array([[np.nan, 1.0, np.nan]]))  # b gains x x^T now
+    policy.update("c", np.eye(DIM)[1], 0.0)  # every arm halves once more
+    A, b, counts = policy.statistics()
+    # (1 + 1) / 2: the update and the fit each halved once (folding the fit in
+    # before the logged update would halve it twice: 1 + 1.5 / 2 = 1.75).
+    assert A[1][0, 0] == pytest.approx(1.0 + 1.0)
+    assert b[1][0] == pytest.approx(1.0)
+    np.testing.assert_array_equal(A[0], np.eye(DIM))
+    assert A[2][1, 1] == pytest.approx(2.0)
+    assert counts.tolist() == [0, 2, 1]
+
+
+def test_a_store_written_before_clocks_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    LinUCBPolicy(ARMS, DIM, store=SQLiteStore(path), namespace="r")
+    with sqlite3.connect(path) as db:
+        db.execute('UPDATE metallm_layouts SET layout = \'{"dim": 5, "ridge": 1.0}\'')
+    with pytest.raises(ValueError, match="forgetting discounted only the child"):
+        LinUCBPolicy(ARMS, DIM, store=SQLiteStore(path), namespace="r")
+    LinUCBPolicy(ARMS, DIM, store=SQLiteStore(path), namespace="new")  # others work
+
+
+def test_published_values_are_set_once_and_shared(make_store: StoreFactory) -> None:
+    store, other = make_store(), make_store()
+    assert store.published("r", "stage-0") is None
+    assert store.publish("r", "stage-0", b"first") == b"first"
+    assert other.publish("r", "stage-0", b"second") == b"first"  # first wins
+    assert other.published("r", "stage-0") == b"first"
+    assert other.published("s", "stage-0") is None  # per namespace
+    with pytest.raises(TypeError, match="bytes"):
+        store.publish("r", "stage-1", "text")  # type: ignore[arg-type]
+
+
+def test_a_policy_knows_whether_it_created_its_namespace(
+    make_store: StoreFactory,
+) -> None:
+    assert LinUCBPolicy(ARMS, DIM, store=make_store(), namespace="r").created
+    assert not LinUCBPolicy(ARMS, DIM, store=make_store(), namespace="r").created

@@ -2,19 +2,33 @@
 
 A store holds, per namespace (one router) and arm NAME, ``A = ridge * I + sum
 x x^T``, ``b = sum s x``, an outcome count and a version that grows with every
-write (also across removing and adding the arm back). The arms of a namespace are
-its catalogue: workers add and remove arms by name, and every other arm keeps its
-statistics. Writes are increments applied atomically, so workers sharing a store
-never lose an update; each worker keeps its own inverse of ``A`` as a cache and
-rebuilds the arms whose version moved. Only these statistics are stored, never
-prompts.
+write of that arm (also across removing and adding the arm back). The arms of a
+namespace are its catalogue: workers add and remove arms by name, and every other
+arm keeps its statistics. Writes are increments applied atomically, so workers
+sharing a store never lose an update; each worker keeps its own inverse of ``A``
+as a cache and rebuilds the arms whose version moved. Only these statistics are
+stored, never prompts (and, for online clusters, their published centroids:
+``publish``).
 
-Shared backends keep each arm as a snapshot plus a log of increments ``(x, s,
-decay)`` in the order the store received them: an update appends ``d + 2``
-numbers instead of rewriting a ``d x d`` matrix, and every ``COMPACT_AT`` entries
-the log is folded into the snapshot. Folding applies each entry's forgetting
-factor in log order, so decay is exact and the log order is the one sequence
-that every worker agrees on.
+Forgetting discounts EVERY arm on every update of any arm (discounted LinUCB):
+update ``t`` with factor ``g_t`` maps each arm's ``A - R`` (``R = ridge I``) to
+``g_t (A - R)`` and ``b`` to ``g_t b``, then adds ``x x^T`` and ``s x`` to the
+arm it is about. A namespace keeps a clock, ``L = sum_t log g_t`` (0 without
+forgetting, falling with each factor below 1), and each arm's statistics are
+kept as of a stamp ``L_arm``, the clock when they were last written: read at
+clock ``L`` they are discounted by ``exp(L - L_arm)``. So discounting all arms
+costs nothing (the clock moves), an update stays rank-1 on one arm, and every
+reader sees every arm at the same clock.
+
+Shared backends keep each arm as a snapshot (with its stamp) plus a log of
+increments in the order the store received them: an update appends ``(x, s,
+L)`` (``d + 2`` numbers, ``L`` the clock after its factor) instead of rewriting a
+``d x d`` matrix, and every ``COMPACT_AT`` entries the log is folded into the
+snapshot. The clock is advanced and the entry appended in one atomic step, so the
+log order, the clocks and the statistics are the same for every worker and equal
+what ``MemoryStore`` computes for the same sequence. A ``merge`` (a fit's or a
+prior's increments) lands at the clock when it is written, after every update
+logged before it.
 """
 
 from __future__ import annotations
@@ -24,6 +38,7 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
@@ -41,6 +56,16 @@ COMPACT_AT = 100
 """Logged increments per arm after which a shared store folds them into the snapshot."""
 REMOVED = -1
 """The version ``versions`` reports for an arm that is not in the catalogue."""
+FORMAT = 2
+"""The layout format: 2 keeps a namespace clock (forgetting discounts every arm)."""
+
+
+class Written(NamedTuple):
+    """What an update wrote: the arm's new version and the namespace clock
+    after the update's forgetting factor (its stamp)."""
+
+    version: int
+    clock: float
 
 
 def namespace(router: str, embeddings: object, *, tasks: str | None = None) -> str:
@@ -52,6 +77,12 @@ def namespace(router: str, embeddings: object, *, tasks: str | None = None) -> s
     return "|".join(parts if tasks is None else [*parts, f"tasks:{tasks}"])
 
 
+def clock_step(decay: float) -> float:
+    """How far an update with forgetting factor ``decay`` moves the clock:
+    ``log(decay)``, exactly 0.0 without forgetting (every store uses this)."""
+    return 0.0 if decay == 1.0 else math.log(decay)
+
+
 @dataclass(frozen=True)
 class Layout:
     """What every arm of a namespace shares: context dimension and ridge."""
@@ -61,12 +92,12 @@ class Layout:
 
     def to_json(self) -> str:
         """Plain JSON (never pickle), as stored next to the statistics."""
-        return json.dumps({"dim": self.dim, "ridge": self.ridge})
+        return json.dumps({"dim": self.dim, "ridge": self.ridge, "format": FORMAT})
 
     @classmethod
     def from_json(cls, text: str | bytes, where: str) -> Layout:
-        """Parse a stored layout, refusing anything malformed or of the old,
-        per-index format (whose statistics this version cannot read)."""
+        """Parse a stored layout, refusing anything malformed or of an older
+        format (whose statistics this version cannot read)."""
         try:
             raw = json.loads(text)
             if isinstance(raw, dict) and "arms" in raw:
@@ -76,6 +107,12 @@ class Layout:
                 )
             layout = cls(raw["dim"], raw["ridge"])
             valid = isinstance(layout.dim, int) and isinstance(layout.ridge, float)
+            if valid and raw.get("format") != FORMAT:
+                raise ValueError(
+                    "it was written by an older version whose forgetting discounted "
+                    "only the child updated; save the router there and load the "
+                    "save into a new namespace"
+                )
         except (ValueError, TypeError, KeyError) as exc:
             raise ValueError(f"store: corrupt layout for {where}: {exc}") from exc
         if not valid:
@@ -90,19 +127,22 @@ class Layout:
 @dataclass(frozen=True)
 class Statistics:
     """A consistent snapshot of some arms of a namespace: ``A`` (k, d, d), ``b``
-    (k, d), ``counts`` (k,) and per-arm ``versions`` (k,), in the order asked."""
+    (k, d), ``counts`` (k,) and per-arm ``versions`` (k,), in the order asked,
+    every arm discounted to the namespace ``clock`` they were read at."""
 
     A: FloatArray
     b: FloatArray
     counts: IntArray
     versions: IntArray
+    clock: float = 0.0
 
 
 class PolicyStore(ABC):
     """Per-arm LinUCB statistics shared by every policy bound to a namespace.
 
     ``refresh_interval`` is how many seconds a policy may serve from its cached
-    inverse before it asks the store whether other writers changed an arm.
+    inverse before it asks the store whether other writers changed an arm (and
+    a router with online clusters whether another worker published a stage).
     """
 
     def __init__(self, *, refresh_interval: float = 1.0) -> None:
@@ -115,15 +155,16 @@ class PolicyStore(ABC):
 
     def create(
         self, namespace: str, arms: Sequence[str], dim: int, ridge: float
-    ) -> None:
+    ) -> bool:
         """Create ``namespace`` for this dimension and ridge, or check the one
         already there, and add those of ``arms`` its catalogue lacks (cold).
+        True if this call created the namespace (one worker of a fleet does).
 
         Raises ``ValueError`` when the stored dimension or ridge differ, so two
         different routers never mix their statistics.
         """
         wanted = Layout(dim, float(ridge))
-        stored = self._create(namespace, wanted)
+        stored, created = self._create(namespace, wanted)
         if stored != wanted:
             raise ValueError(
                 f"store: namespace {namespace!r} holds dim {stored.dim}, ridge "
@@ -135,6 +176,7 @@ class PolicyStore(ABC):
         for arm in arms:
             if arm not in present:
                 self.add_arm(namespace, arm)
+        return created
 
     def merge(
         self,
@@ -145,14 +187,15 @@ class PolicyStore(ABC):
         counts: IntArray,
     ) -> None:
         """Add increments ``A`` (k, d, d), ``b`` (k, d), ``counts`` (k,) to the
-        ``k`` arms of ``arms``, in one atomic write."""
+        ``k`` arms of ``arms``, in one atomic write at the current clock (after
+        every update logged before it; later updates discount them)."""
         index = {name: j for j, name in enumerate(arms)}
 
         def change(arm: str, a0: FloatArray, b0: FloatArray, n: int) -> ArmState:
             j = index[arm]
             return a0 + A[j], b0 + b[j], n + int(counts[j])
 
-        self._rewrite(namespace, list(arms), change, drop_log=False)
+        self._rewrite(namespace, list(arms), change)
 
     def replace(
         self,
@@ -161,16 +204,16 @@ class PolicyStore(ABC):
         A: FloatArray,  # noqa: N803
         b: FloatArray,
         counts: IntArray,
-    ) -> list[int]:
-        """Overwrite the statistics of ``arms`` in one atomic write; return the
-        arms' new versions."""
+    ) -> tuple[list[int], float]:
+        """Overwrite the statistics of ``arms`` in one atomic write, as of the
+        current clock; return the arms' new versions and that clock."""
         index = {name: j for j, name in enumerate(arms)}
 
         def change(arm: str, *_: object) -> ArmState:
             j = index[arm]
             return A[j].copy(), b[j].copy(), int(counts[j])
 
-        return self._rewrite(namespace, list(arms), change, drop_log=True)
+        return self._rewrite(namespace, list(arms), change)
 
     def layout(self, namespace: str) -> Layout:
         """The layout ``namespace`` was created with in this store object."""
@@ -198,12 +241,15 @@ class PolicyStore(ABC):
     @abstractmethod
     def add(
         self, namespace: str, arm: str, x: FloatArray, score: float, decay: float
-    ) -> int:
-        """``A <- decay (A - ridge I) + ridge I + x x^T``, ``b <- decay b + s x``,
-        count + 1, atomically; ``ValueError`` if ``arm`` is not in the catalogue.
+    ) -> Written:
+        """One outcome, atomically: the clock moves by ``clock_step(decay)``
+        (every arm is discounted by ``decay``), then ``A <- A + x x^T``, ``b <- b
+        + s x`` and count + 1 for ``arm``; ``ValueError`` if ``arm`` is not in
+        the catalogue. Returns the arm's new version and the new clock."""
 
-        Returns the arm's new version.
-        """
+    @abstractmethod
+    def clock(self, namespace: str) -> float:
+        """The namespace's clock now (0.0 until an update forgets)."""
 
     @abstractmethod
     def versions(self, namespace: str, arms: Sequence[str]) -> IntArray:
@@ -212,27 +258,38 @@ class PolicyStore(ABC):
 
     @abstractmethod
     def read(self, namespace: str, arms: Sequence[str]) -> Statistics:
-        """The statistics of ``arms``, read together; ``ValueError`` naming any
-        that is not in the catalogue."""
+        """The statistics of ``arms`` at the current clock, read together;
+        ``ValueError`` naming any that is not in the catalogue."""
 
     @abstractmethod
-    def _create(self, namespace: str, layout: Layout) -> Layout:
-        """Store ``layout`` unless the namespace has one; return the stored one."""
+    def publish(self, namespace: str, key: str, value: bytes) -> bytes:
+        """Store ``value`` under ``key`` unless the namespace already holds one
+        (the first writer wins, atomically); return the value stored. Published
+        values never change. The namespace need not be created."""
+
+    @abstractmethod
+    def published(self, namespace: str, key: str) -> bytes | None:
+        """The value published under ``key``, or None."""
+
+    @abstractmethod
+    def _create(self, namespace: str, layout: Layout) -> tuple[Layout, bool]:
+        """Store ``layout`` unless the namespace has one; return the stored one
+        and whether this call stored it."""
 
     @abstractmethod
     def _rewrite(
-        self, namespace: str, arms: list[str], change: Change, *, drop_log: bool
-    ) -> list[int]:
-        """Apply ``change`` to the snapshots of ``arms`` atomically (dropping
-        their logged increments if ``drop_log``), bump and return their versions.
-
-        ``change`` must be additive unless ``drop_log``: increments logged
-        before or during the rewrite still count on top of the new snapshot.
-        """
+        self, namespace: str, arms: list[str], change: Change
+    ) -> tuple[list[int], float]:
+        """Apply ``change`` to the statistics of ``arms`` at the current clock
+        (their logged increments folded in first) and store the results as of
+        that clock, atomically; bump and return their versions, and the clock."""
 
 
 def gather(
-    layout: Layout, states: Sequence[ArmState], versions: Sequence[int]
+    layout: Layout,
+    states: Sequence[ArmState],
+    versions: Sequence[int],
+    clock: float = 0.0,
 ) -> Statistics:
     """Arms' ``(A, b, count)`` and versions as one ``Statistics`` (none is fine)."""
     k, d = len(states), layout.dim
@@ -241,6 +298,7 @@ def gather(
         np.array([s[1] for s in states], dtype=np.float64).reshape(k, d),
         np.array([s[2] for s in states], dtype=np.int64),
         np.array(versions, dtype=np.int64),
+        clock,
     )
 
 
@@ -282,43 +340,131 @@ def decode_arm(
     return a, b, count
 
 
-def entry(x: FloatArray, score: float, decay: float) -> bytes:
-    """One logged increment: ``x``, ``score``, ``decay``, as little-endian float64."""
-    return encode(np.append(x, (score, decay)))
+def check_clock(where: str, name: str, value: object) -> float:
+    """A stored clock or stamp: a finite float <= 0, else ``ValueError``."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value > 0
+    ):
+        raise ValueError(
+            f"store: corrupt {name} for {where}: {value!r} is not a clock (<= 0)"
+        )
+    return float(value)
+
+
+def discount(layout: Layout, state: ArmState, factor: float) -> ArmState:
+    """``state`` forgotten by ``factor``: ``A - R`` and ``b`` times it (the
+    prior ``R = ridge I`` kept); the same numbers, no copy, at factor 1."""
+    if factor == 1.0:
+        return state
+    a, b, n = state
+    a = factor * a
+    a[np.diag_indices_from(a)] += (1.0 - factor) * layout.ridge
+    return a, factor * b, n
+
+
+def at_clock(
+    layout: Layout, where: str, state: ArmState, stamp: float | None, clock: float
+) -> ArmState:
+    """An arm's statistics written at ``stamp`` (None: never written, its
+    initial state), read at the namespace's ``clock``."""
+    if stamp is None or stamp == clock:
+        return state
+    if stamp < clock:
+        raise ValueError(
+            f"store: corrupt row for {where}: stamp {stamp!r} is after the "
+            f"namespace clock {clock!r}"
+        )
+    return discount(layout, state, math.exp(clock - stamp))
+
+
+def entry(x: FloatArray, score: float) -> bytes:
+    """The body of one logged update: ``x`` and ``score`` as little-endian
+    float64 (the store appends the clock, ``stamped``)."""
+    return encode(np.append(x, score))
+
+
+def merge_entry(a: FloatArray, b: FloatArray, count: int) -> bytes:
+    """The body of one logged merge: ``A`` and ``b`` increments and a count."""
+    return encode(np.concatenate([np.ravel(a), b, [float(count)]]))
+
+
+def stamped(body: bytes, clock: float) -> bytes:
+    """A log entry: its body followed by the clock it was written at."""
+    return body + encode(np.array([clock]))
 
 
 def fold(
-    layout: Layout, where: str, state: ArmState, entries: Sequence[object]
-) -> ArmState:
-    """A snapshot plus its logged increments applied in order; a malformed entry
-    raises ``ValueError``.
+    layout: Layout,
+    where: str,
+    state: ArmState,
+    stamp: float | None,
+    entries: Sequence[object],
+) -> tuple[ArmState, float | None]:
+    """A snapshot written at ``stamp`` plus its logged entries, applied in
+    order: the statistics as of the last entry's clock, and that clock. A
+    malformed entry raises ``ValueError``.
 
-    Entry ``i`` with factor ``g_i`` maps ``A - R`` to ``g_i (A - R) + x_i x_i^T``
-    (``R = ridge I``) and ``b`` to ``g_i b + s_i x_i``, so in closed form
-    ``A - R = G (A_0 - R) + sum_i w_i x_i x_i^T`` with ``w_i`` the product of
-    the later factors and ``G`` of all. Without forgetting (every ``g = 1``)
-    this is ``A + X^T X``, ``b + X^T s`` exactly as without the factor.
+    An update entry ``(x_i, s_i, L_i)`` adds ``x_i x_i^T`` and ``s_i x_i`` at
+    clock ``L_i``; a merge entry ``(A_m, b_m, n_m, L_m)`` adds its increments
+    at ``L_m``. Read at the last clock ``L``, each is discounted by ``w_i =
+    exp(L - L_i)``, so in closed form ``A - R = exp(L - stamp) (A_0 - R) + sum_i
+    w_i x_i x_i^T + sum_m w_m A_m`` (``R = ridge I``). Without forgetting
+    (every clock equal) this is ``A + X^T X``, ``b + X^T s`` as before clocks.
     """
     if not entries:
-        return state
+        return state, stamp
     d = layout.dim
-    rows = np.stack([_floats(where, "a log entry", e, d + 2) for e in entries])
-    x, s, g = rows[:, :d], rows[:, d], rows[:, d + 1]
-    if np.any((g <= 0) | (g > 1)):
-        raise ValueError(f"store: corrupt row for {where}: a decay outside (0, 1]")
-    a, b, count = state
-    if np.all(g == 1.0):
-        return (
-            _gram(a, x),
-            b + blas.dgemv(1.0, np.asfortranarray(x), s, trans=1),
-            (count + len(entries)),
+    update, merge = d + 2, d * d + d + 2
+    rows = [_entry(where, e, update, merge) for e in entries]
+    clocks = np.array([row[-1] for row in rows])
+    first = clocks[0] if stamp is None else stamp
+    if np.any(clocks > 0) or np.any(np.diff(np.append(first, clocks)) > 0):
+        raise ValueError(
+            f"store: corrupt row for {where}: a log entry out of clock order"
         )
-    later = np.append(np.cumprod(g[::-1])[::-1][1:], 1.0)
-    kept = float(np.prod(g))
-    prior = layout.ridge * np.eye(d)
-    a = _gram(kept * (a - prior) + prior, x * np.sqrt(later)[:, None])
-    b = kept * b + blas.dgemv(1.0, np.asfortranarray(x), later * s, trans=1)
-    return a, b, count + len(entries)
+    last = float(clocks[-1])
+    is_update = np.array([len(row) == update for row in rows])
+    weights = np.exp(last - clocks)
+    a, b, count = discount(
+        layout, state, 1.0 if stamp is None else math.exp(last - stamp)
+    )
+    if is_update.any():
+        x = np.stack([row[:d] for row, u in zip(rows, is_update, strict=True) if u])
+        s = np.array([row[d] for row, u in zip(rows, is_update, strict=True) if u])
+        w = weights[is_update]
+        if np.all(w == 1.0):
+            a = _gram(a, x)
+            b = b + blas.dgemv(1.0, np.asfortranarray(x), s, trans=1)
+        else:
+            a = _gram(a, x * np.sqrt(w)[:, None])
+            b = b + blas.dgemv(1.0, np.asfortranarray(x), w * s, trans=1)
+        count += int(is_update.sum())
+    for row, u, w_m in zip(rows, is_update, weights, strict=True):
+        if not u:
+            n_m = row[d * d + d]
+            if n_m < 0 or n_m != int(n_m):
+                raise ValueError(
+                    f"store: corrupt row for {where}: a merge of {n_m!r} outcomes"
+                )
+            a = a + w_m * row[: d * d].reshape(d, d)
+            b = b + w_m * row[d * d : d * d + d]
+            count += int(n_m)
+    return (a, b, count), last
+
+
+def _entry(where: str, blob: object, update: int, merge: int) -> FloatArray:
+    """One log entry's numbers (an update's ``update`` or a merge's ``merge``)."""
+    if not isinstance(blob, bytes):
+        raise ValueError(f"store: corrupt row for {where}: a log entry is not bytes")
+    if len(blob) not in (8 * update, 8 * merge):
+        raise ValueError(
+            f"store: corrupt row for {where}: a log entry has {len(blob)} bytes, "
+            f"expected {8 * update} (an update) or {8 * merge} (a merge)"
+        )
+    return _floats(where, "a log entry", blob, len(blob) // 8)
 
 
 def _gram(a: FloatArray, x: FloatArray) -> FloatArray:

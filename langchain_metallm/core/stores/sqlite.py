@@ -1,16 +1,21 @@
 """``SQLiteStore``: statistics in one SQLite file, shared by processes on a machine.
 
 WAL mode lets readers run while one writer holds the lock. Each arm is a row keyed
-by its name (``present`` while it is in the catalogue) plus logged increments; an
-update appends its ``(x, s, decay)`` and bumps the arm's version in one ``BEGIN
-IMMEDIATE`` transaction, so none is lost and the log's order is the order of
-updates, and every ``COMPACT_AT`` entries the same transaction folds the log into
-the snapshot. A row with no ``A`` and ``b`` is in its initial state. A removed
-arm's row stays (absent, without statistics) so its version keeps growing.
+by its name (``present`` while it is in the catalogue, ``stamp`` the namespace
+clock its snapshot was written at) plus logged entries; an update moves the
+namespace clock, appends its ``(x, s, clock)`` and bumps the arm's version in one
+``BEGIN IMMEDIATE`` transaction, so none is lost and the log's order and clocks
+are the order of updates, and every ``COMPACT_AT`` entries the same transaction
+folds the log into the snapshot. A rewrite (``merge``, ``replace``) folds the
+arm's log first and writes the result as of the clock, in one transaction, so a
+merge lands after every update logged before it. A row with no ``A`` and ``b`` is
+in its initial state. A removed arm's row stays (absent, without statistics) so
+its version keeps growing. Published values (``publish``) live in their own table.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import threading
@@ -29,18 +34,27 @@ from langchain_metallm.core.stores.base import (
     Layout,
     PolicyStore,
     Statistics,
+    Written,
+    at_clock,
+    check_clock,
+    clock_step,
     decode_arm,
     encode,
     entry,
     fold,
     gather,
     removed,
+    stamped,
 )
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS metallm_layouts (
     namespace TEXT PRIMARY KEY,
     layout TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS metallm_clocks (
+    namespace TEXT PRIMARY KEY,
+    clock REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS metallm_arm_stats (
     namespace TEXT NOT NULL,
@@ -50,6 +64,7 @@ CREATE TABLE IF NOT EXISTS metallm_arm_stats (
     b BLOB,
     count INTEGER NOT NULL,
     version INTEGER NOT NULL,
+    stamp REAL,
     PRIMARY KEY (namespace, arm)
 );
 CREATE TABLE IF NOT EXISTS metallm_arm_log (
@@ -59,6 +74,12 @@ CREATE TABLE IF NOT EXISTS metallm_arm_log (
     entry BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS metallm_arm_log_arm ON metallm_arm_log (namespace, arm, id);
+CREATE TABLE IF NOT EXISTS metallm_published (
+    namespace TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value BLOB NOT NULL,
+    PRIMARY KEY (namespace, key)
+);
 """
 
 
@@ -105,9 +126,10 @@ class SQLiteStore(PolicyStore):
             if row is not None and row[0]:
                 return False
             db.execute(
-                "INSERT INTO metallm_arm_stats VALUES (?, ?, 1, NULL, NULL, 0, 1) "
+                "INSERT INTO metallm_arm_stats "
+                "VALUES (?, ?, 1, NULL, NULL, 0, 1, NULL) "
                 "ON CONFLICT (namespace, arm) DO UPDATE SET present = 1, "
-                "a = NULL, b = NULL, count = 0, version = version + 1",
+                "a = NULL, b = NULL, count = 0, version = version + 1, stamp = NULL",
                 (namespace, arm),
             )
         return True
@@ -117,7 +139,7 @@ class SQLiteStore(PolicyStore):
         with self._transaction(write=True) as db:
             gone = db.execute(
                 "UPDATE metallm_arm_stats SET present = 0, a = NULL, b = NULL, "
-                "count = 0, version = version + 1 "
+                "count = 0, version = version + 1, stamp = NULL "
                 "WHERE namespace = ? AND arm = ? AND present",
                 (namespace, arm),
             ).rowcount
@@ -129,7 +151,7 @@ class SQLiteStore(PolicyStore):
 
     def add(
         self, namespace: str, arm: str, x: FloatArray, score: float, decay: float
-    ) -> int:
+    ) -> Written:
         layout = self.layout(namespace)
         with self._transaction(write=True) as db:
             row = db.execute(
@@ -139,9 +161,18 @@ class SQLiteStore(PolicyStore):
             ).fetchone()
             if row is None:
                 raise removed(namespace, [arm])
+            clock = self._clock(db, namespace)
+            step = clock_step(decay)
+            if step:
+                clock += step
+                db.execute(
+                    "INSERT INTO metallm_clocks VALUES (?, ?) "
+                    "ON CONFLICT (namespace) DO UPDATE SET clock = excluded.clock",
+                    (namespace, clock),
+                )
             db.execute(
                 "INSERT INTO metallm_arm_log (namespace, arm, entry) VALUES (?, ?, ?)",
-                (namespace, arm, entry(x, score, decay)),
+                (namespace, arm, stamped(entry(x, score), clock)),
             )
             (logged,) = db.execute(
                 "SELECT count(*) FROM metallm_arm_log WHERE namespace = ? AND arm = ?",
@@ -149,7 +180,12 @@ class SQLiteStore(PolicyStore):
             ).fetchone()
             if logged >= COMPACT_AT:
                 self._compact(db, namespace, layout, arm)
-        return int(row[0])
+        return Written(int(row[0]), clock)
+
+    def clock(self, namespace: str) -> float:
+        self.layout(namespace)
+        with self._transaction() as db:
+            return self._clock(db, namespace)
 
     def versions(self, namespace: str, arms: Sequence[str]) -> IntArray:
         self.layout(namespace)
@@ -165,8 +201,9 @@ class SQLiteStore(PolicyStore):
     def read(self, namespace: str, arms: Sequence[str]) -> Statistics:
         layout = self.layout(namespace)
         with self._transaction() as db:
+            clock = self._clock(db, namespace)
             rows = db.execute(
-                "SELECT arm, a, b, count, version FROM metallm_arm_stats "
+                "SELECT arm, a, b, count, version, stamp FROM metallm_arm_stats "
                 "WHERE namespace = ? AND present",
                 (namespace,),
             ).fetchall()
@@ -190,14 +227,38 @@ class SQLiteStore(PolicyStore):
             raise removed(namespace, missing)
         states, versions = [], []
         for arm in arms:
-            a, b, count, version = found[arm]
+            a, b, count, version, stamp = found[arm]
             where = f"namespace {namespace!r} arm {arm!r}"
-            state = decode_arm(layout, where, a, b, count)
-            states.append(fold(layout, where, state, entries.get(arm, [])))
+            state, written = fold(
+                layout,
+                where,
+                decode_arm(layout, where, a, b, count),
+                self._stamp(where, a, stamp),
+                entries.get(arm, []),
+            )
+            states.append(at_clock(layout, where, state, written, clock))
             versions.append(self._version(namespace, arm, version))
-        return gather(layout, states, versions)
+        return gather(layout, states, versions, clock)
 
-    def _create(self, namespace: str, layout: Layout) -> Layout:
+    def publish(self, namespace: str, key: str, value: bytes) -> bytes:
+        if not isinstance(value, bytes):
+            raise TypeError(f"value: expected bytes, got {type(value).__name__}")
+        with self._transaction(write=True) as db:
+            db.execute(
+                "INSERT INTO metallm_published VALUES (?, ?, ?) "
+                "ON CONFLICT (namespace, key) DO NOTHING",
+                (namespace, key, value),
+            )
+            stored = self._published(db, namespace, key)
+        if stored is None:  # pragma: no cover - just inserted in this transaction
+            raise ValueError(f"store: {key!r} vanished from namespace {namespace!r}")
+        return stored
+
+    def published(self, namespace: str, key: str) -> bytes | None:
+        with self._transaction() as db:
+            return self._published(db, namespace, key)
+
+    def _create(self, namespace: str, layout: Layout) -> tuple[Layout, bool]:
         with self._transaction(write=True) as db:
             row = db.execute(
                 "SELECT layout FROM metallm_layouts WHERE namespace = ?", (namespace,)
@@ -207,68 +268,131 @@ class SQLiteStore(PolicyStore):
                     "INSERT INTO metallm_layouts VALUES (?, ?)",
                     (namespace, layout.to_json()),
                 )
-                return layout
-        return Layout.from_json(row[0], f"namespace {namespace!r}")
+                return layout, True
+        return Layout.from_json(row[0], f"namespace {namespace!r}"), False
 
     def _rewrite(
-        self, namespace: str, arms: list[str], change: Change, *, drop_log: bool
-    ) -> list[int]:
+        self, namespace: str, arms: list[str], change: Change
+    ) -> tuple[list[int], float]:
         layout = self.layout(namespace)
         versions = []
         with self._transaction(write=True) as db:
+            clock = self._clock(db, namespace)
             for arm in arms:
-                state, version = self._snapshot(db, namespace, layout, arm)
+                state, version = self._folded(db, namespace, layout, arm, clock)
                 a, b, n = change(arm, *state)
                 db.execute(
                     "UPDATE metallm_arm_stats SET a = ?, b = ?, count = ?, "
-                    "version = ? WHERE namespace = ? AND arm = ?",
-                    (encode(a), encode(b), n, version + 1, namespace, arm),
+                    "version = ?, stamp = ? WHERE namespace = ? AND arm = ?",
+                    (encode(a), encode(b), n, version + 1, clock, namespace, arm),
                 )
-                if drop_log:
-                    db.execute(
-                        "DELETE FROM metallm_arm_log WHERE namespace = ? AND arm = ?",
-                        (namespace, arm),
-                    )
+                db.execute(
+                    "DELETE FROM metallm_arm_log WHERE namespace = ? AND arm = ?",
+                    (namespace, arm),
+                )
                 versions.append(version + 1)
-        return versions
+        return versions, clock
 
     def _compact(
         self, db: sqlite3.Connection, namespace: str, layout: Layout, arm: str
     ) -> None:
-        """Fold ``arm``'s logged increments into its snapshot (inside a write)."""
-        state, _ = self._snapshot(db, namespace, layout, arm)
-        logged = db.execute(
-            "SELECT entry FROM metallm_arm_log WHERE namespace = ? AND arm = ? "
-            "ORDER BY id",
-            (namespace, arm),
-        ).fetchall()
-        where = f"namespace {namespace!r} arm {arm!r}"
-        a, b, n = fold(layout, where, state, [e for (e,) in logged])
+        """Fold ``arm``'s logged entries into its snapshot (inside a write)."""
+        state, stamp, _ = self._snapshot(db, namespace, layout, arm)
+        (a, b, n), written = fold(
+            layout,
+            self._where(namespace, arm),
+            state,
+            stamp,
+            self._log(db, namespace, arm),
+        )
         db.execute(
-            "UPDATE metallm_arm_stats SET a = ?, b = ?, count = ? "
+            "UPDATE metallm_arm_stats SET a = ?, b = ?, count = ?, stamp = ? "
             "WHERE namespace = ? AND arm = ?",
-            (encode(a), encode(b), n, namespace, arm),
+            (encode(a), encode(b), n, written, namespace, arm),
         )
         db.execute(
             "DELETE FROM metallm_arm_log WHERE namespace = ? AND arm = ?",
             (namespace, arm),
         )
 
+    def _folded(
+        self,
+        db: sqlite3.Connection,
+        namespace: str,
+        layout: Layout,
+        arm: str,
+        clock: float,
+    ) -> tuple[ArmState, int]:
+        """``arm``'s statistics with its log folded in, at ``clock``, and its
+        version (inside a transaction)."""
+        state, stamp, version = self._snapshot(db, namespace, layout, arm)
+        where = self._where(namespace, arm)
+        state, written = fold(
+            layout, where, state, stamp, self._log(db, namespace, arm)
+        )
+        return at_clock(layout, where, state, written, clock), version
+
     def _snapshot(
         self, db: sqlite3.Connection, namespace: str, layout: Layout, arm: str
-    ) -> tuple[ArmState, int]:
-        """``arm``'s snapshot ``(A, b, count)`` (logged increments excluded) and
-        its version; ``ValueError`` if it is not in the catalogue."""
+    ) -> tuple[ArmState, float | None, int]:
+        """``arm``'s snapshot ``(A, b, count)`` (logged entries excluded), its
+        stamp and its version; ``ValueError`` if it is not in the catalogue."""
         row = db.execute(
-            "SELECT a, b, count, version FROM metallm_arm_stats "
+            "SELECT a, b, count, version, stamp FROM metallm_arm_stats "
             "WHERE namespace = ? AND arm = ? AND present",
             (namespace, arm),
         ).fetchone()
         if row is None:
             raise removed(namespace, [arm])
-        where = f"namespace {namespace!r} arm {arm!r}"
+        where = self._where(namespace, arm)
         version = self._version(namespace, arm, row[3])
-        return decode_arm(layout, where, *row[:3]), version
+        stamp = self._stamp(where, row[0], row[4])
+        return decode_arm(layout, where, *row[:3]), stamp, version
+
+    @staticmethod
+    def _log(db: sqlite3.Connection, namespace: str, arm: str) -> list[bytes]:
+        rows = db.execute(
+            "SELECT entry FROM metallm_arm_log WHERE namespace = ? AND arm = ? "
+            "ORDER BY id",
+            (namespace, arm),
+        ).fetchall()
+        return [e for (e,) in rows]
+
+    @staticmethod
+    def _where(namespace: str, arm: str) -> str:
+        return f"namespace {namespace!r} arm {arm!r}"
+
+    @staticmethod
+    def _stamp(where: str, a: object, stamp: object) -> float | None:
+        """A snapshot's stamp: none for the initial state, else a clock."""
+        if a is None and stamp is None:
+            return None
+        return check_clock(where, "stamp", stamp)
+
+    @staticmethod
+    def _clock(db: sqlite3.Connection, namespace: str) -> float:
+        row = db.execute(
+            "SELECT clock FROM metallm_clocks WHERE namespace = ?", (namespace,)
+        ).fetchone()
+        return (
+            0.0
+            if row is None
+            else check_clock(f"namespace {namespace!r}", "clock", row[0])
+        )
+
+    @staticmethod
+    def _published(db: sqlite3.Connection, namespace: str, key: str) -> bytes | None:
+        row = db.execute(
+            "SELECT value FROM metallm_published WHERE namespace = ? AND key = ?",
+            (namespace, key),
+        ).fetchone()
+        if row is None:
+            return None
+        if not isinstance(row[0], bytes):
+            raise ValueError(
+                f"store: corrupt value {key!r} in namespace {namespace!r}: not bytes"
+            )
+        return row[0]
 
     @staticmethod
     def _version(namespace: str, arm: object, version: object) -> int:
@@ -306,5 +430,16 @@ class SQLiteStore(PolicyStore):
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
             db.executescript(_SCHEMA)
+            _add_stamps(db)
             self._db, self._pid = db, os.getpid()
         return self._db
+
+
+def _add_stamps(db: sqlite3.Connection) -> None:
+    """Give a file written before stamps existed the column (its old namespaces
+    are refused by their layout; new ones in the same file work)."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(metallm_arm_stats)")}
+    if "stamp" not in columns:
+        # Another process may add it meanwhile.
+        with contextlib.suppress(sqlite3.OperationalError):
+            db.execute("ALTER TABLE metallm_arm_stats ADD COLUMN stamp REAL")
