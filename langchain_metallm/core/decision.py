@@ -121,6 +121,7 @@ def rank(
     sticky: str | None = None,
     shadow: str | None = None,
     cooling: Sequence[str] = (),
+    query_hash: str | None = None,
 ) -> Decision:
     """The decision for one call (see the module docstring).
 
@@ -151,6 +152,7 @@ def rank(
                 unknown,
                 cost_weight,
                 outage=True,
+                query_hash=query_hash,
             ),
             cooling,
         )
@@ -187,6 +189,7 @@ def rank(
         sticky=forced is not None and forced == sticky and planned is None,
         planned=forced is not None and forced == planned,
         shadow=shadow is not None and first == shadow,
+        query_hash=query_hash,
     )
     return _cooled(decision, cooling)
 

@@ -30,6 +30,7 @@ worker learns into the same statistics.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -127,11 +128,7 @@ class OnlineClusters:
     @property
     def tasks(self) -> tuple[str, ...]:
         """Names of the context slots, ``online-<stage>-<cluster>``."""
-        return tuple(
-            f"online-{s}-{i:02d}"
-            for s, (k, _) in enumerate(self.stages)
-            for i in range(k)
-        )
+        return _slot_names(tuple(self.stages))
 
     @property
     def fitted(self) -> tuple[QueryClusters | None, ...]:
@@ -529,4 +526,12 @@ def same(one: QueryClusters, other: QueryClusters) -> bool:
             (one.style_mean, other.style_mean),
             (one.style_scale, other.style_scale),
         )
+    )
+
+
+@functools.cache
+def _slot_names(stages: tuple[tuple[int, int], ...]) -> tuple[str, ...]:
+    """``online-<stage>-<cluster>`` for every slot of ``stages`` (built once)."""
+    return tuple(
+        f"online-{s}-{i:02d}" for s, (k, _) in enumerate(stages) for i in range(k)
     )

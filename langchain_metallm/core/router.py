@@ -310,15 +310,15 @@ class RouterCore:
         )
         catalogue = self.catalogue
         if context is None:
-            outage = rank(
+            return rank(
                 run_id,
                 catalogue,
                 None,
                 cost_weight=weight,
                 fallback_to=catalogue.shadow or catalogue.default or self._best_mean(),
                 cooling=cooling,
+                query_hash=query_hash,
             )
-            return replace(outage, query_hash=query_hash)
         estimates = estimates_of(*self._policy_for(context[None]).estimate(context))
         decision = rank(
             run_id,
@@ -329,8 +329,11 @@ class RouterCore:
             sticky=sticky,
             shadow=catalogue.shadow,
             cooling=cooling,
+            query_hash=query_hash,
         )
         settings = self.settings
+        if settings.explore_rate == 0.0:
+            return decision
         explored = self.exploration.draw(
             catalogue,
             decision.order[0],
@@ -338,10 +341,7 @@ class RouterCore:
             settings.explore_budget,
         )
         return replace(
-            decision,
-            explored=explored,
-            explore_probability=settings.explore_rate,
-            query_hash=query_hash,
+            decision, explored=explored, explore_probability=settings.explore_rate
         )
 
     def register(
