@@ -9,7 +9,6 @@ named by a non-empty string everywhere.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
 
 import numpy as np
 
@@ -45,17 +44,6 @@ def check_child_name(name: object, what: str = "name") -> str:
             f"{what}: expected a child's name (a non-empty str), got {name!r}"
         )
     return name
-
-
-def check_known(names: Iterable[object], known: Iterable[str], what: str) -> list[str]:
-    """``names`` as child names, each one of ``known``; else an error naming the
-    strangers and the children there are."""
-    have = list(known)
-    checked = [check_child_name(name, what) for name in names]
-    unknown = sorted(set(checked) - set(have))
-    if unknown:
-        raise ValueError(f"{what}: unknown children {unknown}; have {have}")
-    return checked
 
 
 def check_score(score: object) -> float:

@@ -1,22 +1,20 @@
-"""Costs: normalised costs, token prices, and the decision-time trade-off.
+"""Costs: token prices and dollars, and the reward arithmetic of old saves.
 
-Every cost the router decides with is normalised so the priciest child costs 1:
+A catalogue (``catalogue.Catalogue``) normalises every cost the router decides
+with: a child's fixed cost over the priciest child's when the router was built,
+or with ``cost_mode="usage"`` an answer's dollars, ``(input_tokens * in_m +
+output_tokens * out_m) / 1e6`` with ``prices[m] = (in_m, out_m)`` in dollars per
+million tokens, over what the priciest child charged for one reference call of
+``reference_tokens`` tokens. This module holds the pieces: checked prices,
+dollars of a usage, the reference call's dollars, cost vectors in arm order.
 
-- ``cost_mode="fixed"`` (MetaLLM): a child's ``costs`` entry over the largest one.
-- ``cost_mode="usage"``: an answer's dollars, ``(input_tokens * in_m +
-  output_tokens * out_m) / 1e6`` with ``prices[m] = (in_m, out_m)`` in dollars
-  per million tokens, over what the priciest child charges for one reference call
-  of ``reference_tokens = (input, output)`` tokens (so a reference-sized answer of
-  the priciest child costs 1, as its fixed cost does).
-
-The policy learns each child's SCORE; cost enters only when deciding, as the
-penalty ``p * cost`` (``penalty``), so a new cost weight, budget or price needs no
-relearning. Saves before format 3 learned rewards ``score - p * cost``;
-``scores_from_rewards`` converts their statistics exactly. ``reward_matrix`` is
-that reward per query and model, which the benchmark chooses by. Plain Python and
-numpy: no LangChain here.
+The policy learns each child's SCORE; cost enters only when deciding (the
+penalty ``p * cost`` in ``decision.rank``), so a new cost weight, budget or
+price needs no relearning. Saves before format 3 learned rewards ``score - p *
+cost``; ``scores_from_rewards`` converts their statistics exactly.
+``reward_matrix`` is that reward per query and model, which the benchmark
+chooses by. Plain Python and numpy: no LangChain here.
 """
-
 from __future__ import annotations
 
 import math
@@ -35,30 +33,6 @@ Usage = Mapping[str, Any]
 """Token usage with at least ``input_tokens`` and ``output_tokens``."""
 
 
-def check_costs(costs: Mapping[str, float], models: Iterable[str]) -> None:
-    """Raise ValueError unless ``costs`` names exactly ``models``, each finite and
-    >= 0, at least one > 0."""
-    names = list(models)
-    if set(costs) != set(names):
-        missing = sorted(set(names) - set(costs))
-        extra = sorted(set(costs) - set(names))
-        raise ValueError(f"costs: missing for {missing}, unknown names {extra}")
-    for name, cost in costs.items():
-        if not math.isfinite(cost) or cost < 0:
-            raise ValueError(f"costs: {name!r} must be finite and >= 0, got {cost}")
-    if max(costs.values()) == 0:
-        raise ValueError("costs: at least one cost must be > 0")
-
-
-def check_cost_weight(cost_weight: object) -> float:
-    """``cost_weight`` as a float, refusing anything but a finite number >= 0."""
-    if isinstance(cost_weight, bool) or not isinstance(cost_weight, (int, float)):
-        raise TypeError(f"cost_weight: expected a number, got {cost_weight!r}")
-    if not math.isfinite(cost_weight) or cost_weight < 0:
-        raise ValueError(f"cost_weight: must be finite and >= 0, got {cost_weight}")
-    return float(cost_weight)
-
-
 def normalized_costs(
     costs: Mapping[str, float], models: Sequence[str]
 ) -> dict[str, float]:
@@ -70,13 +44,6 @@ def normalized_costs(
 def cost_vector(arms: Sequence[str], costs: Mapping[str, float]) -> FloatArray:
     """Normalised cost of each arm, in arm order."""
     return np.array([costs[name] for name in arms], dtype=np.float64)
-
-
-def penalty(
-    arms: Sequence[str], costs: Mapping[str, float], weight: float
-) -> FloatArray:
-    """What each arm's value loses at decision time: ``weight * cost``, in arm order."""
-    return weight * cost_vector(arms, costs)
 
 
 def reward_matrix(
@@ -155,16 +122,6 @@ def check_reference(prices: Prices, reference_tokens: tuple[int, int]) -> None:
             "prices/reference_tokens: a reference call must cost more than $0 on "
             f"the priciest model, got {dict(prices)} and {reference_tokens}"
         )
-
-
-def usage_cost(
-    usage: Usage,
-    model: str,
-    prices: Mapping[str, tuple[float, float]],
-    reference_tokens: tuple[int, int],
-) -> float:
-    """``usage``'s dollars at ``model``'s price over the reference call's dollars."""
-    return dollars(usage, prices[model]) / reference_dollars(prices, reference_tokens)
 
 
 def reference_dollars(

@@ -30,7 +30,7 @@ import numpy as np
 from langchain_metallm.core.auto_tasks import QueryClusters, cluster_count
 from langchain_metallm.core.calibration import CostWeightCalibration, calibrate
 from langchain_metallm.core.catalogue import Catalogue
-from langchain_metallm.core.checks import check_known, check_number, check_score
+from langchain_metallm.core.checks import check_number, check_score
 from langchain_metallm.core.costs import Usage, cost_vector
 from langchain_metallm.core.decision import Decision, estimates_of, rank
 from langchain_metallm.core.decision_log import DecisionLog
@@ -817,8 +817,3 @@ def add_live_prior(policy: LinUCBPolicy) -> None:
     whose policy created the namespace does."""
     prior = np.full(policy.n_arms, LIVE_PRIOR_SCORE)
     policy.add_prior(np.eye(policy.dim)[-1], prior, 1.0)
-
-
-def check_costs_known(costs: Mapping[str, object], names: Sequence[str]) -> None:
-    """Refuse costs for children that are not in ``names`` (a mistyped name)."""
-    check_known(costs, names, "costs")

@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 
 from langchain_metallm import MetaLLMRouterChatModel
-from langchain_metallm.core.costs import dollars, usage_cost
+from langchain_metallm.core.catalogue import Catalogue
+from langchain_metallm.core.costs import dollars
 
 from .fakes import echo_router
 
@@ -32,8 +33,14 @@ def test_dollars_and_normalisation_by_the_priciest_reference_call() -> None:
     usage = {"input_tokens": 3, "output_tokens": 2, "total_tokens": 5}
     assert dollars(usage, (10.0, 30.0)) == pytest.approx(90e-6)
     # reference: 30 in + 10 out on the priciest model = 300 + 300 = $600e-6
-    assert usage_cost(usage, "pricey", PRICES, (30, 10)) == pytest.approx(0.15)
-    assert usage_cost(usage, "cheap", PRICES, (30, 10)) == pytest.approx(7 / 600)
+    catalogue = Catalogue.build(
+        dict.fromkeys(PRICES, 1.0),
+        cost_mode="usage",
+        prices=PRICES,
+        reference_tokens=(30, 10),
+    )
+    assert catalogue.answer_cost("pricey", usage) == pytest.approx(0.15)
+    assert catalogue.answer_cost("cheap", usage) == pytest.approx(7 / 600)
 
 
 @pytest.mark.parametrize("model", ["cheap", "pricey"])
