@@ -38,8 +38,9 @@ $(VENV)/.installed: pyproject.toml $(LOCK)
 .PHONY: setup demo test test-latest lock bench
 setup: $(VENV)/.installed
 
+# Routes llmrouter9's 14 tasks across its 9 models (../shared/data, else the sample).
 demo: setup
-	HF_HUB_OFFLINE=1 $(VENV)/bin/python examples/gsm8k_replay.py
+	HF_HUB_OFFLINE=1 $(VENV)/bin/python examples/llmrouter9_demo.py
 
 test: setup
 	$(call checks,$(VENV))

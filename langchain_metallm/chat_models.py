@@ -17,15 +17,18 @@ from uuid import UUID
 
 from langchain_core.caches import BaseCache
 from langchain_core.embeddings import Embeddings
-from langchain_core.language_models import BaseChatModel, LanguageModelInput
+from langchain_core.language_models import (
+    BaseChatModel,
+    LanguageModelInput,
+    ModelProfile,
+)
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.runnables import RunnableSerializable
 from langchain_core.runnables.utils import AnyConfigurableField
 from pydantic import ConfigDict, Field, PrivateAttr, model_validator
 from typing_extensions import Self
 
-from langchain_metallm import planned_batch
-from langchain_metallm.children import named_children, run_id_of
+from langchain_metallm import children, planned_batch
 from langchain_metallm.cooldown import Cooldowns
 from langchain_metallm.core.calibration import CostWeightCalibration
 from langchain_metallm.core.decision import Decision
@@ -80,7 +83,8 @@ class MetaLLMRouterChatModel(RouterBase):
     model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
 
     models: dict[str, BaseChatModel]
-    """Child chat models by name (a list is named by each child's model name)."""
+    """Child chat models by name (a list is named by each child's model name);
+    a string such as ``"openai:gpt-4o-mini"`` is built by ``init_chat_model``."""
     costs: dict[str, float]
     """Cost of each child in any unit (a list follows ``models``' order)."""
     cost_weight: float = 0.0
@@ -157,7 +161,7 @@ class MetaLLMRouterChatModel(RouterBase):
     @classmethod
     def _name_models_and_costs(cls, values: Any) -> Any:
         """Accept ``models`` and ``costs`` as lists as well as dicts."""
-        return named_children(values) if isinstance(values, dict) else values
+        return children.named_children(values) if isinstance(values, dict) else values
 
     @model_validator(mode="after")
     def _build_core(self) -> MetaLLMRouterChatModel:
@@ -189,6 +193,10 @@ class MetaLLMRouterChatModel(RouterBase):
     @property
     def _llm_type(self) -> str:
         return "metallm-router"
+
+    def _resolve_model_profile(self) -> ModelProfile | None:
+        """What every child can do (see ``children.combined_profile``)."""
+        return children.combined_profile(self.models.values())
 
     @property
     def _identifying_params(self) -> dict[str, Any]:
@@ -244,13 +252,13 @@ class MetaLLMRouterChatModel(RouterBase):
         with ``score`` in [0, 1], the answer's quality; returns it. Unknown or
         already-rewarded runs raise ``FeedbackError`` (``strict=False``: warn,
         return NaN)."""
-        return self._core.learn(run_id_of(run), score, strict=strict)
+        return self._core.learn(children.run_id_of(run), score, strict=strict)
 
     async def arecord_feedback(
         self, run: UUID | str | AIMessage, score: float, *, strict: bool | None = None
     ) -> float:
         """Async twin of ``record_feedback`` (store I/O off the event loop)."""
-        return await self._core.alearn(run_id_of(run), score, strict=strict)
+        return await self._core.alearn(children.run_id_of(run), score, strict=strict)
 
     def is_pending(self, run_id: UUID | str) -> bool:
         """Whether a routed call with this run id still awaits feedback."""
@@ -335,15 +343,20 @@ class MetaLLMRouterChatModel(RouterBase):
             raise TypeError(f"model: expected a chat model, got {type(model).__name__}")
         models = {**self.models, name: model}  # callable before it can be chosen
         self._core.add_child(name, cost, price)
+        self._handles.show(
+            "profile", children.refreshed_profile(self.profile, self.models, models)
+        )
         self._handles.show("models", models)
 
     def remove_model(self, name: str) -> None:
         """Remove child ``name`` and its statistics (every handle), keeping every
         other child's; feedback still pending for its calls is refused."""
         self._core.remove_child(name)
+        models = {k: v for k, v in self.models.items() if k != name}
         self._handles.show(
-            "models", {k: v for k, v in self.models.items() if k != name}
+            "profile", children.refreshed_profile(self.profile, self.models, models)
         )
+        self._handles.show("models", models)
 
     def save(self, path: StrPath) -> None:
         """Save what was learned and what resuming needs to the directory

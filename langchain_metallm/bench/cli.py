@@ -58,7 +58,8 @@ def main(
 
 def resolve_data_dir(name: str) -> Path:
     """``name`` if it is a directory, else ``../shared/data/<name>`` by the project,
-    else the sample of that data set packaged with the library (gsm8k2)."""
+    else the sample of that data set packaged with the library (gsm8k2,
+    llmrouter9)."""
     given = Path(name)
     if given.is_dir():
         return given

@@ -13,8 +13,14 @@ from typing import TYPE_CHECKING, Any
 from langchain_metallm.testing.data_paths import (
     default_gsm8k_models_path,
     default_gsm8k_path,
+    default_llmrouter9_models_path,
+    default_llmrouter9_path,
 )
-from langchain_metallm.testing.recorded import RecordedAnswers, fallback_reply
+from langchain_metallm.testing.recorded import (
+    RecordedAnswers,
+    fallback_reply,
+    recorded_outcome,
+)
 from langchain_metallm.testing.scripts import Rule, ScriptedToolCall
 
 if TYPE_CHECKING:
@@ -45,5 +51,8 @@ __all__ = [
     "create_app",
     "default_gsm8k_models_path",
     "default_gsm8k_path",
+    "default_llmrouter9_models_path",
+    "default_llmrouter9_path",
     "fallback_reply",
+    "recorded_outcome",
 ]

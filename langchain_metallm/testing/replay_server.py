@@ -2,8 +2,10 @@
 
 ``POST /v1/chat/completions`` (JSON, or SSE when ``"stream": true``) and
 ``GET /v1/models``. For model M and a last user message holding a known question,
-the reply is the response M really gave; unknown questions get a deterministic
-hash-based fallback. Answer order for each request:
+the reply is the response M really gave (for data sets that record only scores,
+such as llmrouter9, a text that says it is M's recorded outcome and its score:
+``recorded.recorded_outcome``); unknown questions get a deterministic hash-based
+fallback. Answer order for each request:
 
 1. the first scripted :class:`Rule` that matches (see :mod:`.scripts`);
 2. if ``tool_choice`` forces a function (or is ``"required"``: the first tool), a call
@@ -209,7 +211,8 @@ class ReplayServer:
         port: int = 0,
         extra_models: Sequence[str] = (),
     ) -> None:
-        """Serve ``data`` (a gsm8k2 JSONL path or loaded answers; default: gsm8k2)."""
+        """Serve ``data`` (a JSONL path of rows with ``responses`` or ``scores``,
+        or loaded answers; default: gsm8k2)."""
         if not isinstance(data, RecordedAnswers):
             data = RecordedAnswers.from_jsonl(data or default_gsm8k_path())
         self.state = ReplayState(data, extra_models)
@@ -391,7 +394,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         description=__doc__.splitlines()[0] if __doc__ else None
     )
     parser.add_argument(
-        "--data", type=Path, default=None, help="gsm8k2-style JSONL file"
+        "--data",
+        type=Path,
+        default=None,
+        help="JSONL rows with responses or scores (default: gsm8k2)",
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)

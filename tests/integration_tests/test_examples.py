@@ -1,4 +1,5 @@
-"""The GSM8K demo and the agent example, run end to end on small inputs."""
+"""The demo (llmrouter9), the GSM8K replay and the agent example, run end to end
+on small inputs."""
 
 from __future__ import annotations
 
@@ -31,6 +32,43 @@ def load(name: str) -> ModuleType:
 
 gsm8k = load("gsm8k_replay")
 agent = load("agent")
+demo = load("llmrouter9_demo")
+
+
+def test_demo_routes_many_tasks_prints_its_tables_and_writes_the_report(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``make demo`` in a reduced mode: about 140 rows, two budgets."""
+    quick = ["--limit", "140", "--budgets", "0.5,0.25"]
+    files = ["--out", str(tmp_path), "--cache-dir", str(tmp_path / "cache")]
+    summary = demo.main([*quick, *files], embedder=HashingEmbeddings())
+    printed = capsys.readouterr().out
+    assert "[recorded llmrouter9 outcome for " in printed
+    labels = ["budget 50%", "budget 25%", "cost weight 0"]
+    assert [run.label for run in summary.runs] == labels
+    assert all(f"router, {label}" in printed for label in labels)
+    models = summary.baselines.models
+    assert len(models) == 9 and all(f"always {m}" in printed for m in models)
+    assert "random, uniform over the 9 models" in printed
+    assert [m.share for m in summary.marks] == [0.5, 0.35, 0.25]
+    assert "Accuracy at a share of the best single model's cost" in printed
+    assert "Where each task's calls went (budget 50%)" in printed
+    # Every held-out call went over HTTP and was graded with its recorded score.
+    held_out = summary.n_held_out
+    assert 30 <= held_out <= 60 and summary.n_train > held_out
+    stats = summary.router.stats()
+    assert stats["applied"] == held_out and stats["pending"] == 0
+    for run in summary.runs:
+        assert len(run.chosen) == held_out and set(run.chosen) <= set(models)
+        assert 0 <= run.accuracy <= 1
+    budgeted = summary.runs[0]
+    assert budgeted.cost <= summary.runs[-1].cost + 1e-9  # a budget spends less
+    assert summary.plot.read_bytes().startswith(b"\x89PNG")
+    report = summary.report.read_text(encoding="utf-8")
+    assert report.startswith("<!DOCTYPE html>") or "<html" in report[:200]
+    assert str(summary.report) in printed
+    saved = json.loads((tmp_path / "llmrouter9_demo.json").read_text())
+    assert [r["label"] for r in saved["runs"]] == labels
 
 
 def test_gsm8k_demo_table_plot_and_rewards(

@@ -14,7 +14,10 @@ from langchain_metallm.testing import (
     ScriptedToolCall,
     default_gsm8k_models_path,
     default_gsm8k_path,
+    default_llmrouter9_models_path,
+    default_llmrouter9_path,
     fallback_reply,
+    recorded_outcome,
 )
 from langchain_metallm.testing.openai_format import (
     Reply,
@@ -187,3 +190,64 @@ def test_vendored_sample_is_a_small_subset_of_gsm8k2() -> None:
         ids = {json.loads(line)["id"] for line in full_lines}
         assert {row["id"] for row in sample} <= ids
         assert default_gsm8k_models_path().name == "models.json"
+
+
+LLMROUTER9 = DATA_DIR.parent / "llmrouter9"
+
+
+def test_vendored_llmrouter9_sample_is_a_stratified_subset_within_the_limits() -> None:
+    sample_path = LLMROUTER9 / "sample.jsonl"
+    vendored = [p for p in DATA_DIR.parent.rglob("*") if p.is_file()]
+    assert all(p.stat().st_size <= 1_000_000 for p in vendored)
+    assert sum(p.stat().st_size for p in vendored) <= 3_000_000
+    lines = sample_path.read_text(encoding="utf-8").split("\n")  # not splitlines:
+    sample = [json.loads(line) for line in lines if line]  # prompts hold U+2028
+    assert len(sample) == 1402
+    assert {tuple(sorted(row)) for row in sample} == {
+        ("id", "prompt", "scores", "task")
+    }
+    models = json.loads((LLMROUTER9 / "models.json").read_text(encoding="utf-8"))
+    assert models["license"] == "MIT"
+    names = {model["name"] for model in models["models"]}
+    assert len(names) == 9 and all(set(row["scores"]) == names for row in sample)
+    tasks = {row["task"] for row in sample}
+    assert len(tasks) == 14
+    full = default_llmrouter9_path()
+    if full != sample_path:  # the shared set: the sample is a quarter of each task
+        full_lines = full.read_text(encoding="utf-8").split("\n")
+        rows = {r["id"]: r for r in (json.loads(x) for x in full_lines if x)}
+        assert all(rows[row["id"]] == row for row in sample)
+        for task in tasks:
+            in_full = sum(r["task"] == task for r in rows.values())
+            in_sample = sum(r["task"] == task for r in sample)
+            assert in_sample == round(in_full / 4)
+        assert default_llmrouter9_models_path().parent == full.parent
+
+
+def test_rows_without_answer_texts_are_answered_with_their_recorded_outcome() -> None:
+    answers = RecordedAnswers(
+        [{"prompt": "Which is larger, 2 or 3?", "scores": {"m": 1.0, "n": 0.25}}],
+        source="llmrouter9",
+    )
+    assert answers.models == ("m", "n")
+    assert answers.answer("n", "Which is larger, 2 or 3?") == (
+        "[recorded llmrouter9 outcome for n: score 0.25]"
+    )
+    assert recorded_outcome("llmrouter9", "m", 1.0) == (
+        "[recorded llmrouter9 outcome for m: score 1]"
+    )
+    sample = RecordedAnswers.from_jsonl(LLMROUTER9 / "sample.jsonl")
+    assert sample.source == "llmrouter9" and len(sample) == 1402
+    with pytest.raises(ValueError, match="'scores' must map model names to numbers"):
+        RecordedAnswers([{"prompt": "q", "scores": {"m": "high"}}])
+
+
+def test_without_shared_data_the_packaged_samples_are_used(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from langchain_metallm.testing import data_paths
+
+    monkeypatch.setattr(data_paths, "_SHARED", tmp_path)
+    assert default_llmrouter9_path() == LLMROUTER9 / "sample.jsonl"
+    assert default_llmrouter9_models_path() == LLMROUTER9 / "models.json"
+    assert default_gsm8k_path() == DATA_DIR / "sample.jsonl"
