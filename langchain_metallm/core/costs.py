@@ -15,6 +15,7 @@ cost``; ``scores_from_rewards`` converts their statistics exactly.
 ``reward_matrix`` is that reward per query and model, which the benchmark
 chooses by. Plain Python and numpy: no LangChain here.
 """
+
 from __future__ import annotations
 
 import math
