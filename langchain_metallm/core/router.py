@@ -354,9 +354,7 @@ class RouterCore:
         """Account the answer of ``answered`` to ``decision`` (its cost, the
         pacer) and keep it for feedback; the completed record."""
         catalogue = self.catalogue
-        cost = catalogue.answer_cost(answered, usage) if answered in catalogue else None
-        if cost is None:
-            cost = self._fallback_cost(answered, catalogue)
+        cost = self._answer_cost(answered, usage, catalogue)
         if self.pacer is not None:
             self.pacer.observe(cost)
         task = None if context is None else task_of(context, self._tasks)
@@ -410,8 +408,7 @@ class RouterCore:
         catalogue = self.catalogue
         if child not in catalogue:
             return math.nan
-        cost = catalogue.answer_cost(child, usage)
-        cost = catalogue.cost(child) if cost is None else cost
+        cost = self._answer_cost(child, usage, catalogue)
         self._require_policy().update(child, context, checked)
         self.exploration.answered(cost)
         self.log.observe(run_id, child, score=checked, cost=cost)
@@ -655,9 +652,15 @@ class RouterCore:
         best = None if policy is None else policy.best_mean()
         return best if best in self.catalogue else None
 
-    def _fallback_cost(self, answered: str, catalogue: Catalogue) -> float:
-        """The cost of an answer its tokens cannot price: its child's fixed
-        cost, with a warning (or the priciest child's, if it was removed)."""
+    def _answer_cost(
+        self, answered: str, usage: Usage | None, catalogue: Catalogue
+    ) -> float:
+        """One answer's normalised cost (``Catalogue.answer_cost``); one its
+        tokens cannot price costs its child's fixed cost, with a warning (or
+        the priciest child's, if the child was removed)."""
+        cost = catalogue.answer_cost(answered, usage) if answered in catalogue else None
+        if cost is not None:
+            return cost
         if answered in catalogue:
             warnings.warn(
                 f"cost_mode='usage': {answered!r} reported no token usage (streaming "
