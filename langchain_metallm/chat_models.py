@@ -337,8 +337,8 @@ class MetaLLMRouterChatModel(RouterBase):
         self, name: str, model: BaseChatModel, cost: float, *, price: Any = None
     ) -> None:
         """Add child ``name`` on the live router (every handle), keeping every
-        other child's statistics; it is explored on purpose (a prior and a few
-        forced probes where it could win). ``price`` with ``cost_mode="usage"``."""
+        other child's statistics; it starts from a prior its own outcomes
+        outweigh and explores wider meanwhile. ``price`` with ``cost_mode="usage"``."""
         if not isinstance(model, BaseChatModel):
             raise TypeError(f"model: expected a chat model, got {type(model).__name__}")
         models = {**self.models, name: model}  # callable before it can be chosen

@@ -309,7 +309,6 @@ def metadata(
         "usage": usage,
         "cached": False,
         "sticky": decision.sticky,
-        "probe": decision.probe,
         "fallback": decision.fallback,
         "cooling_down": list(decision.cooldown),
         "shadow": decision.shadow,

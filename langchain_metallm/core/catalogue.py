@@ -17,7 +17,7 @@ new child, and feedback for a decision of the old one is refused.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from itertools import count
 from types import MappingProxyType
@@ -37,7 +37,7 @@ _GENERATIONS = count(1)
 
 @dataclass(frozen=True)
 class Catalogue:
-    """Children by name in routing order, their costs, prices and probes."""
+    """Children by name in routing order, their costs, prices and newcomers."""
 
     costs: Mapping[str, float]
     """Each child's cost in the user's unit, in the children's order."""
@@ -51,9 +51,9 @@ class Catalogue:
     """``cost_mode="usage"``: (input, output) dollars per million tokens."""
     reference_tokens: tuple[int, int] = (1_000, 1_000)
     """``cost_mode="usage"``: tokens of a call that cost ``unit``."""
-    probes: Mapping[str, int] = field(default_factory=dict)
-    """Forced probes of children added live: tried where they could win until
-    the policy has learned this many of their outcomes."""
+    newcomers: frozenset[str] = frozenset()
+    """Children added live: they explore wider until their own outcomes speak
+    for them (``decision.newcomer_alpha``)."""
     default: str | None = None
     """The child that answers when there is no embedding (None: best mean)."""
     shadow: str | None = None
@@ -140,15 +140,12 @@ class Catalogue:
                 f"({low:.4g}) and the priciest child's ({high:.4g}), got {budget!r}"
             ) from None
 
-    def with_child(
-        self, name: str, cost: object, *, price: Any = None, probes: int = 0
-    ) -> Catalogue:
-        """This catalogue and child ``name`` (a new generation) at ``cost``."""
+    def with_child(self, name: str, cost: object, *, price: Any = None) -> Catalogue:
+        """This catalogue and child ``name`` (a new generation, a newcomer) at
+        ``cost``."""
         check_child_name(name)
         if name in self.costs:
             raise ValueError(f"name: {name!r} is already a child")
-        if isinstance(probes, bool) or not isinstance(probes, int) or probes < 0:
-            raise ValueError(f"probes: must be an integer >= 0, got {probes!r}")
         prices = None
         if self.prices is not None:
             if price is None:
@@ -163,7 +160,7 @@ class Catalogue:
             self,
             costs=MappingProxyType({**self.costs, name: _cost(name, cost)}),
             prices=None if prices is None else MappingProxyType(prices),
-            probes=MappingProxyType({**self.probes, name: probes}),
+            newcomers=self.newcomers | {name},
             generations=MappingProxyType(
                 {**self.generations, name: next(_GENERATIONS)}
             ),
@@ -195,7 +192,7 @@ class Catalogue:
             self,
             costs=drop(self.costs),
             prices=None if self.prices is None else drop(self.prices),
-            probes=drop(self.probes),
+            newcomers=self.newcomers - {name},
             generations=drop(self.generations),
         )
 
@@ -223,16 +220,16 @@ class Catalogue:
         return replace(self, default=default)
 
     def resumed(
-        self, *, unit: object, dollar_unit: object, probes: Mapping[str, int]
+        self, *, unit: object, dollar_unit: object, newcomers: Iterable[str]
     ) -> Catalogue:
-        """This catalogue with a save's units and the probes still owed."""
+        """This catalogue with a save's units and its newcomers still here."""
         return replace(
             self,
             unit=check_number("unit", unit, low=0.0, low_open=True),
             dollar_unit=None
             if dollar_unit is None or self.prices is None
             else check_number("dollar_unit", dollar_unit, low=0.0, low_open=True),
-            probes=MappingProxyType(dict(probes)),
+            newcomers=frozenset(newcomers) & set(self.costs),
         )
 
     def with_shadow(self, shadow: object) -> Catalogue:
@@ -249,7 +246,7 @@ class Catalogue:
             "costs": dict(self.costs),
             "unit": self.unit,
             "dollar_unit": self.dollar_unit,
-            "probes": dict(self.probes),
+            "newcomers": sorted(self.newcomers),
             "default": self.default,
         }
 

@@ -1,7 +1,7 @@
 """``Decision``: one routing choice as a record, and ``rank``, the rule that makes it.
 
 Every ordering rule lives in ``rank``: predicted score less the cost penalty plus
-the exploration bonus (LinUCB), forced probes of children added live, the plan of
+the exploration bonus (LinUCB), wider for children added live, the plan of
 a planned batch, a sticky tool loop, the outage default (no embedding), cooldown
 order, and the fallback ranking of the rest. The adapter only calls children in
 ``Decision.order``; ``RouterCore.register`` completes the record with who
@@ -26,19 +26,24 @@ import numpy as np
 
 from langchain_metallm.core.catalogue import Catalogue
 
-SCORE_MAX = 1.0
-"""The highest score an answer can get: a probing child's optimistic value."""
+NEWCOMER_ALPHA = 0.3
+"""Exploration scale of a child added live (a fitted router's is 0.1): its only
+evidence is its own outcomes, so at 0.1 a few unlucky ones would write it off
+where it is better (issue 22: a new best child kept 23% of calls, not 39%)."""
+NEWCOMER_FADE = 1_000
+"""A newcomer's own outcomes that bring its scale halfway back to the router's."""
 
 
 @dataclass(frozen=True)
 class Estimates:
-    """The learner's view of one context: per child, its predicted score and
-    its exploration bonus (``alpha * sqrt(x^T A^-1 x)``), and how many outcomes
-    it has learned from."""
+    """The learner's view of one context: per child, its predicted score, its
+    confidence width ``sqrt(x^T A^-1 x)`` and how many outcomes it has learned
+    from; ``alpha`` scales a width into an exploration bonus."""
 
     predicted: Mapping[str, float]
-    bonus: Mapping[str, float]
+    width: Mapping[str, float]
     counts: Mapping[str, int]
+    alpha: float
 
 
 @dataclass(frozen=True)
@@ -57,18 +62,17 @@ class Decision:
     penalty: Mapping[str, float]
     """Each child's cost penalty ``cost_weight * normalised cost``."""
     bonus: Mapping[str, float]
-    """Each child's exploration bonus (NaN without an embedding)."""
+    """Each child's exploration bonus, a newcomer's widened (NaN without an
+    embedding)."""
     value: Mapping[str, float]
-    """Each child's decision value: predicted score - penalty + bonus, or the
-    best score possible less its penalty for a forced probe (NaN: no embedding)."""
+    """Each child's decision value: predicted score - penalty + bonus (NaN
+    without an embedding)."""
     cost_weight: float
     """The cost weight ``p`` of this decision."""
     time: float = field(default_factory=time.time)
     """When it was made (seconds since the epoch)."""
     probability: float = 1.0
     """The chance the rule had of choosing ``chosen`` (1.0: deterministic)."""
-    probe: bool = False
-    """``chosen`` was a forced probe of a child added live."""
     sticky: bool = False
     """``chosen`` continues the tool loop it started."""
     planned: bool = False
@@ -158,18 +162,19 @@ def rank(
         )
     names = [name for name in catalogue.names if name in estimates.predicted]
     penalty = {name: cost_weight * costs[name] for name in names}
+    alpha = estimates.alpha
+    bonus = {
+        name: estimates.width[name]
+        * (
+            newcomer_alpha(alpha, estimates.counts[name])
+            if name in catalogue.newcomers
+            else alpha
+        )
+        for name in names
+    }
     value = {
-        name: estimates.predicted[name] - penalty[name] + estimates.bonus[name]
-        for name in names
+        name: estimates.predicted[name] - penalty[name] + bonus[name] for name in names
     }
-    probing = {
-        name
-        for name in names
-        if estimates.counts[name] < catalogue.probes.get(name, 0)
-        and SCORE_MAX - penalty[name] > value[name]
-    }
-    for name in probing:
-        value[name] = SCORE_MAX - penalty[name]
     ordered = sorted(names, key=lambda n: -value[n])  # stable: catalogue order
     forced = planned if planned in value else sticky if sticky in value else None
     chosen = ordered[0] if forced is None else forced
@@ -182,10 +187,9 @@ def rank(
         tuple(order),
         MappingProxyType({n: estimates.predicted[n] for n in names}),
         MappingProxyType(penalty),
-        MappingProxyType({n: estimates.bonus[n] for n in names}),
+        MappingProxyType(bonus),
         MappingProxyType(value),
         cost_weight,
-        probe=forced is None and chosen in probing,
         sticky=forced is not None and forced == sticky and planned is None,
         planned=forced is not None and forced == planned,
         shadow=shadow is not None and first == shadow,
@@ -194,17 +198,28 @@ def rank(
     return _cooled(decision, cooling)
 
 
+def newcomer_alpha(alpha: float, outcomes: int) -> float:
+    """A newcomer's exploration scale after ``outcomes`` of its own: from
+    ``NEWCOMER_ALPHA`` fading to the router's ``alpha`` (never below it; at
+    ``alpha=0`` a newcomer is still tried, or it could never be learned)."""
+    fade = NEWCOMER_FADE / (NEWCOMER_FADE + outcomes)
+    return alpha + max(NEWCOMER_ALPHA - alpha, 0.0) * fade
+
+
 def estimates_of(
     arms: Sequence[str],
     mean: np.ndarray[Any, Any],
-    bonus: np.ndarray[Any, Any],
+    width: np.ndarray[Any, Any],
     counts: np.ndarray[Any, Any],
+    alpha: float,
 ) -> Estimates:
-    """``Estimates`` keyed by child name from a learner's arrays in ``arms`` order."""
+    """``Estimates`` keyed by child name from a learner's arrays in ``arms``
+    order, explored at ``alpha``."""
     return Estimates(
         predicted=dict(zip(arms, map(float, mean), strict=True)),
-        bonus=dict(zip(arms, map(float, bonus), strict=True)),
+        width=dict(zip(arms, map(float, width), strict=True)),
         counts=dict(zip(arms, map(int, counts), strict=True)),
+        alpha=alpha,
     )
 
 

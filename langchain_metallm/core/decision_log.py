@@ -50,6 +50,7 @@ class LoggedDecision:
     def from_dict(cls, record: dict[str, Any]) -> LoggedDecision:
         """The record ``to_dict`` wrote."""
         data = dict(record)
+        data.pop("probe", None)  # logs written before forced probes went (issue 22)
         logged = {k: data.pop(k, {}) for k in ("scores", "costs", "errors")}
         for key in ("predicted", "penalty", "bonus", "value"):
             data[key] = {k: math.nan if v is None else v for k, v in data[key].items()}

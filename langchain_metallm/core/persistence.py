@@ -10,7 +10,7 @@ A save is a directory holding two files (format version 3):
      "arrays": {"file": "arrays-<sha256 prefix>.npz", "sha256": "<hex>"},
      "router": {"costs": {name: cost}, "cost_weight": p,           (routers only)
                 "unit": u, "dollar_unit": u$ | null,
-                "probes": {name: n}, "default": name | null,
+                "newcomers": [name], "default": name | null,
                 "decay": g, "alpha": a | null, "budget": B | null,
                 "pacer_weight": p | null,
                 "embedder": {"name": str, "dimension": e},
@@ -31,7 +31,7 @@ A save is a directory holding two files (format version 3):
   and style numbers, until the last stage is fitted). It holds
   no object arrays and is read with ``allow_pickle=False``.
 
-``unit`` (the cost that normalises to 1, see ``catalogue``), ``probes``,
+``unit`` (the cost that normalises to 1, see ``catalogue``), ``newcomers``,
 ``default``, ``decay``, ``alpha`` (the setting; the top-level ``alpha`` is the
 one resolved), ``budget`` and ``pacer_weight`` are what resuming needs; a save
 without them (before this release) resumes with the defaults.
@@ -93,7 +93,7 @@ _TASK_ARRAYS = (_TASK_WEIGHTS, *_CLUSTER_ARRAYS, *ARRAY_NAMES)
 _INTEGER_ARRAYS = ("counts", *ARRAY_NAMES[:2])
 SAVED_SETTINGS = ("cost_weight", "decay", "alpha", "budget", "pacer_weight")
 """Router settings a save holds besides its catalogue; passed at load they override."""
-_CATALOGUE = ("unit", "dollar_unit", "probes", "default")
+_CATALOGUE = ("unit", "dollar_unit", "newcomers", "default")
 """Catalogue entries a save holds besides the costs."""
 
 StrPath = str | os.PathLike[str]
@@ -108,7 +108,7 @@ class RouterState:
     cost_weight: float
     tasks: TaskModel | None
     settings: dict[str, Any]
-    """The saved ``unit``, ``probes``, ``default``, ``decay``, ``alpha``,
+    """The saved ``unit``, ``newcomers``, ``default``, ``decay``, ``alpha``,
     ``budget`` and ``pacer_weight`` (those the save holds)."""
 
 
@@ -153,7 +153,7 @@ def save_router(
         "costs": {name: float(kept["costs"][name]) for name in policy.arms},
         "unit": kept["unit"],
         "dollar_unit": kept["dollar_unit"],
-        "probes": {n: p for n, p in kept["probes"].items() if n in policy.arms},
+        "newcomers": [n for n in kept["newcomers"] if n in policy.arms],
         "default": kept["default"],
         **{key: settings[key] for key in SAVED_SETTINGS},
         "embedder": {

@@ -222,8 +222,9 @@ class LinUCBPolicy:
         self, x: ArrayLike
     ) -> tuple[tuple[str, ...], FloatArray, FloatArray, NDArray[np.int64]]:
         """For context ``x``, at one instant: the arms, each arm's predicted
-        score ``x^T theta``, exploration bonus ``alpha * sqrt(x^T A^-1 x)`` and
-        outcome count (a decision is made from these, by name)."""
+        score ``x^T theta``, confidence width ``sqrt(x^T A^-1 x)`` (its bonus
+        is ``alpha`` times it) and outcome count (a decision is made from
+        these, by name)."""
         vec = self.check_context(x)
         self._maybe_refresh()
         with self._lock:
@@ -239,8 +240,8 @@ class LinUCBPolicy:
                 f = factors[j]
                 quad[j] = (z * z) @ (1.0 / (f * self._lam[j] + self.ridge))
                 mean[j] = z @ self._weights(j, f)
-            bonus = self.alpha * np.sqrt(np.maximum(quad, 0.0))
-            return self.arms, mean, bonus, self._counts.copy()
+            width = np.sqrt(np.maximum(quad, 0.0))
+            return self.arms, mean, width, self._counts.copy()
 
     def select(self, x: ArrayLike, penalty: Mapping[str, float] | None = None) -> str:
         """The arm with the highest ``x^T theta - penalty + bonus`` for context
@@ -251,11 +252,11 @@ class LinUCBPolicy:
             raise TypeError(
                 f"penalty: expected a mapping of arm name -> penalty, got {penalty!r}"
             )
-        arms, mean, bonus, _ = self.estimate(x)
+        arms, mean, width, _ = self.estimate(x)
         cost = np.array([0.0 if penalty is None else penalty.get(a, 0.0) for a in arms])
         if not np.all(np.isfinite(cost)):
             raise ValueError("penalty: contains NaN or infinity")
-        return arms[int(np.argmax(mean - cost + bonus))]
+        return arms[int(np.argmax(mean - cost + self.alpha * width))]
 
     def update(self, arm: int | str, x: ArrayLike, score: float) -> None:
         """Learn that ``arm`` (index or name) scored ``score`` on context ``x``.
@@ -360,16 +361,16 @@ class LinUCBPolicy:
         self,
         name: str,
         *,
-        like: str | None = None,
+        contexts: ArrayLike | None = None,
         prior_outcomes: int = 20,
     ) -> None:
         """Add arm ``name`` on the live policy, keeping every other arm's
         statistics; it joins the store's statistics if another worker added it.
 
-        With ``like`` (an existing arm, e.g. the best one) the new arm starts as
-        that arm seen ``prior_outcomes`` times, an optimistic prior: it is tried
-        where ``like`` would be chosen (its smaller data makes its bound wider)
-        and its own outcomes soon outweigh the prior.
+        With ``contexts`` (e.g. recent queries') the new arm starts as good as
+        the best arm at each of them, seen ``prior_outcomes`` times in all: an
+        optimistic prior, so it is tried wherever it might be the best, that
+        its own outcomes soon outweigh.
         """
         _check_name(name)
         if (
@@ -383,9 +384,9 @@ class LinUCBPolicy:
         with self._lock:
             if name in self.arms:
                 raise ValueError(f"arm: {name!r} is already one of {list(self.arms)}")
-            source = None if like is None else self._index(like)
-            if self.store.add_arm(self.namespace, name) and source is not None:
-                self._prime(name, source, prior_outcomes)
+            prior = None if contexts is None else self._check_matrix(contexts)
+            if self.store.add_arm(self.namespace, name) and prior is not None:
+                self._prime(name, prior, prior_outcomes)
             stats = self.store.read(self.namespace, [name])
             self.arms = (*self.arms, name)
             self._A = np.concatenate([self._A, np.zeros_like(stats.A)])
@@ -623,19 +624,19 @@ class LinUCBPolicy:
         )
         return weights
 
-    def _prime(self, name: str, source: int, outcomes: int) -> None:
-        """Give the new arm ``name`` the statistics of arm ``source`` scaled to
-        ``outcomes`` pseudo-outcomes (no real count)."""
-        count = int(self._counts[source])
-        if count == 0 or outcomes == 0:
+    def _prime(self, name: str, X: FloatArray, outcomes: int) -> None:  # noqa: N803
+        """Give the new arm ``name`` ``outcomes`` pseudo-outcomes (no real
+        count) spread over contexts ``X``, each scoring the best arm's
+        prediction there."""
+        if len(X) == 0 or outcomes == 0 or self._counts.sum() == 0:
             return
-        weight = outcomes / count * self._factors()[source]
-        gram = weight * (self._A[source] - self.ridge * np.eye(self.dim))
+        best = (X @ self.theta.T).max(axis=1)
+        weight = outcomes / len(X)
         self.store.merge(
             self.namespace,
             [name],
-            gram[None],
-            weight * self._b[source][None],
+            (weight * X.T @ X)[None],
+            (weight * X.T @ best)[None],
             np.zeros(1, dtype=np.int64),
         )
 

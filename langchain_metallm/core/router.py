@@ -64,10 +64,9 @@ from langchain_metallm.core.vectors import (
     VectorCache,
 )
 
-PROBES = 30
-"""Forced probes of a child added to a live router (where it could win)."""
 PRIOR_OUTCOMES = 20
-"""Pseudo-outcomes of the best child a newly added child starts with."""
+"""Pseudo-outcomes a newly added child starts with: as good as the best child
+on recent contexts (``LinUCBPolicy.add_arm``)."""
 FITTED_ALPHA = 0.1
 """Exploration bonus of a policy created by ``fit`` (``alpha=None``)."""
 LIVE_ALPHA = 0.5
@@ -212,18 +211,19 @@ class RouterCore:
 
     def add_child(self, name: str, cost: object, price: Any = None) -> None:
         """Add child ``name`` on the live router, keeping every other child's
-        statistics: it starts as the best child seen ``PRIOR_OUTCOMES`` times
-        and gets ``PROBES`` forced probes where it could win."""
+        statistics: it starts as good as the best child on recent contexts,
+        seen ``PRIOR_OUTCOMES`` times, a prior its own outcomes outweigh, and
+        explores wider meanwhile (a newcomer, ``decision.newcomer_alpha``)."""
         with self._lock:
-            catalogue = self.catalogue.with_child(
-                name, cost, price=price, probes=PROBES
-            )
+            catalogue = self.catalogue.with_child(name, cost, price=price)
             if self.pacer is not None:
                 catalogue.check_budget(self.pacer.budget)
             policy = self._policy
             if policy is not None:
                 policy.add_arm(
-                    name, like=policy.best_mean(), prior_outcomes=PRIOR_OUTCOMES
+                    name,
+                    contexts=self._prior_contexts(policy.dim),
+                    prior_outcomes=PRIOR_OUTCOMES,
                 )
             self.catalogue = catalogue
         self._show(catalogue)
@@ -319,7 +319,8 @@ class RouterCore:
                 cooling=cooling,
                 query_hash=query_hash,
             )
-        estimates = estimates_of(*self._policy_for(context[None]).estimate(context))
+        policy = self._policy_for(context[None])
+        estimates = estimates_of(*policy.estimate(context), policy.alpha)
         decision = rank(
             run_id,
             catalogue,
@@ -543,7 +544,7 @@ class RouterCore:
 
     def restore(self, state: RouterState) -> None:
         """Continue from a loaded save (replacing what a shared store holds): the
-        saved statistics of the children still here, new ones cold and probed,
+        saved statistics of the children still here, new ones newcomers,
         and the pacer where it was. Online clusters join a shared store's fleet:
         their stages are published there (or those it holds adopted), and a
         store holding other clusters is refused before anything changes."""
@@ -559,16 +560,16 @@ class RouterCore:
         self._tasks = state.tasks
         saved = list(state.policy.arms)
         names = self.catalogue.names
-        probes = {
-            **{n: p for n, p in state.settings.get("probes", {}).items() if n in names},
-            **{name: PROBES for name in names if name not in saved},
-        }
+        newcomers = [
+            *state.settings.get("newcomers", ()),
+            *(name for name in names if name not in saved),
+        ]
         catalogue = self.catalogue
         self.set_catalogue(
             catalogue.resumed(
                 unit=state.settings.get("unit", catalogue.unit),
                 dollar_unit=state.settings.get("dollar_unit", catalogue.dollar_unit),
-                probes=probes,
+                newcomers=newcomers,
             )
         )
         kept = [name for name in names if name in saved]
@@ -581,13 +582,21 @@ class RouterCore:
         for name in names:
             if name not in saved:
                 policy.add_arm(
-                    name, like=policy.best_mean(), prior_outcomes=PRIOR_OUTCOMES
+                    name,
+                    contexts=self._prior_contexts(policy.dim),
+                    prior_outcomes=PRIOR_OUTCOMES,
                 )
         pacer_weight = state.settings.get("pacer_weight")
         if self.pacer is not None and pacer_weight is not None:
             self.pacer.resume(float(pacer_weight))
 
     # Internals --------------------------------------------------------------------
+
+    def _prior_contexts(self, dim: int) -> FloatArray:
+        """Contexts a new child's prior is spread over: recent ones, else the
+        bias alone (a restart keeps none)."""
+        recent = [c for c in self._reference if len(c) == dim]
+        return np.stack(recent) if recent else np.eye(dim)[-1:]
 
     def _notify(self, name: str, value: Any) -> None:
         for listener in list(self._listeners):

@@ -106,11 +106,11 @@ def test_four_processes_learn_what_one_process_learns(target: tuple[str, str]) -
     np.testing.assert_allclose(later.theta, reference.theta, rtol=0, atol=1e-9)
     xs = np.random.default_rng(99).normal(size=(20, DIM))
     for x in xs:
-        arms, mean, bonus, counts = later.estimate(x)
-        ref_arms, ref_mean, ref_bonus, ref_counts = reference.estimate(x)
+        arms, mean, width, counts = later.estimate(x)
+        ref_arms, ref_mean, ref_width, ref_counts = reference.estimate(x)
         assert arms == ref_arms
         np.testing.assert_allclose(mean, ref_mean, rtol=0, atol=1e-9)
-        np.testing.assert_allclose(bonus, ref_bonus, rtol=0, atol=1e-9)
+        np.testing.assert_allclose(width, ref_width, rtol=0, atol=1e-9)
         np.testing.assert_array_equal(counts, ref_counts)
         assert later.select(x) == reference.select(x)
 

@@ -84,11 +84,12 @@ def run_mixed(make_store: Callable[[], PolicyStore]) -> tuple[LinUCBPolicy, Refe
         ref.merge(arm, rows.T @ rows, rows.T @ scores[seen, j], int(seen.sum()))
     updates(25, arms, decay=0.8)
     first.refresh()
-    first.add_arm("d", like="a", prior_outcomes=5)
+    recent = np.vstack([X[:3], np.eye(DIM)[-1:]])
+    best = (recent @ first.theta.T).max(axis=1)
+    first.add_arm("d", contexts=recent, prior_outcomes=5)
     second.add_arm("d")  # joins the statistics the first worker started
-    a, b, n = ref.stats["a"]
     ref.add_arm("d")
-    ref.merge("d", 5 / n * (a - RIDGE * np.eye(DIM)), 5 / n * b, 0)
+    ref.merge("d", 5 / 4 * recent.T @ recent, 5 / 4 * recent.T @ best, 0)
     updates(40, ["a", "b", "c", "d"])
     second.refresh()
     second.remove_arm("b")

@@ -94,7 +94,7 @@ def test_decay_lets_a_regressed_child_lose_its_share() -> None:
     assert shares[0.8] < 0.1 < shares[1.0]
 
 
-def test_a_child_added_live_is_probed_and_adopted_keeping_the_others() -> None:
+def test_a_child_added_live_is_explored_and_adopted_keeping_the_others() -> None:
     router = make_router(cost_weight=0.0)
     router.fit(PROMPTS, SCORES)
     before = [a[:3].tobytes() for a in router.policy.statistics()]  # type: ignore[union-attr]

@@ -210,7 +210,7 @@ def test_the_format_is_a_json_manifest_and_a_plain_npz(tmp_path: Path) -> None:
         "cost_weight": 0.25,
         "unit": max(COSTS.values()),
         "dollar_unit": None,
-        "probes": {},
+        "newcomers": [],
         "default": None,
         "decay": 1.0,
         "alpha": 0.4,

@@ -7,7 +7,14 @@ import pytest
 
 from langchain_metallm import LinUCBPolicy
 from langchain_metallm.core.catalogue import Catalogue
-from langchain_metallm.core.decision import Decision, estimates_of, rank
+from langchain_metallm.core.decision import (
+    NEWCOMER_ALPHA,
+    NEWCOMER_FADE,
+    Decision,
+    estimates_of,
+    newcomer_alpha,
+    rank,
+)
 from langchain_metallm.core.policy import RIDGE_SLACK
 
 ARMS = ["a", "b", "c"]
@@ -42,7 +49,8 @@ def test_select_and_update_match_explicit_inverse(seed: int) -> None:
     rewards = rng.uniform(-0.5, 1.0, size=n)
     arms = np.empty(n, dtype=int)
     for i in range(n):
-        names, mean, bonus, counts = policy.estimate(xs[i])
+        names, mean, width, counts = policy.estimate(xs[i])
+        bonus = alpha * width
         A_ref, b_ref = _reference(xs[:i], arms[:i], rewards[:i], dim, ridge)
         mean_ref, bonus_ref = _estimate(A_ref, b_ref, xs[i], alpha)
         assert names == tuple(ARMS)
@@ -68,9 +76,9 @@ def test_predict_matches_select() -> None:
     xs = rng.normal(size=(7, 6))
     mean, width = policy.predict(xs)
     for x, m, w in zip(xs, mean, width, strict=True):
-        _, single_mean, single_bonus, _ = policy.estimate(x)
+        _, single_mean, single_width, _ = policy.estimate(x)
         np.testing.assert_allclose(single_mean, m, atol=1e-12)
-        np.testing.assert_allclose(single_bonus, 0.3 * w, atol=1e-12)
+        np.testing.assert_allclose(single_width, w, atol=1e-12)
         assert policy.select(x) == ARMS[int(np.argmax(m + 0.3 * w))]
 
 
@@ -154,17 +162,19 @@ def test_penalty_is_subtracted_at_decision_time_only() -> None:
     for x in rng.normal(size=(20, 6)):
         mean, width = policy.predict(x[None])
         expected = mean[0] - cost + 0.3 * width[0]
-        names, predicted, bonus, counts = policy.estimate(x)
+        names, predicted, widths, counts = policy.estimate(x)
         assert names == tuple(ARMS)
         np.testing.assert_allclose(predicted, mean[0], atol=1e-12)
-        np.testing.assert_allclose(bonus, 0.3 * width[0], atol=1e-12)
-        np.testing.assert_allclose(predicted - cost + bonus, expected, atol=1e-12)
+        np.testing.assert_allclose(widths, width[0], atol=1e-12)
+        np.testing.assert_allclose(
+            predicted - cost + 0.3 * widths, expected, atol=1e-12
+        )
         chosen = policy.select(x, penalty)
         assert chosen == ARMS[int(np.argmax(expected))]
         decision = rank(
             "run",
             catalogue,
-            estimates_of(names, predicted, bonus, counts),
+            estimates_of(names, predicted, widths, counts, policy.alpha),
             cost_weight=1.0,
         )
         assert dict(decision.penalty) == penalty
@@ -173,7 +183,6 @@ def test_penalty_is_subtracted_at_decision_time_only() -> None:
         np.testing.assert_allclose(
             [decision.value[name] for name in ARMS], expected, atol=1e-12
         )
-        assert not decision.probe
     assert [a.tobytes() for a in policy.statistics()] == before  # nothing learned
 
 
@@ -243,7 +252,8 @@ def test_decay_discounts_every_arm_toward_the_prior_on_each_update(
             theta = np.linalg.solve(cached, b[..., None])[..., 0]
             np.testing.assert_allclose(policy.theta, theta, rtol=1e-8, atol=1e-10)
             mean_ref, bonus_ref = _estimate(cached, b, x, 0.4)
-            _, mean, bonus, _ = policy.estimate(x)
+            _, mean, width, _ = policy.estimate(x)
+            bonus = 0.4 * width
             np.testing.assert_allclose(mean, mean_ref, atol=1e-9)
             np.testing.assert_allclose(bonus, bonus_ref, atol=1e-9)
             mean_p, width_p = policy.predict(np.stack([x, -x]))
@@ -268,7 +278,7 @@ def test_a_child_no_longer_chosen_forgets_its_bad_stretch() -> None:
     x = np.array([1.0, 0.0, 1.0])
     for _ in range(40):
         policy.update("fallen", x, 0.0)  # its bad stretch
-    _, _, bonus_bad, _ = policy.estimate(x)
+    bonus_bad = 0.5 * policy.estimate(x)[2]
     for _ in range(200):
         policy.update("good", x, 0.5)  # the others are used; it is not
     A, b, counts = policy.statistics()
@@ -276,7 +286,8 @@ def test_a_child_no_longer_chosen_forgets_its_bad_stretch() -> None:
     prior = np.eye(dim)
     assert np.abs(A[1] - prior).max() < 1e-3 * np.abs(A[0] - prior).max()
     assert np.abs(b[1]).max() == 0.0  # its scores were all 0: nothing to shrink
-    _, mean, bonus, _ = policy.estimate(x)
+    _, mean, width, _ = policy.estimate(x)
+    bonus = 0.5 * width
     assert bonus[1] == pytest.approx(0.5 * np.sqrt(2), rel=1e-3)  # the prior's
     assert bonus[1] > 5 * bonus_bad[1]  # uncertain again ...
     assert mean[1] + bonus[1] > mean[0] + bonus[0]  # ... so it is tried again
@@ -334,7 +345,8 @@ def test_arms_are_added_and_removed_keeping_the_others_statistics() -> None:
     assert left_b[:2].tobytes() == b[[0, 2]].tobytes()
     assert policy.counts.tolist() == [counts[0], counts[2], 1]
     x = np.linspace(-1, 1, 4)
-    names, mean, bonus, est_counts = policy.estimate(x)
+    names, mean, width, est_counts = policy.estimate(x)
+    bonus = policy.alpha * width
     assert names == ("a", "c", "d")
     assert len(mean) == len(bonus) == 3
     assert est_counts.tolist() == [counts[0], counts[2], 1]
@@ -349,7 +361,7 @@ def test_arms_are_added_and_removed_keeping_the_others_statistics() -> None:
         (lambda p: p.add_arm("b"), "'b' is already one of"),
         (lambda p: p.add_arm(""), "non-empty strings"),
         (lambda p: p.add_arm("d", prior_outcomes=-1), "prior_outcomes"),
-        (lambda p: p.add_arm("d", like="z"), "'z' is not one of"),
+        (lambda p: p.add_arm("d", contexts=np.ones((2, 3))), r"shape \(n, 4\)"),
         (lambda p: p.remove_arm("z"), "'z' is not one of"),
         (lambda p: p.update("z", np.ones(4), 1.0), "'z' is not one of"),
     ],
@@ -376,44 +388,38 @@ def _decide(
     policy: LinUCBPolicy, catalogue: Catalogue, x: np.ndarray, cost_weight: float
 ) -> Decision:
     """The router's rule (``decision.rank``) on this policy's estimates for ``x``."""
-    estimates = estimates_of(*policy.estimate(x))
+    estimates = estimates_of(*policy.estimate(x), policy.alpha)
     return rank("run", catalogue, estimates, cost_weight=cost_weight)
 
 
-def test_a_new_arm_is_probed_where_it_could_win_then_judged_by_its_data() -> None:
-    """Forced probes are ``rank``'s rule (``Catalogue.probes``) on the policy's
-    estimates: until the policy has learned that many outcomes of a child, the
-    child is valued at the best score possible less its penalty."""
+def test_a_newcomer_explores_wider_and_the_widening_fades_with_its_outcomes() -> None:
+    """A child added live (``Catalogue.newcomers``) explores at
+    ``NEWCOMER_ALPHA``, fading to the router's alpha as its own outcomes come;
+    never below it."""
+    assert newcomer_alpha(0.1, 0) == pytest.approx(NEWCOMER_ALPHA)
+    halfway = 0.1 + (NEWCOMER_ALPHA - 0.1) / 2
+    assert newcomer_alpha(0.1, NEWCOMER_FADE) == pytest.approx(halfway)
+    assert newcomer_alpha(0.1, 10**9) == pytest.approx(0.1, abs=1e-6)
+    assert newcomer_alpha(0.5, 0) == 0.5  # never below the router's
+    assert newcomer_alpha(0.0, 0) == NEWCOMER_ALPHA  # tried even when greedy
     rng = np.random.default_rng(2)
     dim = 4
     policy = LinUCBPolicy(["cheap", "good"], dim, alpha=0.1)
     xs = np.hstack([rng.normal(0, 0.1, size=(400, dim - 1)), np.ones((400, 1))])
     policy.fit(xs, np.tile([0.3, 0.8], (400, 1)))
-    policy.add_arm("new")
-    # Unit 1 and cost weight 1: each child's penalty is its cost.
-    built = Catalogue.build({"cheap": 0.0, "good": 1.0})
-    catalogue = built.with_child("new", 0.5, probes=5)
-    priced_out = catalogue.with_costs({"good": 0.0})  # penalties 0, 0, 0.5
-    fair = catalogue.with_costs({"good": 0.1, "new": 0.1})  # penalties 0, 0.1, 0.1
-    unprobed = built.with_child("new", 0.1).with_costs({"good": 0.1})
+    policy.add_arm("new", contexts=xs, prior_outcomes=20)
+    plain = Catalogue.build({"cheap": 0.0, "good": 1.0, "new": 1.0})
+    added = Catalogue.build({"cheap": 0.0, "good": 1.0}).with_child("new", 1.0)
+    assert added.newcomers == {"new"} and not plain.newcomers
     x = xs[0]
-    # priced so that even a perfect score could not beat "good": never probed
-    decision = _decide(policy, priced_out, x, 1.0)
-    assert dict(decision.penalty) == {"cheap": 0.0, "good": 0.0, "new": 0.5}
-    assert decision.chosen == "good" and not decision.probe
-    # without probes its cold estimate would not win at a fair price either
-    assert _decide(policy, unprobed, x, 1.0).chosen == "good"
-    for i in range(5):  # priced fairly: probed until it has 5 outcomes ...
-        decision = _decide(policy, fair, x, 1.0)
-        assert dict(decision.penalty) == {"cheap": 0.0, "good": 0.1, "new": 0.1}
-        assert decision.chosen == "new" and decision.probe
-        assert policy.counts.tolist()[2] == i
-        policy.update(decision.chosen, x, 0.0)  # ... and it is bad
-    decisions = [_decide(policy, fair, x, 1.0) for x in xs[:50]]
+    wide, narrow = _decide(policy, added, x, 0.0), _decide(policy, plain, x, 0.0)
+    assert wide.bonus["new"] == pytest.approx(3.0 * narrow.bonus["new"])
+    assert wide.bonus["good"] == narrow.bonus["good"]
+    assert wide.chosen == "new"  # the prior ties it with "good"; its width wins
+    for _ in range(30):  # ... and it is bad: its own outcomes speak
+        policy.update("new", x, 0.0)
+    decisions = [_decide(policy, added, x, 0.0) for x in xs[:50]]
     assert "new" not in [d.chosen for d in decisions]
-    assert not any(d.probe for d in decisions)
-    for x, d in zip(xs[:50], decisions, strict=True):  # the plain LinUCB argmax
-        assert policy.select(x, dict(d.penalty)) == d.chosen
 
 
 def test_a_new_arm_that_is_better_is_adopted() -> None:
@@ -422,10 +428,8 @@ def test_a_new_arm_that_is_better_is_adopted() -> None:
     policy = LinUCBPolicy(["cheap", "good"], dim, alpha=0.1)
     xs = np.hstack([rng.normal(0, 0.1, size=(600, dim - 1)), np.ones((600, 1))])
     policy.fit(xs[:400], np.tile([0.3, 0.6], (400, 1)))
-    policy.add_arm("new")
-    catalogue = Catalogue.build({"cheap": 1.0, "good": 1.0}).with_child(
-        "new", 1.0, probes=10
-    )
+    policy.add_arm("new", contexts=xs[:400], prior_outcomes=10)
+    catalogue = Catalogue.build({"cheap": 1.0, "good": 1.0}).with_child("new", 1.0)
     chosen = []
     for x in xs[400:]:
         decision = _decide(policy, catalogue, x, 0.0)  # no cost penalty
@@ -435,7 +439,7 @@ def test_a_new_arm_that_is_better_is_adopted() -> None:
             x,
             {"cheap": 0.3, "good": 0.6, "new": 0.9}[decision.chosen],
         )
-    assert chosen[:10] == ["new"] * 10  # probed first ...
+    assert chosen[0] == "new"  # tried at once ...
     assert chosen[-100:].count("new") >= 95  # ... and adopted on its data
 
 
@@ -454,20 +458,22 @@ def test_cached_attributes_do_no_store_io() -> None:
     assert policy.theta.shape == (3, 3)
 
 
-def test_a_new_arm_like_another_starts_as_that_arm_seen_a_few_times() -> None:
+def test_a_new_arm_starts_as_good_as_the_best_arm_at_each_context() -> None:
+    """Each arm is best on half the contexts: the new arm's prior predicts the
+    better of the two on both halves, from ``prior_outcomes`` pseudo-outcomes
+    that are no real count."""
     rng = np.random.default_rng(5)
     policy = LinUCBPolicy(["a", "b"], 3)
-    xs = np.hstack([rng.normal(size=(40, 2)), np.ones((40, 1))])
-    policy.fit(xs, np.tile([0.2, 0.9], (40, 1)))
-    policy.add_arm("c", like="b", prior_outcomes=10)
+    xs = np.hstack([rng.choice([-1.0, 1.0], size=(80, 1)), np.ones((80, 2))])
+    left = xs[:, 0] < 0
+    policy.fit(xs, np.where(left[:, None], [0.2, 0.9], [0.8, 0.3]))
+    policy.add_arm("c", contexts=xs, prior_outcomes=10)
     A, b, counts = policy.statistics()
-    np.testing.assert_allclose(A[2], np.eye(3) + (A[1] - np.eye(3)) / 4)
-    np.testing.assert_allclose(b[2], b[1] / 4)
-    assert counts.tolist() == [40, 40, 0]  # pseudo-outcomes are no real count
-    x = xs[0]
-    mean, width = policy.predict(x[None])
-    assert mean[0, 2] == pytest.approx(mean[0, 1], abs=0.1)
-    assert width[0, 2] > width[0, 1]  # less data: a wider bound
-    with pytest.raises(ValueError, match="'z' is not one of"):
-        policy.add_arm("d", like="z")
-    assert policy.arms == ("a", "b", "c")
+    best = np.where(left, 0.9, 0.8)
+    np.testing.assert_allclose(A[2], np.eye(3) + xs.T @ xs / 8)
+    np.testing.assert_allclose(b[2], xs.T @ (policy.theta[:2] @ xs.T).max(0) / 8)
+    predicted = xs @ policy.theta[2]
+    assert np.all(np.abs(predicted - best) < 0.1)  # shrunk a little by the ridge
+    assert counts.tolist() == [80, 80, 0]
+    width = policy.predict(xs)[1]
+    assert np.all(width[:, 2] > width[:, 1])  # less data: a wider bound

@@ -57,11 +57,11 @@ def _assert_same(policy: LinUCBPolicy, reference: LinUCBPolicy) -> None:
     for mine, theirs in zip(policy.statistics(), reference.statistics(), strict=True):
         np.testing.assert_allclose(mine, theirs, rtol=0, atol=1e-9)
     x = np.linspace(-1, 1, DIM)
-    arms, mean, bonus, counts = policy.estimate(x)
-    ref_arms, ref_mean, ref_bonus, ref_counts = reference.estimate(x)
+    arms, mean, width, counts = policy.estimate(x)
+    ref_arms, ref_mean, ref_width, ref_counts = reference.estimate(x)
     assert arms == ref_arms
     np.testing.assert_allclose(mean, ref_mean, rtol=0, atol=1e-9)
-    np.testing.assert_allclose(bonus, ref_bonus, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(width, ref_width, rtol=0, atol=1e-9)
     np.testing.assert_array_equal(counts, ref_counts)
     assert policy.select(x) == reference.select(x)
     np.testing.assert_allclose(policy.theta, reference.theta, rtol=0, atol=1e-9)
@@ -69,8 +69,8 @@ def _assert_same(policy: LinUCBPolicy, reference: LinUCBPolicy) -> None:
 
 def _snapshot(policy: LinUCBPolicy, x: np.ndarray) -> tuple[Any, ...]:
     """What ``policy`` decides on ``x``: its choice and every arm's estimates."""
-    arms, mean, bonus, counts = policy.estimate(x)
-    return policy.select(x), arms, mean.tobytes(), bonus.tobytes(), counts.tobytes()
+    arms, mean, width, counts = policy.estimate(x)
+    return policy.select(x), arms, mean.tobytes(), width.tobytes(), counts.tobytes()
 
 
 def test_policies_sharing_a_store_learn_together(make_store: StoreFactory) -> None:
