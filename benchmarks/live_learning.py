@@ -41,6 +41,7 @@ from langchain_metallm.bench.cli import resolve_data_dir
 from langchain_metallm.bench.data import Outcomes, load_outcomes
 from langchain_metallm.bench.splits import random_split
 from langchain_metallm.core.catalogue import Catalogue
+from langchain_metallm.core.online_clusters import OnlineClusters
 from langchain_metallm.core.router import RouterCore
 from langchain_metallm.core.settings import Settings
 from langchain_metallm.embeddings import LocalEmbeddings
@@ -64,6 +65,14 @@ def new_core(
     )
 
 
+def settle_stages(core: RouterCore) -> None:
+    """Wait for a cluster stage being fitted in the background, so a run does
+    not depend on thread timing: the stage is installed on the next call."""
+    tasks = core.task_classifier
+    if isinstance(tasks, OnlineClusters):
+        tasks.wait()
+
+
 def live_choices(
     core: RouterCore, prompts: Sequence[str], scores: FloatArray
 ) -> NDArray[np.int64]:
@@ -73,6 +82,7 @@ def live_choices(
     for i, text in enumerate(prompts):
         run_id = str(i)
         context = core.context(text)
+        settle_stages(core)
         decision = core.decide(run_id, context)
         core.register(decision, decision.chosen, context, None)
         j = names.index(decision.chosen)
