@@ -65,12 +65,13 @@ def new_core(
     )
 
 
-def settle_stages(core: RouterCore) -> None:
-    """Wait for a cluster stage being fitted in the background, so a run does
-    not depend on thread timing: the stage is installed on the next call."""
+def inline_stages(core: RouterCore) -> None:
+    """Fit cluster stages inside the call that reaches them, not in the
+    background, so a run does not depend on thread timing (the router fits
+    them in the background so that no call waits)."""
     tasks = core.task_classifier
     if isinstance(tasks, OnlineClusters):
-        tasks.wait()
+        tasks.background = False
 
 
 def live_choices(
@@ -82,7 +83,7 @@ def live_choices(
     for i, text in enumerate(prompts):
         run_id = str(i)
         context = core.context(text)
-        settle_stages(core)
+        inline_stages(core)
         decision = core.decide(run_id, context)
         core.register(decision, decision.chosen, context, None)
         j = names.index(decision.chosen)
