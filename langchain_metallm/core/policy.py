@@ -14,7 +14,13 @@ discounts EVERY arm toward its prior, ``A <- g (A - ridge I) + ridge I``, ``b
 <- g b``, before the updated arm adds ``x x^T`` and ``s x``. A child that stops
 being chosen thus forgets its old outcomes as the others are used, and its
 widening bound lets it be tried again (a per-arm discount, applied only when the
-arm itself is updated, would keep an abandoned child's bad stretch forever). The
+arm itself is updated, would keep an abandoned child's bad stretch forever).
+What it forgets toward is the pooled mean score of all arms, not 0: with
+forgetting, predictions are ridge regressions toward ``m e`` (``e`` the bias,
+``m`` the discounted mean score over every arm), ``x^T theta + ridge * m * x^T
+A^-1 e``, so a forgotten child looks uncertain and average, and is tried again,
+instead of looking worthless (it then never won back its share after a repair).
+``theta`` and the store hold the data part only. The
 store keeps a namespace clock ``L = sum log g`` and each arm as of its stamp
 (``stores.base``); this cache does the same: arm ``k`` is cached as of stamp
 ``L_k`` and read at the policy's clock ``L`` through ``f_k = exp(L - L_k)``, so
@@ -233,13 +239,17 @@ class LinUCBPolicy:
             proj = blas.dgemv(1.0, self._A_inv.reshape(k * d, d).T, vec, trans=1)
             factors = self._factors()
             quad = np.einsum("ki,i->k", proj.reshape(k, d), vec) / factors
+            toward = proj.reshape(k, d)[:, -1] / factors  # x^T A^-1 e
             for j in np.flatnonzero(
                 self._eig
             ).tolist():  # idle arms: exact (module docstring)
                 z = proj[j * d : (j + 1) * d]
                 f = factors[j]
-                quad[j] = (z * z) @ (1.0 / (f * self._lam[j] + self.ridge))
+                inverse = 1.0 / (f * self._lam[j] + self.ridge)
+                quad[j] = (z * z) @ inverse
                 mean[j] = z @ self._weights(j, f)
+                toward[j] = z @ (self._A_inv[j][:, -1] * inverse)
+            mean += self._pull(factors) * toward
             width = np.sqrt(np.maximum(quad, 0.0))
             return self.arms, mean, width, self._counts.copy()
 
@@ -690,17 +700,33 @@ class LinUCBPolicy:
     def _predict(self, ctx: FloatArray) -> tuple[FloatArray, FloatArray]:
         """``predict`` on checked contexts, under the lock."""
         mean = ctx @ self._theta.T
-        quad = np.stack([((ctx @ a) * ctx).sum(axis=1) for a in self._A_inv], 1)
+        projected = [ctx @ a for a in self._A_inv]
+        quad = np.stack([(z * ctx).sum(axis=1) for z in projected], 1)
+        toward = np.stack([z[:, -1] for z in projected], 1)  # x^T A^-1 e
         factors = self._factors()
         quad /= factors[None, :]
+        toward /= factors[None, :]
         for j in np.flatnonzero(
             self._eig
         ).tolist():  # idle arms: exact (module docstring)
             z = ctx @ self._A_inv[j].T
             f = factors[j]
-            quad[:, j] = (z * z) @ (1.0 / (f * self._lam[j] + self.ridge))
+            inverse = 1.0 / (f * self._lam[j] + self.ridge)
+            quad[:, j] = (z * z) @ inverse
             mean[:, j] = z @ self._weights(j, f)
+            toward[:, j] = z @ (self._A_inv[j][:, -1] * inverse)
+        mean += self._pull(factors) * toward
         return mean, np.sqrt(np.maximum(quad, 0.0))
+
+    def _pull(self, factors: FloatArray) -> float:
+        """``ridge * m``: the pooled mean score ``m`` every arm forgets toward,
+        times the ridge (0 without forgetting, or before any outcome)."""
+        if self.decay >= 1.0:
+            return 0.0
+        evidence = factors @ (self._A[:, -1, -1] - self.ridge)
+        if evidence <= 0.0:
+            return 0.0
+        return self.ridge * float(factors @ self._b[:, -1]) / float(evidence)
 
     def _maybe_refresh(self) -> None:
         """Refresh once the interval has passed. If the store fails (down,

@@ -252,6 +252,9 @@ def test_decay_discounts_every_arm_toward_the_prior_on_each_update(
             theta = np.linalg.solve(cached, b[..., None])[..., 0]
             np.testing.assert_allclose(policy.theta, theta, rtol=1e-8, atol=1e-10)
             mean_ref, bonus_ref = _estimate(cached, b, x, 0.4)
+            # ... toward the pooled mean on the last coordinate, not toward 0
+            pooled = b[:, -1].sum() / (A[:, -1, -1] - ridge).sum()
+            mean_ref += ridge * pooled * np.linalg.solve(cached, x)[:, -1]
             _, mean, width, _ = policy.estimate(x)
             bonus = 0.4 * width
             np.testing.assert_allclose(mean, mean_ref, atol=1e-9)
@@ -420,6 +423,33 @@ def test_a_newcomer_explores_wider_and_the_widening_fades_with_its_outcomes() ->
         policy.update("new", x, 0.0)
     decisions = [_decide(policy, added, x, 0.0) for x in xs[:50]]
     assert "new" not in [d.chosen for d in decisions]
+
+
+def test_a_forgotten_child_returns_to_the_pooled_mean_and_is_tried_again() -> None:
+    """With forgetting, a child broken for a stretch and then never chosen is
+    predicted at the mean score of all children once its outcomes fade, not at
+    0: at a fitted router's ``alpha=0.1`` its bound then beats the others and
+    it is tried again (toward 0 it never was, so a repair went unseen)."""
+    x = np.array([0.3, 1.0])
+    policy = LinUCBPolicy(["steady", "repaired"], 2, decay=0.99, alpha=0.1)
+    for _ in range(100):
+        policy.update("steady", x, 0.6)
+        policy.update("repaired", x, 0.9)
+    for _ in range(30):
+        policy.update("repaired", x, 0.0)  # broken
+    mean, _ = policy.predict(x[None])
+    assert mean[0, 1] < mean[0, 0]
+    for _ in range(600):
+        policy.update("steady", x, 0.6)  # repaired now, but not chosen
+    A, b, _ = policy.statistics()
+    pooled = b[:, -1].sum() / (A[:, -1, -1] - policy.ridge).sum()
+    mean = policy.predict(x[None])[0]
+    assert mean[0, 1] == pytest.approx(pooled, abs=0.02)
+    assert abs(x @ policy.theta[1]) < 0.1  # the data part alone has faded
+    assert policy.select(x) == "repaired"
+    without = LinUCBPolicy(["steady", "repaired"], 2, alpha=0.1)
+    without.load_statistics(*policy.statistics())
+    assert without.select(x) == "steady"  # no forgetting: no pull either
 
 
 def test_a_new_arm_that_is_better_is_adopted() -> None:
