@@ -12,19 +12,19 @@ badly when the cores are shared with other threads or worker processes.
 from __future__ import annotations
 
 import argparse
-import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
 from langchain_metallm import LinUCBPolicy
+from langchain_metallm.bench.redis_server import redis_server
 from langchain_metallm.core.stores import PolicyStore, RedisStore, SQLiteStore
 
 ARMS = [f"m{i}" for i in range(9)]
@@ -106,47 +106,6 @@ def shared(
     return processes * per_process / (time.perf_counter() - start)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _start_redis(directory: str) -> tuple[subprocess.Popen[bytes], str] | None:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        return None
-    port = _free_port()
-    server = subprocess.Popen(
-        [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            directory,
-        ],
-        stdout=subprocess.DEVNULL,
-    )
-    from redis import Redis
-
-    client = Redis(port=port)
-    for _ in range(200):
-        try:
-            client.ping()
-            return server, f"redis://127.0.0.1:{port}/0"
-        except Exception:
-            time.sleep(0.05)
-    server.kill()
-    return None
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--per-thread", type=int, default=2_000)
@@ -160,9 +119,8 @@ def main() -> None:
         for t in (1, 2, 4, 8)
     ]
     with tempfile.TemporaryDirectory() as tmp:
-        redis = None if args.redis_url else _start_redis(tmp)
-        url = args.redis_url or (redis[1] if redis else None)
-        try:
+        started = nullcontext(args.redis_url) if args.redis_url else redis_server(tmp)
+        with started as url:
             for p in (1, 4):
                 path = str(Path(tmp) / f"bench{p}.db")
                 rows.append(
@@ -184,10 +142,6 @@ def main() -> None:
                             ),
                         )
                     )
-        finally:
-            if redis is not None:
-                redis[0].terminate()
-                redis[0].wait()
     if url is None:
         print("(no redis-server found: Redis rows skipped)")
     print(

@@ -32,64 +32,25 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from langchain_metallm.bench.cache import (
-    DEFAULT_CACHE_DIR,
-    CachedVectors,
-    EmbeddingCache,
-)
+from langchain_metallm.bench.cache import DEFAULT_CACHE_DIR, CachedVectors
 from langchain_metallm.bench.cli import resolve_data_dir
 from langchain_metallm.bench.data import Outcomes, load_outcomes
-from langchain_metallm.bench.splits import random_split
+from langchain_metallm.bench.live import (
+    COST_WEIGHTS,
+    cached_vectors,
+    live_choices,
+    live_stream,
+    margin_at_half_cost,
+    new_core,
+    prices_of,
+)
 from langchain_metallm.core.catalogue import Catalogue
-from langchain_metallm.core.online_clusters import OnlineClusters
 from langchain_metallm.core.router import RouterCore
 from langchain_metallm.core.settings import Settings
-from langchain_metallm.embeddings import LocalEmbeddings
 
 FloatArray = NDArray[np.float64]
-COST_WEIGHTS = (0.0, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3)
 WINDOW = 500
 """Calls per point of the learning curve."""
-
-
-def new_core(
-    name: str, settings: Settings, catalogue: Catalogue, embedder: CachedVectors
-) -> RouterCore:
-    """A router core as the chat model builds it (few decisions await feedback
-    here: each is rewarded at once)."""
-    return RouterCore(
-        name=name,
-        settings=settings.changed(max_pending=10, pending_ttl=None),
-        catalogue=catalogue,
-        embeddings=embedder,
-    )
-
-
-def inline_stages(core: RouterCore) -> None:
-    """Fit cluster stages inside the call that reaches them, not in the
-    background, so a run does not depend on thread timing (the router fits
-    them in the background so that no call waits)."""
-    tasks = core.task_classifier
-    if isinstance(tasks, OnlineClusters):
-        tasks.background = False
-
-
-def live_choices(
-    core: RouterCore, prompts: Sequence[str], scores: FloatArray
-) -> NDArray[np.int64]:
-    """Route, answer and reward each prompt in order on a never-fitted core."""
-    names = list(core.catalogue.names)
-    chosen = np.empty(len(prompts), dtype=np.int64)
-    for i, text in enumerate(prompts):
-        run_id = str(i)
-        context = core.context(text)
-        inline_stages(core)
-        decision = core.decide(run_id, context)
-        core.register(decision, decision.chosen, context, None)
-        j = names.index(decision.chosen)
-        core.learn(run_id, float(scores[i, j]))
-        chosen[i] = j
-    return chosen
 
 
 def fitted_predictions(
@@ -136,16 +97,10 @@ def run_seed(
 ) -> Run:
     """The live stream of one seed (training part shuffled, then the test part
     shuffled), served once per cost weight."""
-    split = random_split(data, seed=seed)
-    rng = np.random.default_rng(seed)
-    live, held_out = rng.permutation(split.train), rng.permutation(split.test)
-    order = np.concatenate([live, held_out])
-    prompts = [data.prompts[i] for i in order]
-    scores, cost, n_live = data.scores[order], data.cost, len(live)
-    rows = np.arange(len(order))
-    catalogue = Catalogue.build(
-        {n: float(p) for n, p in zip(data.models, data.price, strict=True)}
-    )
+    stream = live_stream(data, seed)
+    prompts, scores, n_live = stream.prompts, stream.scores, stream.n_live
+    cost, rows = data.cost, np.arange(len(prompts))
+    catalogue = Catalogue.build(prices_of(data))
     settings = Settings()
     fitted = fitted_predictions(
         new_core("fitted", settings, catalogue, vectors),
@@ -155,7 +110,7 @@ def run_seed(
     )
     if baseline:
         settings = settings.changed(alpha=0.1, online_clusters=False)
-    marks = [WINDOW - 1, 1_999, n_live - 1, len(order) - 1]
+    marks = [WINDOW - 1, 1_999, n_live - 1, len(prompts) - 1]
     points = []
     for p in weights:
         core = new_core("live", settings.changed(cost_weight=p), catalogue, vectors)
@@ -189,8 +144,8 @@ def summarize(runs: list[Run], cost: FloatArray) -> None:
     for run in runs:
         single = np.array(run.single)
         best = int(np.argmax(single))
-        cheap = [q.accuracy for q in run.points if q.cost <= 0.5 * cost[best] + 1e-9]
-        m50.append((max(cheap) if cheap else np.nan) - single[best])
+        pairs = [(q.accuracy, q.cost) for q in run.points]
+        m50.append(margin_at_half_cost(pairs, single, cost))
         p0.append(run.points[0].accuracy - single[best])
         for q in run.points:
             affordable = single[cost <= q.cost + 1e-9]
@@ -236,8 +191,7 @@ def main() -> None:
     parser.add_argument("--out", default="results")
     args = parser.parse_args()
     data = load_outcomes(resolve_data_dir(args.data))
-    cache = EmbeddingCache(LocalEmbeddings(), args.cache_dir)
-    vectors = CachedVectors(data.prompts, cache.embed(data.prompts), cache.name)
+    vectors = cached_vectors(data, args.cache_dir)
     weights = [float(w) for w in args.weights.split(",")]
     runs = []
     for seed in range(args.seeds):
