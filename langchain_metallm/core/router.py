@@ -592,6 +592,12 @@ class RouterCore:
 
     # Internals --------------------------------------------------------------------
 
+    def _fleet_prompts(self) -> int:
+        """Prompts the fleet sharing this router's store has learned from (0
+        without a store): online cluster stages are due by the fleet's count."""
+        policy = self._policy
+        return 0 if self.store is None or policy is None else int(policy.counts.sum())
+
     def _prior_contexts(self, dim: int) -> FloatArray:
         """Contexts a new child's prior is spread over: recent ones, else the
         bias alone (a restart keeps none)."""
@@ -615,7 +621,7 @@ class RouterCore:
             self._start_online(vectors)
             tasks = self._tasks
             if isinstance(tasks, OnlineClusters):
-                tasks.observe(vectors, [text])
+                tasks.observe(vectors, [text], self._fleet_prompts())
         context: FloatArray = self.contexts_of(vectors, [text])[0]
         if learn:
             self._reference.append(context)

@@ -15,6 +15,7 @@ import pytest
 from langchain_metallm import MetaLLMRouterChatModel
 from langchain_metallm.core.auto_tasks import QueryClusters
 from langchain_metallm.core.online_clusters import (
+    POINTS_PER_CLUSTER,
     STAGES,
     STARVED,
     YIELD,
@@ -236,6 +237,24 @@ def test_the_live_prior_is_added_once_per_store_namespace(tmp_path: Path) -> Non
     _, b, counts = second.policy.statistics()
     np.testing.assert_array_equal(b[:, -1], 1.0)  # one pseudo-outcome, not two
     np.testing.assert_array_equal(counts, 0)
+
+
+def test_a_stage_is_due_when_the_fleet_reaches_it_given_points_to_fit() -> None:
+    """A worker of a fleet fits a stage once the fleet's routed prompts reach
+    its count, with only its own share seen, if it holds
+    ``POINTS_PER_CLUSTER`` prompts per cluster (counting its own prompts, each
+    of four workers reached the stages four times later)."""
+    clusters = OnlineClusters(4, stages=((2, 20), (3, 80)))
+    prompts = stream(20, seed=3)
+    vectors = KeywordEmbeddings().embed_documents(prompts)
+    for i, (text, vector) in enumerate(zip(prompts, vectors, strict=True)):
+        clusters.observe([vector], [text], fleet_prompts=4 * (i + 1))
+        fitted = [stage is not None for stage in clusters.fitted]
+        # stage 0: the fleet reaches 20 at 5 own prompts; fitted at 2 x 5 own
+        assert fitted == [i + 1 >= POINTS_PER_CLUSTER * 2, i + 1 >= 20]
+    alone = OnlineClusters(4, stages=((2, 20), (3, 80)))
+    alone.observe(vectors[:19], prompts[:19])
+    assert alone.fitted == (None, None)  # its own 19 reach neither stage
 
 
 def test_a_worker_adopts_the_stage_another_published_instead_of_fitting() -> None:
