@@ -1,13 +1,17 @@
-"""Router overhead: policy decision time, per-call overhead, batch throughput.
+"""Router overhead: policy decision time, per-call overhead, batch throughput,
+and the calls around the online cluster stages.
 
 Prints numbers; run with ``python benchmarks/overhead.py``. Targets: policy
-select + update p50 < 0.2 ms at 9 arms x 385 dims.
+select + update p50 < 0.2 ms at 9 arms x 385 dims; no call waits for a k-means
+fit of an online cluster stage (issue 22: p99 of the calls around prompts 200
+and 1,000, where a never-fitted router fits its 8 and 32 clusters).
 """
 
 from __future__ import annotations
 
 import os
 import time
+import zlib
 from collections.abc import Callable
 from typing import Any
 
@@ -18,6 +22,7 @@ from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 
 from langchain_metallm import LinUCBPolicy, LocalEmbeddings, MetaLLMRouterChatModel
+from langchain_metallm.core.online_clusters import OnlineClusters
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ARMS, DIM = 9, 385
@@ -41,6 +46,22 @@ class RandomEmbeddings(Embeddings):
         rng = np.random.default_rng(len(texts))
         v = rng.normal(size=(len(texts), DIM - 1))
         return (v / np.linalg.norm(v, axis=1, keepdims=True)).tolist()
+
+    def embed_query(self, text: str) -> list[float]:
+        return self.embed_documents([text])[0]
+
+
+class TextEmbeddings(Embeddings):
+    """A seeded random unit vector per text (distinct texts, distinct vectors),
+    so online clusters have real points to fit."""
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        rows = []
+        for text in texts:
+            rng = np.random.default_rng(zlib.crc32(text.encode()))
+            v = rng.normal(size=DIM - 1)
+            rows.append((v / np.linalg.norm(v)).tolist())
+        return rows
 
     def embed_query(self, text: str) -> list[float]:
         return self.embed_documents([text])[0]
@@ -122,7 +143,34 @@ def batch_throughput(n: int = 1_000) -> None:
         print(f"batch of {n} ({name}): {elapsed:.2f} s, {n / elapsed:.0f} queries/s")
 
 
+def stage_latency(n: int = 1_200) -> None:
+    """Calls of a never-fitted router (feedback included) around prompts 200
+    and 1,000, where its cluster stages are due: fitted in the background as
+    the router does, and inline for comparison (what a call would wait)."""
+    prompts = [f"Question {i}: what is {i} times {i + 3}, explained?" for i in range(n)]
+    for label, background in (("background (the router)", True), ("inline", False)):
+        live = router(TextEmbeddings())
+        live.record_feedback(live.invoke(prompts[0]), 1.0)  # starts the clusters
+        tasks = live.task_classifier
+        assert isinstance(tasks, OnlineClusters)
+        tasks.background = background
+
+        def call(i: int, live: MetaLLMRouterChatModel = live) -> None:
+            answer = live.invoke(prompts[i])
+            live.record_feedback(answer, 1.0 if i % 3 else 0.0)
+
+        samples = np.array(timed(call, n))
+        for start, end in ((150, 300), (950, 1_100), (400, 900)):
+            window = samples[start:end] * 1e3
+            print(
+                f"stages {label}, calls {start}-{end}: p50 "
+                f"{np.percentile(window, 50):.3f} ms  p99 "
+                f"{np.percentile(window, 99):.3f} ms  max {window.max():.3f} ms"
+            )
+
+
 if __name__ == "__main__":
+    stage_latency()
     policy_decisions()
     policy_decisions(decay=0.99)
     router_overhead()

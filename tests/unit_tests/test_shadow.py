@@ -200,6 +200,10 @@ def test_the_decision_log_is_bounded_holds_no_text_and_reads_back(
     with pytest.raises(ValueError, match="line 1"):
         (tmp_path / "bad.jsonl").write_text('{"run_id": 1}\n')
         DecisionLog.read_jsonl(tmp_path / "bad.jsonl")
+    older = [{**json.loads(line), "probe": False} for line in text.splitlines()]
+    (tmp_path / "older.jsonl").write_text("".join(json.dumps(r) + "\n" for r in older))
+    kept = DecisionLog.read_jsonl(tmp_path / "older.jsonl")  # before probes went
+    assert [r.to_dict() for r in kept] == [r.to_dict() for r in log]
 
 
 def test_evaluate_estimates_going_live_from_a_shadow_log() -> None:
