@@ -15,17 +15,26 @@ does not bind carries no more credit than that. Starting ``p`` from
 ``weight_for_budget`` on predicted scores of recorded
 queries (the decision-time trade-off, no relearning) avoids the early overspend
 that a budget at the cheapest child's cost could never win back.
+
+Workers sharing a store pace one budget (``share``): the level lives in the store
+and every worker's calls move it atomically (``PolicyStore.adjust``), so each
+decides with the fleet's cost weight.
 """
 
 from __future__ import annotations
 
 import math
 import threading
+import warnings
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import ArrayLike
 
 from langchain_metallm.core.checks import check_number
+
+if TYPE_CHECKING:
+    from langchain_metallm.core.stores.base import PolicyStore
 
 CREDIT_CALLS = 200
 """Calls' worth of budget an under-spend may carry forward (see above)."""
@@ -51,7 +60,14 @@ class BudgetPacer:
         router starts it once it has seen enough contexts)."""
         self._spent = 0.0
         self._calls = 0
+        self._shared: tuple[PolicyStore, str] | None = None
         self._lock = threading.Lock()
+
+    def share(self, store: PolicyStore, namespace: str) -> None:
+        """Pace one budget with every worker sharing ``store`` under
+        ``namespace``: the level lives there and each worker's calls move it
+        (the first worker's start weight is the fleet's)."""
+        self._shared = (store, namespace)
 
     @property
     def weight(self) -> float:
@@ -60,19 +76,38 @@ class BudgetPacer:
 
     @property
     def mean_cost(self) -> float:
-        """Realised mean normalised cost per call so far (0 before any call)."""
+        """This worker's realised mean normalised cost per call so far (0
+        before any call)."""
         with self._lock:
             return self._spent / self._calls if self._calls else 0.0
 
     def observe(self, cost: float) -> float:
-        """Account one routed call of normalised ``cost``; return the new weight."""
+        """Account one routed call of normalised ``cost``; return the new weight
+        (with a shared store: the fleet's, moved by this call)."""
         if not math.isfinite(cost) or cost < 0:
             raise ValueError(f"cost: must be finite and >= 0, got {cost!r}")
+        delta = self.step * (cost - self.budget)
+        floor = -self.step * CREDIT_CALLS * self.budget
+        shared = self._shared
+        level = None
+        if shared is not None:
+            store, namespace = shared
+            key = f"pacer:{self.budget!r}:{self.step!r}"
+            try:
+                level = store.adjust(
+                    namespace, key, delta, start=self._level, floor=floor
+                )
+            except Exception as exc:  # any store failure: pace alone meanwhile
+                warnings.warn(
+                    f"budget: the fleet's pacer in the store failed ({exc}); "
+                    "this worker paces alone until it answers",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
         with self._lock:
             self._spent += cost
             self._calls += 1
-            level = self._level + self.step * (cost - self.budget)
-            self._level = max(level, -self.step * CREDIT_CALLS * self.budget)
+            self._level = max(self._level + delta, floor) if level is None else level
             return max(0.0, self._level)
 
     def resume(self, weight: float) -> None:

@@ -661,6 +661,8 @@ class RouterCore:
                 )
                 started = True
         self.pacer = BudgetPacer(budget, weight=weight, started=started)
+        if self.store is not None:
+            self.pacer.share(self.store, namespace(self.name, self.embeddings))
 
     def _best_mean(self) -> str | None:
         policy = self._policy

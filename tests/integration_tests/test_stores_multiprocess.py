@@ -1,6 +1,7 @@
 """Shared stores across processes: 4 workers x 500 updates through SQLite and
-through a real ``redis-server`` equal one process applying all 2,000; and the
-three stores give one another's statistics under forgetting.
+through a real ``redis-server`` equal one process applying all 2,000, and their
+budget pacers move one level without losing a step; and the three stores give
+one another's statistics under forgetting.
 
 Workers are subprocesses running this file (``python this.py worker ...``), so
 nothing crosses a process boundary but the store itself.
@@ -18,6 +19,7 @@ import numpy as np
 import pytest
 
 from langchain_metallm import LinUCBPolicy
+from langchain_metallm.core.pacing import BudgetPacer
 from langchain_metallm.core.stores import (
     MemoryStore,
     PolicyStore,
@@ -28,6 +30,8 @@ from langchain_metallm.core.stores import (
 ARMS = ["small", "medium", "large", "huge"]
 DIM = 12
 WORKERS, UPDATES = 4, 500
+PACED = 200
+"""Calls each worker's pacer accounts (each at the priciest cost, 1)."""
 NAMESPACE = "router|embedder|small|medium|large|huge"
 
 
@@ -55,6 +59,10 @@ def _work(kind: str, target: str, seed: int) -> None:
     for arm, x, r in _steps(seed, UPDATES):
         policy.select(x)  # reads the shared model, refreshing every 10 ms
         policy.update(arm, x, r)
+    pacer = BudgetPacer(0.5)
+    pacer.share(policy.store, NAMESPACE)
+    for _ in range(PACED):
+        pacer.observe(1.0)
 
 
 def _run_workers(kind: str, target: str) -> None:
@@ -95,6 +103,10 @@ def target(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str]:
 def test_four_processes_learn_what_one_process_learns(target: tuple[str, str]) -> None:
     kind, where = target
     _run_workers(kind, where)
+    fleet = BudgetPacer(0.5)
+    fleet.share(_store(kind, where, 1.0), NAMESPACE)
+    # one level for the fleet: every worker's 200 steps of 0.05 * (1 - 0.5)
+    assert fleet.observe(0.5) == pytest.approx(WORKERS * PACED * 0.025)
     reference = _reference()
     later = LinUCBPolicy(
         ARMS, DIM, alpha=0.5, store=_store(kind, where, 1.0), namespace=NAMESPACE

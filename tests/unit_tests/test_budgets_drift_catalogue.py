@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from langchain_metallm import MetaLLMRouterChatModel
+from langchain_metallm.core.stores.sqlite import SQLiteStore
 
-from .fakes import EchoChild, KeywordEmbeddings, echo_router
+from .fakes import EchoChild, KeywordEmbeddings, echo_router, serve
 
 PROMPTS = [f"math question {i}" for i in range(30)] + [
     f"poem request {i}" for i in range(30)
@@ -237,3 +238,22 @@ def test_a_call_may_override_the_cost_weight() -> None:
     )
     with pytest.raises(ValueError, match="cost_weight"):
         router.invoke("math question 96", cost_weight=-1.0)
+
+
+def test_routers_sharing_a_store_pace_one_budget(tmp_path: Path) -> None:
+    """A fleet's budget is one: the level a worker's pacer moves is the one
+    every worker on the store decides with (each worker paced alone before)."""
+    path = tmp_path / "fleet.db"
+    first, second = (
+        make_router(budget=0.3, store=SQLiteStore(path, refresh_interval=0))
+        for _ in "ab"
+    )
+    first.fit(PROMPTS, SCORES)  # pricey is best at math: it spends above 0.3
+    serve(first, [f"math question {i}" for i in range(40)], lambda p, m: 1.0)
+    assert first.core.pacer is not None and second.core.pacer is not None
+    level = first.core.pacer.weight
+    assert level > 0.0  # the first worker spent above the budget
+    answer = second.invoke("poem request 1")
+    cost = answer.response_metadata["metallm"]["cost"]
+    expected = max(0.0, level + 0.05 * (cost - 0.3))
+    assert second.core.pacer.weight == pytest.approx(expected)

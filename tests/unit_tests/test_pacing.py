@@ -11,6 +11,7 @@ from langchain_metallm.core.pacing import (
     BudgetPacer,
     weight_for_budget,
 )
+from langchain_metallm.core.stores.memory import MemoryStore
 
 COSTS = [0.1, 0.4, 1.0]
 
@@ -71,6 +72,36 @@ def test_an_underspend_at_weight_zero_is_spent_back_up_to_the_credit() -> None:
     while long.observe(1.0) == 0.0:
         spent_back += 1
     assert spent_back == pytest.approx(CREDIT_CALLS * budget / 0.4, abs=1)
+
+
+def test_a_fleet_paces_one_budget_spending_where_it_buys_most() -> None:
+    """Two workers on one store share one level: the one whose queries gain
+    most from the priciest child spends above the budget, the other below, and
+    together they spend it; pacing alone, each spends the budget itself."""
+    budget = 0.4
+    rng = np.random.default_rng(3)
+    gains = {"hard": np.array([0.2, 0.5, 0.9]), "easy": np.array([0.7, 0.75, 0.8])}
+
+    def serve(pacers: dict[str, BudgetPacer]) -> dict[str, float]:
+        spent: dict[str, list[float]] = {name: [] for name in pacers}
+        for _ in range(4_000):
+            for name, pacer in pacers.items():
+                quality = gains[name] + rng.normal(0, 0.05, size=3)
+                cost = COSTS[_route(pacer.weight, quality)]
+                pacer.observe(cost)
+                spent[name].append(cost)
+        return {name: float(np.mean(costs)) for name, costs in spent.items()}
+
+    store = MemoryStore()
+    fleet = {name: BudgetPacer(budget) for name in gains}
+    for pacer in fleet.values():
+        pacer.share(store, "router")
+    together = serve(fleet)
+    assert abs(np.mean(list(together.values())) - budget) <= 0.02 * budget
+    assert together["hard"] > 1.5 * budget and together["easy"] < 0.5 * budget
+    alone = serve({name: BudgetPacer(budget) for name in gains})
+    for spend in alone.values():
+        assert abs(spend - budget) <= 0.02 * budget
 
 
 def test_resume_continues_from_a_saved_weight() -> None:

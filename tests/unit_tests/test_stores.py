@@ -457,6 +457,16 @@ def test_published_values_are_set_once_and_shared(make_store: StoreFactory) -> N
         store.publish("r", "stage-1", "text")  # type: ignore[arg-type]
 
 
+def test_a_shared_level_starts_once_moves_and_stops_at_its_floor(
+    make_store: StoreFactory,
+) -> None:
+    store, other = make_store(), make_store()
+    assert store.adjust("r", "pace", 0.5, start=1.0, floor=-1.0) == 1.5
+    assert other.adjust("r", "pace", 0.25, start=9.0, floor=-1.0) == 1.75  # once
+    assert other.adjust("r", "pace", -5.0, start=0.0, floor=-1.0) == -1.0
+    assert store.adjust("s", "pace", 0.0, start=2.0, floor=-1.0) == 2.0  # per namespace
+
+
 def test_a_policy_knows_whether_it_created_its_namespace(
     make_store: StoreFactory,
 ) -> None:

@@ -272,6 +272,14 @@ class PolicyStore(ABC):
         """The value published under ``key``, or None."""
 
     @abstractmethod
+    def adjust(
+        self, namespace: str, key: str, delta: float, *, start: float, floor: float
+    ) -> float:
+        """Atomically move the number under ``key`` (``start`` if there is none)
+        by ``delta``, not below ``floor``, and return it: a fleet's shared
+        budget pacer. The namespace need not be created."""
+
+    @abstractmethod
     def _create(self, namespace: str, layout: Layout) -> tuple[Layout, bool]:
         """Store ``layout`` unless the namespace has one; return the stored one
         and whether this call stored it."""

@@ -62,6 +62,7 @@ class MemoryStore(PolicyStore):
         super().__init__(refresh_interval=refresh_interval)
         self._data: dict[str, _Namespace] = {}
         self._published: dict[tuple[str, str], bytes] = {}
+        self._levels: dict[tuple[str, str], float] = {}
         self._lock = threading.Lock()
 
     def arms(self, namespace: str) -> tuple[str, ...]:
@@ -149,6 +150,14 @@ class MemoryStore(PolicyStore):
     def published(self, namespace: str, key: str) -> bytes | None:
         with self._lock:
             return self._published.get((namespace, key))
+
+    def adjust(
+        self, namespace: str, key: str, delta: float, *, start: float, floor: float
+    ) -> float:
+        with self._lock:
+            level = max(self._levels.get((namespace, key), start) + delta, floor)
+            self._levels[namespace, key] = level
+            return level
 
     def _create(self, namespace: str, layout: Layout) -> tuple[Layout, bool]:
         with self._lock:

@@ -49,6 +49,15 @@ if TYPE_CHECKING:
 
 _FIELDS = ("a", "b", "count", "stamp")
 
+_ADJUST = """
+local level = tonumber(redis.call('GET', KEYS[1]) or ARGV[1])
+level = math.max(level + tonumber(ARGV[2]), tonumber(ARGV[3]))
+local text = string.format('%.17g', level)
+redis.call('SET', KEYS[1], text)
+return text
+"""
+"""``adjust``: move a shared number by a delta, not below a floor, atomically."""
+
 _APPEND = """
 -- KEYS: catalogue, clock, then a log and a version key per arm
 -- ARGV: clock step, then an arm name and an entry body per arm
@@ -108,6 +117,7 @@ class RedisStore(PolicyStore):
         self.client = client
         self.prefix = prefix
         self._append = client.register_script(_APPEND)
+        self._adjust = client.register_script(_ADJUST)
 
     def arms(self, namespace: str) -> tuple[str, ...]:
         self.layout(namespace)
@@ -200,6 +210,13 @@ class RedisStore(PolicyStore):
         if not isinstance(stored, bytes):
             raise ValueError(f"store: {key!r} vanished from namespace {namespace!r}")
         return stored
+
+    def adjust(
+        self, namespace: str, key: str, delta: float, *, start: float, floor: float
+    ) -> float:
+        name = f"{self.prefix}{namespace}:level:{key}"
+        level = self._adjust(keys=[name], args=[repr(start), repr(delta), repr(floor)])
+        return float(level)
 
     def published(self, namespace: str, key: str) -> bytes | None:
         stored = self.client.get(self._published_key(namespace, key))

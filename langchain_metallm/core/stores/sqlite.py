@@ -80,6 +80,12 @@ CREATE TABLE IF NOT EXISTS metallm_published (
     value BLOB NOT NULL,
     PRIMARY KEY (namespace, key)
 );
+CREATE TABLE IF NOT EXISTS metallm_levels (
+    namespace TEXT NOT NULL,
+    key TEXT NOT NULL,
+    level REAL NOT NULL,
+    PRIMARY KEY (namespace, key)
+);
 """
 
 
@@ -257,6 +263,26 @@ class SQLiteStore(PolicyStore):
     def published(self, namespace: str, key: str) -> bytes | None:
         with self._transaction() as db:
             return self._published(db, namespace, key)
+
+    def adjust(
+        self, namespace: str, key: str, delta: float, *, start: float, floor: float
+    ) -> float:
+        with self._transaction(write=True) as db:
+            db.execute(
+                "INSERT INTO metallm_levels VALUES (?, ?, ?) "
+                "ON CONFLICT (namespace, key) DO NOTHING",
+                (namespace, key, start),
+            )
+            db.execute(
+                "UPDATE metallm_levels SET level = max(level + ?, ?) "
+                "WHERE namespace = ? AND key = ?",
+                (delta, floor, namespace, key),
+            )
+            row = db.execute(
+                "SELECT level FROM metallm_levels WHERE namespace = ? AND key = ?",
+                (namespace, key),
+            ).fetchone()
+        return float(row[0])
 
     def _create(self, namespace: str, layout: Layout) -> tuple[Layout, bool]:
         with self._transaction(write=True) as db:
