@@ -23,8 +23,11 @@ held-out accuracy at <= 50% of the best single child's cost minus that child's
 accuracy (target >= 0), the same for one process, and the joiner's margin minus
 the one process's (target >= -1 point); checks that every run's workers and
 joiner agreed on the clusters and kept every outcome; then, per cost weight, the
-held-out and live accuracy and cost of the fleet and of one process. Writes
-``results/fleet.json``.
+held-out and live accuracy and cost of the fleet and of one process. Then one
+budget for the fleet (``--budgets``, default 0.3 and 0.5): the same runs with a
+budget instead of a cost weight, the fleet's live spend against the budget
+(target: within 2%), each worker's, and the fleet's accuracy against one process
+at the same budget. Writes ``results/fleet.json``.
 
 Stores refresh every ``--refresh`` seconds (default 0.05): the replay serves a few
 thousand calls a second, so the library's default of 1 s would leave each worker
@@ -95,12 +98,13 @@ class Traffic:
 
 @dataclass(frozen=True)
 class Job:
-    """What one core is given: its store, cost weight, children and traffic."""
+    """What one core is given: its store, settings (a cost weight or a
+    budget), children and traffic."""
 
     kind: str
     target: str
     refresh: float
-    weight: float
+    settings: Settings
     prices: dict[str, float]
     label: str
     traffic: Traffic
@@ -133,6 +137,8 @@ class Point:
 class FleetPoint(Point):
     """The joiner's held-out figures, the fleet's live ones, and how it ran."""
 
+    worker_costs: list[float]
+    """Each worker's mean cost over its live rows."""
     worker_seconds: float
     """The slowest worker's time to serve its live rows."""
     seconds: float
@@ -169,6 +175,10 @@ class Run:
     single: list[float]
     one_process: list[Point]
     fleets: dict[str, list[FleetPoint]]
+    paced_alone: list[Point]
+    """One process at each budget (``p``: the budget)."""
+    paced: dict[str, list[FleetPoint]]
+    """The fleet at each budget, per store (``p``: the budget)."""
 
 
 def open_store(kind: str, target: str, refresh: float) -> PolicyStore:
@@ -190,10 +200,11 @@ def new_target(kind: str, where: str, name: str) -> str:
 
 
 def core_for(job: Job) -> RouterCore:
-    """A never-fitted core on the job's store (default settings but the weight)."""
+    """A never-fitted core on the job's store (default settings but the
+    weight or budget)."""
     return new_core(
         "fleet",
-        Settings(cost_weight=job.weight),
+        job.settings,
         Catalogue.build(job.prices),
         CachedVectors(job.traffic.prompts, job.traffic.vectors, job.label),
         open_store(job.kind, job.target, job.refresh),
@@ -267,9 +278,11 @@ def fleet_point(job: Job, n_live: int, cost: FloatArray) -> FleetPoint:
     assert joiner.policy is not None
     counts = joiner.policy.statistics()[2]
     chosen = np.concatenate([live, joined.chosen])
+    budget = job.settings.budget
     return FleetPoint(
-        p=job.weight,
+        p=job.settings.cost_weight if budget is None else budget,
         **figures(chosen, traffic.scores, n_live, cost),
+        worker_costs=[float(cost[s.chosen].mean()) for s in served],
         worker_seconds=max(s.seconds for s in served),
         seconds=time.perf_counter() - start,
         clusters_agree=None not in joined.stages
@@ -283,14 +296,15 @@ def one_process(
     stream: LiveStream,
     vectors: CachedVectors,
     catalogue: Catalogue,
-    weight: float,
+    settings: Settings,
     cost: FloatArray,
 ) -> Point:
     """One never-fitted core serving the same live order, then the held-out
-    rows, alone (``live_learning.py``'s run)."""
-    core = new_core("live", Settings(cost_weight=weight), catalogue, vectors)
+    rows, alone (``live_learning.py``'s run); ``p`` the weight or budget."""
+    core = new_core("live", settings, catalogue, vectors)
     chosen = live_choices(core, stream.prompts, stream.scores)
-    return Point(p=weight, **figures(chosen, stream.scores, stream.n_live, cost))
+    p = settings.cost_weight if settings.budget is None else settings.budget
+    return Point(p=p, **figures(chosen, stream.scores, stream.n_live, cost))
 
 
 def run_seed(
@@ -298,11 +312,13 @@ def run_seed(
     vectors: CachedVectors,
     seed: int,
     weights: Sequence[float],
+    budgets: Sequence[float],
     places: dict[str, str],
     refresh: float,
 ) -> Run:
     """One seed's stream, served by one process and by a fleet on each store
-    (``places``: kind -> where its stores live), at every cost weight."""
+    (``places``: kind -> where its stores live), at every cost weight and
+    every budget."""
     stream = live_stream(data, seed)
     traffic = Traffic(
         stream.prompts,
@@ -311,26 +327,39 @@ def run_seed(
     )
     prices = prices_of(data)
     catalogue = Catalogue.build(prices)
-    fleets: dict[str, list[FleetPoint]] = {}
+    runs = {
+        **{f"p{p}": Settings(cost_weight=p) for p in weights},
+        **{f"budget{b}": Settings(budget=b) for b in budgets},
+    }
+    fleets: dict[str, dict[str, FleetPoint]] = {}
     for kind, where in places.items():
-        for p in weights:
-            target = new_target(kind, where, f"seed{seed}-p{p}")
-            job = Job(kind, target, refresh, p, prices, vectors.model_name, traffic)
+        for label, settings in runs.items():
+            target = new_target(kind, where, f"seed{seed}-{label}")
+            job = Job(
+                kind, target, refresh, settings, prices, vectors.model_name, traffic
+            )
             point = fleet_point(job, stream.n_live, data.cost)
-            fleets.setdefault(kind, []).append(point)
+            fleets.setdefault(kind, {})[label] = point
             print(
-                f"seed {seed} {kind} p{p}: joiner {point.accuracy:.3f}/"
-                f"{point.cost:.2f}, fleet live {point.live_accuracy:.3f}, "
-                f"{point.seconds:.1f} s",
+                f"seed {seed} {kind} {label}: joiner {point.accuracy:.3f}/"
+                f"{point.cost:.2f}, fleet live {point.live_accuracy:.3f}/"
+                f"{point.live_cost:.3f}, {point.seconds:.1f} s",
                 flush=True,
             )
+    alone = {
+        label: one_process(stream, vectors, catalogue, settings, data.cost)
+        for label, settings in runs.items()
+    }
+    weighted, paced = [f"p{p}" for p in weights], [f"budget{b}" for b in budgets]
     return Run(
         seed=seed,
         single=stream.scores[stream.n_live :].mean(axis=0).tolist(),
-        one_process=[
-            one_process(stream, vectors, catalogue, p, data.cost) for p in weights
-        ],
-        fleets=fleets,
+        one_process=[alone[label] for label in weighted],
+        fleets={
+            k: [points[label] for label in weighted] for k, points in fleets.items()
+        },
+        paced_alone=[alone[label] for label in paced],
+        paced={k: [points[label] for label in paced] for k, points in fleets.items()},
     )
 
 
@@ -395,6 +424,31 @@ def summarize(runs: Sequence[Run], cost: FloatArray) -> None:
                 f"  {p:<6} {pair(fleet, False)}  {pair(alone, False)}   "
                 f"{pair(fleet, True)}  {pair(alone, True)}"
             )
+        summarize_budgets(runs, kind)
+
+
+def summarize_budgets(runs: Sequence[Run], kind: str) -> None:
+    """Per budget: the fleet's live spend against it (mean and worst seed),
+    its workers' spends, and accuracy against one process at the same budget."""
+    if not runs[0].paced_alone:
+        return
+    print(
+        "  one budget for the fleet (live rows): spend error, mean (worst); each "
+        "worker's spend; accuracy fleet / one process (its spend error)"
+    )
+    for k, q in enumerate(runs[0].paced_alone):
+        fleet = [run.paced[kind][k] for run in runs]
+        alone = [run.paced_alone[k] for run in runs]
+        errors = [(f.live_cost - q.p) / q.p for f in fleet]
+        solo = [(a.live_cost - q.p) / q.p for a in alone]
+        workers = [round(c, 3) for f in fleet for c in f.worker_costs]
+        print(
+            f"  budget {q.p}: {np.mean(errors):+.2%} ({max(errors, key=abs):+.2%}); "
+            f"workers {min(workers):.3f}-{max(workers):.3f}; accuracy "
+            f"{np.mean([f.live_accuracy for f in fleet]):.4f} / "
+            f"{np.mean([a.live_accuracy for a in alone]):.4f} "
+            f"({np.mean(solo):+.2%})"
+        )
 
 
 def pair(points: Sequence[Point], live: bool) -> str:
@@ -417,6 +471,7 @@ def main() -> None:
     parser.add_argument("--data", default="llmrouter9")
     parser.add_argument("--cache-dir", default=str(DEFAULT_CACHE_DIR))
     parser.add_argument("--weights", default=",".join(map(str, COST_WEIGHTS)))
+    parser.add_argument("--budgets", default="0.3,0.5")
     parser.add_argument("--refresh", type=float, default=0.05)
     parser.add_argument("--out", default="results")
     args = parser.parse_args()
@@ -428,9 +483,10 @@ def main() -> None:
     data = load_outcomes(resolve_data_dir(args.data))
     vectors = cached_vectors(data, args.cache_dir)
     weights = [float(w) for w in args.weights.split(",")]
+    budgets = [float(b) for b in args.budgets.split(",") if b]
     with store_places(kinds) as places:
         runs = [
-            run_seed(data, vectors, seed, weights, places, args.refresh)
+            run_seed(data, vectors, seed, weights, budgets, places, args.refresh)
             for seed in range(args.seeds)
         ]
     summarize(runs, data.cost)
