@@ -20,6 +20,7 @@ from langchain_metallm.core.stores import (
     namespace,
 )
 from langchain_metallm.core.stores.base import COMPACT_AT
+from langchain_metallm.core.stores.sqlite import _use_wal
 
 from .fakes import KeywordEmbeddings, echo_router, query
 from .sequences import assert_matches, run_mixed
@@ -444,6 +445,31 @@ def test_a_store_written_before_clocks_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="forgetting discounted only the child"):
         LinUCBPolicy(ARMS, DIM, store=SQLiteStore(path), namespace="r")
     LinUCBPolicy(ARMS, DIM, store=SQLiteStore(path), namespace="new")  # others work
+
+
+class _BusyThenFree:
+    """A connection whose switch to WAL is refused ``busy`` times, as SQLite
+    refuses it (without waiting) to a process racing another on a new file."""
+
+    def __init__(self, busy: int, error: str = "database is locked") -> None:
+        self.busy, self.error, self.tries = busy, error, 0
+
+    def execute(self, sql: str) -> None:
+        self.tries += 1
+        if self.tries <= self.busy:
+            raise sqlite3.OperationalError(self.error)
+
+
+def test_opening_a_new_file_retries_a_refused_switch_to_wal() -> None:
+    racing = _BusyThenFree(busy=3)
+    _use_wal(racing, timeout=5.0)  # type: ignore[arg-type]
+    assert racing.tries == 4
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        _use_wal(_BusyThenFree(busy=10**6), timeout=0.05)  # type: ignore[arg-type]
+    broken = _BusyThenFree(busy=1, error="disk I/O error")
+    with pytest.raises(sqlite3.OperationalError, match="disk I/O"):
+        _use_wal(broken, timeout=5.0)  # type: ignore[arg-type]
+    assert broken.tries == 1  # only a lock is worth waiting for
 
 
 def test_published_values_are_set_once_and_shared(make_store: StoreFactory) -> None:

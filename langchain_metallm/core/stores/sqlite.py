@@ -19,6 +19,7 @@ import contextlib
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
@@ -453,12 +454,27 @@ class SQLiteStore(PolicyStore):
                 isolation_level=None,
                 check_same_thread=False,
             )
-            db.execute("PRAGMA journal_mode=WAL")
+            _use_wal(db, self.timeout)
             db.execute("PRAGMA synchronous=NORMAL")
             db.executescript(_SCHEMA)
             _add_stamps(db)
             self._db, self._pid = db, os.getpid()
         return self._db
+
+
+def _use_wal(db: sqlite3.Connection, timeout: float) -> None:
+    """Switch the file to WAL, retrying for up to ``timeout`` seconds: SQLite
+    answers "database is locked" to this switch without waiting, when another
+    process opens the same new file at the same moment."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 def _add_stamps(db: sqlite3.Connection) -> None:
