@@ -110,11 +110,19 @@ class BudgetPacer:
             self._level = max(self._level + delta, floor) if level is None else level
             return max(0.0, self._level)
 
-    def resume(self, weight: float) -> None:
-        """Continue from a saved ``weight`` (a restart keeps its pace, not its
-        credit)."""
+    @property
+    def level(self) -> float:
+        """The signed level ``q``: the weight when positive, the credit an
+        under-spend carries when negative; what a save keeps."""
+        return self._level
+
+    def resume(self, level: float) -> None:
+        """Continue from a saved ``level`` (its pace and its credit; a level
+        below this budget's credit floor is raised to it)."""
+        floor = -self.step * CREDIT_CALLS * self.budget
+        checked = check_number("pacer level", level)
         with self._lock:
-            self._level = check_number("weight", weight, low=0.0)
+            self._level = max(checked, floor)
             self.started = True
 
 

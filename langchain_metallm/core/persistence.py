@@ -12,7 +12,7 @@ A save is a directory holding two files (format version 3):
                 "unit": u, "dollar_unit": u$ | null,
                 "newcomers": [name], "default": name | null,
                 "decay": g, "alpha": a | null, "budget": B | null,
-                "pacer_weight": p | null,
+                "pacer_weight": p | null, "pacer_level": q | null,
                 "embedder": {"name": str, "dimension": e},
                 "tasks": [task names] | null,
                 "task_kind": "classifier" | "clusters" | "online"}}  (with tasks)
@@ -33,8 +33,11 @@ A save is a directory holding two files (format version 3):
 
 ``unit`` (the cost that normalises to 1, see ``catalogue``), ``newcomers``,
 ``default``, ``decay``, ``alpha`` (the setting; the top-level ``alpha`` is the
-one resolved), ``budget`` and ``pacer_weight`` are what resuming needs; a save
-without them (before this release) resumes with the defaults.
+one resolved), ``budget`` and ``pacer_level`` (the pacer's signed level: its
+weight, or the credit an under-spend carries when negative) are what resuming
+needs; ``pacer_weight`` is the weight decisions used, for reports. A save without
+them (before this release) resumes with the defaults, one without ``pacer_level``
+from ``pacer_weight``.
 
 Versions 1 and 2 are still read. Version 1 (before task features) had no
 ``tasks``; version 2 had no ``task_kind`` (its tasks are a classifier). Both
@@ -91,7 +94,14 @@ _TASK_WEIGHTS = "task_weights"
 _CLUSTER_ARRAYS = ("cluster_centroids", "cluster_style_mean", "cluster_style_scale")
 _TASK_ARRAYS = (_TASK_WEIGHTS, *_CLUSTER_ARRAYS, *ARRAY_NAMES)
 _INTEGER_ARRAYS = ("counts", *ARRAY_NAMES[:2])
-SAVED_SETTINGS = ("cost_weight", "decay", "alpha", "budget", "pacer_weight")
+SAVED_SETTINGS = (
+    "cost_weight",
+    "decay",
+    "alpha",
+    "budget",
+    "pacer_weight",
+    "pacer_level",
+)
 """Router settings a save holds besides its catalogue; passed at load they override."""
 _CATALOGUE = ("unit", "dollar_unit", "newcomers", "default")
 """Catalogue entries a save holds besides the costs."""
@@ -109,7 +119,7 @@ class RouterState:
     tasks: TaskModel | None
     settings: dict[str, Any]
     """The saved ``unit``, ``newcomers``, ``default``, ``decay``, ``alpha``,
-    ``budget`` and ``pacer_weight`` (those the save holds)."""
+    ``budget``, ``pacer_weight`` and ``pacer_level`` (those the save holds)."""
 
 
 def save_policy(policy: LinUCBPolicy, path: StrPath) -> None:
@@ -297,7 +307,10 @@ def router_settings(
             "models: expected a dict of name -> chat model, "
             f"got {type(models).__name__}"
         )
-    fixed = sorted(set(overrides) & {"ridge", "models", "embeddings", "pacer_weight"})
+    fixed = sorted(
+        set(overrides)
+        & {"ridge", "models", "embeddings", "pacer_weight", "pacer_level"}
+    )
     if fixed:
         raise TypeError(f"load: {fixed} come from the save or the arguments")
     saved = list(state.policy.arms)

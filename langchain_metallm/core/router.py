@@ -518,7 +518,7 @@ class RouterCore:
 
     def save(self, path: StrPath) -> None:
         """Save what was learned and what resuming needs (settings, catalogue,
-        the pacer's state); a fresh router embeds one probe text to learn the
+        the pacer's level and credit); a fresh router embeds one probe text to learn the
         dimension and saves an untrained policy."""
         policy = self._policy
         if policy is None:
@@ -537,6 +537,7 @@ class RouterCore:
                 "alpha": self.settings.alpha,
                 "budget": None if pacer is None else pacer.budget,
                 "pacer_weight": None if pacer is None else pacer.weight,
+                "pacer_level": None if pacer is None else pacer.level,
             },
             embeddings=self.embeddings,
             tasks=self._tasks,
@@ -586,9 +587,9 @@ class RouterCore:
                     contexts=self._prior_contexts(policy.dim),
                     prior_outcomes=PRIOR_OUTCOMES,
                 )
-        pacer_weight = state.settings.get("pacer_weight")
-        if self.pacer is not None and pacer_weight is not None:
-            self.pacer.resume(float(pacer_weight))
+        level = state.settings.get("pacer_level", state.settings.get("pacer_weight"))
+        if self.pacer is not None and level is not None:
+            self.pacer.resume(float(level))
 
     # Internals --------------------------------------------------------------------
 

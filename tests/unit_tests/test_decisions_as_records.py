@@ -325,6 +325,31 @@ def test_a_plain_load_resumes_decay_budget_and_pace(tmp_path: Path) -> None:
         )
 
 
+def test_a_restart_keeps_the_pacers_credit(tmp_path: Path) -> None:
+    """A save kept the pacer's weight (0 while under-spending) and lost its
+    credit; a save without ``pacer_level`` (before) resumes from its weight."""
+    router = fitted(budget=0.9)
+    serve(router, [query("poetry", i) for i in range(20)], best_on_math)
+    pacer = router.core.pacer
+    assert pacer is not None and pacer.weight == 0.0 and pacer.level < 0
+    router.save(tmp_path / "r")
+    children = {name: EchoChild(name_tag=name) for name in COSTS}
+    loaded = MetaLLMRouterChatModel.load(
+        tmp_path / "r", children, embeddings=KeywordEmbeddings()
+    )
+    assert loaded.core.pacer is not None
+    assert loaded.core.pacer.level == pacer.level
+    manifest = tmp_path / "r" / "metallm.json"
+    saved = json.loads(manifest.read_text())
+    del saved["router"]["pacer_level"]
+    saved["router"]["pacer_weight"] = 0.25
+    manifest.write_text(json.dumps(saved))
+    old = MetaLLMRouterChatModel.load(
+        tmp_path / "r", children, embeddings=KeywordEmbeddings()
+    )
+    assert old.core.pacer is not None and old.core.pacer.level == 0.25
+
+
 def test_a_budgeted_router_does_not_overspend_at_first() -> None:
     """The pacer started at weight 0: with ``budget=0.15`` the first 100 calls
     spent 2.4 times the budget; every restart and new worker repeated it."""

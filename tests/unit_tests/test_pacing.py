@@ -112,6 +112,27 @@ def test_resume_continues_from_a_saved_weight() -> None:
     assert pacer.observe(1.0) == pytest.approx(0.42 + 0.05 * 0.7)
 
 
+def test_resume_keeps_the_credit_an_underspend_carries() -> None:
+    """A restart resumed at weight 0 and lost the credit: the under-spend before
+    it was never spent back. A level below the budget's floor is raised to it."""
+    before = BudgetPacer(0.6)
+    for _ in range(50):
+        before.observe(0.1)
+    assert before.weight == 0.0 and before.level < 0
+    after = BudgetPacer(0.6)
+    after.resume(before.level)
+    assert after.level == before.level
+    spent_back = 0
+    while after.observe(1.0) == 0.0:
+        spent_back += 1
+    assert spent_back == pytest.approx(50 * 0.5 / 0.4, abs=1)
+    low = BudgetPacer(0.3)
+    low.resume(-1e6)
+    assert low.level == pytest.approx(-0.05 * CREDIT_CALLS * 0.3)
+    with pytest.raises(ValueError, match="pacer level: must be in"):
+        low.resume(float("nan"))
+
+
 @pytest.mark.parametrize(
     ("budget", "error"),
     [

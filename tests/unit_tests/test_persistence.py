@@ -216,6 +216,7 @@ def test_the_format_is_a_json_manifest_and_a_plain_npz(tmp_path: Path) -> None:
         "alpha": 0.4,
         "budget": None,
         "pacer_weight": None,
+        "pacer_level": None,
         "embedder": {"name": "KeywordEmbeddings", "dimension": 4},
         "tasks": None,
     }
