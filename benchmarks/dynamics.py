@@ -29,7 +29,8 @@ several seeds, mean and worst:
 Run from the project root: ``python benchmarks/dynamics.py --seeds 3`` (prompts
 are embedded once with the packaged MiniLM into ``.metallm_cache/``). Prints the
 numbers and its run time, writes ``results/dynamics_*.json`` and plots
-``results/dynamics_*.png``, copied to ``docs/`` for the README.
+``results/dynamics_*.png``, copied to ``docs/`` for the README (a run with
+``--out`` elsewhere leaves ``docs/`` alone).
 """
 
 from __future__ import annotations
@@ -76,6 +77,8 @@ BUDGET_STEPS = (0.0, 0.05, 0.1, 0.2, 0.35, 0.55, 1.0)
 """Budgets as fractions of the way from the cheapest child's cost to 1."""
 TOLERANCE = 0.02
 """Target of scenario 1: realised mean cost within 2% of a binding budget."""
+DEFAULT_OUT = "results"
+"""Where results go; only a run writing here refreshes the README's plots."""
 
 
 @dataclass(frozen=True)
@@ -607,7 +610,7 @@ def main() -> None:
         help="where prompt embeddings are cached on disk",
     )
     parser.add_argument("--calls", type=int, default=2000, help="stream length cap")
-    parser.add_argument("--out", default="results")
+    parser.add_argument("--out", default=DEFAULT_OUT)
     parser.add_argument(
         "--scenarios", default=",".join(SCENARIOS), help="comma-separated subset"
     )
@@ -637,9 +640,11 @@ def main() -> None:
     for scenario in chosen:
         result = reports[scenario]()
         (out / f"dynamics_{scenario}.json").write_text(json.dumps(result, indent=1))
-    for png in out.glob("dynamics_*.png"):
-        shutil.copy(png, docs / png.name)
-    print(f"\nwrote {out}/dynamics_*.json and plots (copied to {docs}/)")
+    if args.out == DEFAULT_OUT:
+        for png in out.glob("dynamics_*.png"):
+            shutil.copy(png, docs / png.name)
+    copied = f" (copied to {docs}/)" if args.out == DEFAULT_OUT else ""
+    print(f"\nwrote {out}/dynamics_*.json and plots{copied}")
     print(
         f"run time {time.perf_counter() - started:.0f} s wall, "
         f"{time.process_time() - cpu:.0f} s CPU"
