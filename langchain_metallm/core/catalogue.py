@@ -232,6 +232,11 @@ class Catalogue:
             newcomers=frozenset(newcomers) & set(self.costs),
         )
 
+    def graduated(self, names: Iterable[str]) -> Catalogue:
+        """This catalogue with ``names`` no longer newcomers: recorded outcomes
+        of their own were fitted, so their estimates no longer rest on a prior."""
+        return replace(self, newcomers=self.newcomers - set(names))
+
     def with_shadow(self, shadow: object) -> Catalogue:
         """This catalogue with ``shadow`` (a child, or None: live) as the incumbent."""
         if shadow is not None:

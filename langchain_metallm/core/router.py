@@ -453,8 +453,9 @@ class RouterCore:
     def fit(
         self, prompts: Sequence[str], scores: Scores, tasks: Sequence[str] | None
     ) -> None:
-        """Warm start: the policy learns every observed score. A first fit
-        without labels learns automatic tasks (``auto_tasks``) if enabled."""
+        """Warm start: the policy learns every observed score (a newcomer with
+        scores here is one no longer). A first fit without labels learns
+        automatic tasks (``auto_tasks``) if enabled."""
         names = list(self.catalogue.names)
         texts = check_prompts(prompts)
         matrix = score_matrix(scores, names, len(texts))
@@ -471,6 +472,10 @@ class RouterCore:
         policy = self._policy_for(contexts)
         columns = [names.index(arm) for arm in policy.arms]
         policy.fit(contexts, matrix[:, columns])
+        seen = np.isfinite(matrix).any(axis=0)
+        observed = [name for name, scored in zip(names, seen, strict=True) if scored]
+        if self.catalogue.newcomers & set(observed):
+            self.set_catalogue(self.catalogue.graduated(observed))
         sample = np.random.default_rng(0).permutation(len(contexts))
         self._reference.extend(contexts[sample[:REFERENCE_CONTEXTS]])
         if self.pacer is not None:

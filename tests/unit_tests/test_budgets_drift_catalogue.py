@@ -114,6 +114,30 @@ def test_a_child_added_live_is_explored_and_adopted_keeping_the_others() -> None
     assert chosen[-50:].count("star") >= 45
 
 
+def test_a_fit_with_a_new_childs_own_outcomes_ends_its_wider_exploration() -> None:
+    """A fit that held a live-added child's recorded outcomes left it a
+    newcomer, explored wider than the rest for hundreds of calls more."""
+    router = make_router(cost_weight=0.0, alpha=0.1)
+    router.fit(PROMPTS, SCORES)
+    router.add_model("star", EchoChild(name_tag="star"), 0.2)
+    router.add_model("nova", EchoChild(name_tag="nova"), 0.3)
+    prompt = "math question 7"
+    widened = router.route(prompt).bonus["star"]
+    rows = [
+        {**dict(zip(["cheap", "mid", "pricey"], row, strict=True)), "star": 1.0}
+        for row in SCORES
+    ]
+    router.fit(PROMPTS, rows)
+    assert router.core.catalogue.newcomers == {"nova"}
+    policy = router.policy
+    assert policy is not None
+    arms, _, width, _ = policy.estimate(router.core.contexts([prompt])[0])
+    assert router.route(prompt).bonus["star"] == pytest.approx(
+        0.1 * width[arms.index("star")]
+    )
+    assert router.route(prompt).bonus["star"] < widened / 2
+
+
 def test_removing_a_child_keeps_the_others_statistics() -> None:
     router = make_router()
     router.fit(PROMPTS, SCORES)
