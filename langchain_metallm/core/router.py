@@ -472,8 +472,7 @@ class RouterCore:
         policy = self._policy_for(contexts)
         columns = [names.index(arm) for arm in policy.arms]
         policy.fit(contexts, matrix[:, columns])
-        seen = np.isfinite(matrix).any(axis=0)
-        observed = [name for name, scored in zip(names, seen, strict=True) if scored]
+        observed = [names[j] for j in np.flatnonzero(np.isfinite(matrix).any(axis=0))]
         if self.catalogue.newcomers & set(observed):
             self.set_catalogue(self.catalogue.graduated(observed))
         sample = np.random.default_rng(0).permutation(len(contexts))
