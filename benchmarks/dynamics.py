@@ -640,10 +640,11 @@ def main() -> None:
     for scenario in chosen:
         result = reports[scenario]()
         (out / f"dynamics_{scenario}.json").write_text(json.dumps(result, indent=1))
-    if args.out == DEFAULT_OUT:
+    refresh_docs = args.out == DEFAULT_OUT
+    if refresh_docs:
         for png in out.glob("dynamics_*.png"):
             shutil.copy(png, docs / png.name)
-    copied = f" (copied to {docs}/)" if args.out == DEFAULT_OUT else ""
+    copied = f" (copied to {docs}/)" if refresh_docs else ""
     print(f"\nwrote {out}/dynamics_*.json and plots{copied}")
     print(
         f"run time {time.perf_counter() - started:.0f} s wall, "

@@ -70,6 +70,11 @@ class BudgetPacer:
         self._shared = (store, namespace)
 
     @property
+    def floor(self) -> float:
+        """The lowest level: ``CREDIT_CALLS`` calls' worth of budget as credit."""
+        return -self.step * CREDIT_CALLS * self.budget
+
+    @property
     def weight(self) -> float:
         """The cost weight ``p`` to decide the next call with."""
         return max(0.0, self._level)
@@ -87,7 +92,7 @@ class BudgetPacer:
         if not math.isfinite(cost) or cost < 0:
             raise ValueError(f"cost: must be finite and >= 0, got {cost!r}")
         delta = self.step * (cost - self.budget)
-        floor = -self.step * CREDIT_CALLS * self.budget
+        floor = self.floor
         shared = self._shared
         level = None
         if shared is not None:
@@ -119,10 +124,9 @@ class BudgetPacer:
     def resume(self, level: float) -> None:
         """Continue from a saved ``level`` (its pace and its credit; a level
         below this budget's credit floor is raised to it)."""
-        floor = -self.step * CREDIT_CALLS * self.budget
         checked = check_number("pacer level", level)
         with self._lock:
-            self._level = max(checked, floor)
+            self._level = max(checked, self.floor)
             self.started = True
 
 

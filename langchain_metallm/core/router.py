@@ -522,8 +522,8 @@ class RouterCore:
 
     def save(self, path: StrPath) -> None:
         """Save what was learned and what resuming needs (settings, catalogue,
-        the pacer's level and credit); a fresh router embeds one probe text to learn the
-        dimension and saves an untrained policy."""
+        the pacer's level and credit); a fresh router embeds one probe text to
+        learn the dimension and saves an untrained policy."""
         policy = self._policy
         if policy is None:
             probe = ["metallm dimension probe"]
