@@ -473,8 +473,8 @@ class RouterCore:
         columns = [names.index(arm) for arm in policy.arms]
         policy.fit(contexts, matrix[:, columns])
         observed = [names[j] for j in np.flatnonzero(np.isfinite(matrix).any(axis=0))]
-        if self.catalogue.newcomers & set(observed):
-            self.set_catalogue(self.catalogue.graduated(observed))
+        with self._lock:  # read and swap as one: a child added meanwhile stays
+            self.catalogue = self.catalogue.graduated(observed)
         sample = np.random.default_rng(0).permutation(len(contexts))
         self._reference.extend(contexts[sample[:REFERENCE_CONTEXTS]])
         if self.pacer is not None:
