@@ -281,3 +281,36 @@ def test_routers_sharing_a_store_pace_one_budget(tmp_path: Path) -> None:
     cost = answer.response_metadata["metallm"]["cost"]
     expected = max(0.0, level + 0.05 * (cost - 0.3))
     assert second.core.pacer.weight == pytest.approx(expected)
+
+
+def test_a_worker_restarted_into_a_fleet_paces_with_the_fleets_level(
+    tmp_path: Path,
+) -> None:
+    """A save's level resumes a worker alone; in a fleet the store's level,
+    moved by the others since the save, is the one it decides with."""
+    path = tmp_path / "fleet.db"
+    first, second = (
+        make_router(budget=0.3, store=SQLiteStore(path, refresh_interval=0))
+        for _ in "ab"
+    )
+    first.fit(PROMPTS, SCORES)
+    serve(first, [f"math question {i}" for i in range(40)], lambda p, m: 1.0)
+    first.save(tmp_path / "saved")
+    assert first.core.pacer is not None and second.core.pacer is not None
+    saved_level = first.core.pacer.level
+    serve(second, [f"poem request {i}" for i in range(40)], lambda p, m: 1.0)
+    fleet_level = second.core.pacer.level
+    assert fleet_level < saved_level  # the cheap poems spent below the budget
+    restarted = MetaLLMRouterChatModel.load(
+        tmp_path / "saved",
+        dict(first.models),
+        embeddings=KeywordEmbeddings(),
+        store=SQLiteStore(path, refresh_interval=0),
+    )
+    assert restarted.core.pacer is not None
+    assert restarted.core.pacer.level == saved_level  # alone until its first call
+    answer = restarted.invoke("poem request 99")
+    cost = answer.response_metadata["metallm"]["cost"]
+    assert restarted.core.pacer.level == pytest.approx(
+        fleet_level + 0.05 * (cost - 0.3)
+    )
